@@ -1,0 +1,63 @@
+"""``twisted.cred`` over the shared account store.
+
+Every login in the daemon goes through a :class:`~twisted.cred.portal.Portal`
+built by :func:`make_portal`: the service supplies its realm, this module
+supplies the one username/password checker. scrypt is deliberately slow, so
+the check runs in the reactor's thread pool, never on the reactor thread.
+"""
+
+from __future__ import annotations
+
+from twisted.cred import credentials, error
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.portal import IRealm, Portal
+from twisted.internet import threads
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from twisted_netapps.accounts import AccountStore
+
+log = Logger(namespace="netapps.auth")
+
+
+def _text(value: bytes | str) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value
+
+
+@implementer(ICredentialsChecker)
+class AccountChecker:
+    """Checks ``IUsernamePassword`` credentials against an :class:`AccountStore`.
+
+    The avatar ID is the user name as ``str``.
+    """
+
+    credentialInterfaces = (credentials.IUsernamePassword,)
+
+    def __init__(self, store: AccountStore, reactor=None) -> None:
+        self.store = store
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self._reactor = reactor
+
+    def requestAvatarId(self, creds):
+        name = _text(creds.username)
+        password = _text(creds.password)
+        d = threads.deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), self.store.check, name, password
+        )
+
+        def decided(ok: bool):
+            if ok:
+                return name
+            log.info("login failed for user {user}", user=name)
+            raise error.UnauthorizedLogin(f"bad login for {name!r}")
+
+        return d.addCallback(decided)
+
+
+def make_portal(realm: IRealm, store: AccountStore, reactor=None) -> Portal:
+    return Portal(realm, [AccountChecker(store, reactor)])

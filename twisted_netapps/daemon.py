@@ -1,0 +1,113 @@
+"""The daemon's root service: every enabled service, named, in one MultiService.
+
+Besides holding the services it
+
+- turns a bind failure into a one-line message and a non-zero exit before
+  anything runs half-started;
+- writes ``<data_dir>/run/listeners.json`` (where every service actually
+  listens; tests and scripts read it when they asked for port 0) and
+  ``<data_dir>/run/stats.json`` (every service's counters, refreshed every
+  few seconds and at shutdown);
+- creates the ``demo`` account on first start and shows its password once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+from twisted.application import service
+from twisted.internet import task
+from twisted.logger import Logger
+
+from twisted_netapps import registry
+from twisted_netapps.accounts import AccountStore
+from twisted_netapps.config import Config
+from twisted_netapps.context import ServiceContext
+from twisted_netapps.errors import ListenError
+from twisted_netapps.fileio import ensure_private_dir, write_atomically
+from twisted_netapps.listeners import BoundAddress
+from twisted_netapps.stats import StatsRegistry
+
+log = Logger(namespace="netapps")
+
+STATS_INTERVAL = 5.0
+
+
+class NetappsService(service.MultiService):
+    def __init__(self, config: Config, data_dir: Path, reactor) -> None:
+        super().__init__()
+        self.config = config
+        self.data_dir = data_dir
+        self.reactor = reactor
+        self.run_dir = data_dir / "run"
+        self.accounts = AccountStore(data_dir)
+        self.stats = StatsRegistry()
+        self.bound: list[BoundAddress] = []
+        self._stats_loop = task.LoopingCall(self.write_stats)
+        self._stats_loop.clock = reactor
+        for name in config.enabled:
+            context = ServiceContext(
+                name=name,
+                settings=config.services[name],
+                data_dir=data_dir,
+                reactor=reactor,
+                stats=self.stats.for_service(name),
+                accounts=self.accounts,
+                config=config,
+                on_bound=self.bound.append,
+            )
+            child = registry.service_module(name).build(context)
+            child.setName(name)
+            child.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        ensure_private_dir(self.run_dir)
+        (self.run_dir / "listeners.json").unlink(missing_ok=True)
+        try:
+            super().privilegedStartService()
+        except ListenError as e:
+            # twistd has redirected sys.stderr into the log by now: the one
+            # line goes to the real stderr (and the log), then a clean exit 1
+            # with no traceback; the exit releases whatever did bind.
+            log.critical("{error}", error=str(e))
+            print(e, file=sys.__stderr__, flush=True)
+            raise SystemExit(1) from None
+
+    def startService(self) -> None:
+        super().startService()
+        password = self.accounts.ensure_demo_account()
+        if password is not None:
+            log.warn(
+                "created account 'demo' with password {password} (shown once; "
+                "change it with 'netapps user del demo' and 'netapps user add')",
+                password=password,
+            )
+        self.write_listeners()
+        self._stats_loop.start(STATS_INTERVAL, now=False)
+        log.info(
+            "netapps started: {services} (data in {data_dir})",
+            services=", ".join(self.config.enabled), data_dir=str(self.data_dir),
+        )
+
+    def stopService(self):
+        if self._stats_loop.running:
+            self._stats_loop.stop()
+        d = super().stopService()
+        d.addBoth(self._stopped)
+        return d
+
+    def _stopped(self, result):
+        self.write_stats()
+        (self.run_dir / "listeners.json").unlink(missing_ok=True)
+        return result
+
+    def write_listeners(self) -> None:
+        data = {"pid": os.getpid(), "listeners": [dataclasses.asdict(b) for b in self.bound]}
+        write_atomically(self.run_dir / "listeners.json", json.dumps(data, indent=1).encode())
+
+    def write_stats(self) -> None:
+        write_atomically(self.run_dir / "stats.json", json.dumps(self.stats.snapshot(), indent=1).encode())

@@ -1,0 +1,1 @@
+"""The uppercase echo service of the socket-programming chapter, over TCP and UDP."""

@@ -1,0 +1,125 @@
+"""Twisted adapters for the uppercase core: a TCP protocol and a UDP protocol."""
+
+from __future__ import annotations
+
+from twisted.internet import interfaces, protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from zope.interface import implementer
+
+from twisted_netapps.stats import ServiceStats
+from twisted_netapps.uppercase.core import DatagramError, LineMachine, LineTooLong, datagram_reply, uppercase
+
+log = Logger(namespace="netapps.uppercase")
+
+
+def _peer(address) -> str:
+    if isinstance(address, tuple):  # UDP gives (host, port)
+        return f"{address[0]}:{address[1]}"
+    return f"{getattr(address, 'host', address)}:{getattr(address, 'port', '')}"
+
+
+@implementer(interfaces.IHalfCloseableProtocol)
+class UppercaseLineProtocol(protocol.Protocol, TimeoutMixin):
+    """One TCP connection: lines in, uppercased lines out."""
+
+    def __init__(self, factory: "UppercaseFactory") -> None:
+        self.factory = factory
+        self.machine = LineMachine(factory.max_line)
+        self.callLater = factory.reactor.callLater  # TimeoutMixin's clock
+        self.lines = 0
+
+    def connectionMade(self) -> None:
+        self.peer = _peer(self.transport.getPeer())
+        self.factory.stats.connection_opened()
+        self.setTimeout(self.factory.idle_timeout)
+        log.info("uppercase: tcp connection from {peer} opened", peer=self.peer)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.resetTimeout()
+        stats = self.factory.stats
+        stats.incr("bytes_in", len(data))
+        out = []
+        for event in self.machine.receive_data(data):
+            out.append(event.data)
+            if isinstance(event, LineTooLong):
+                stats.incr("errors")
+                log.info("uppercase: {peer}: line over {limit} bytes, closing", peer=self.peer, limit=event.limit)
+                break
+            stats.incr("requests")
+            self.lines += 1
+            if self.factory.log_requests:
+                log.info("uppercase: {peer}: line of {size} bytes", peer=self.peer, size=len(event.data))
+        if out:
+            reply = b"".join(out)
+            stats.incr("bytes_out", len(reply))
+            self.transport.write(reply)  # one write per read: coalesced, no Nagle stalls
+        if self.machine.failed:
+            self.transport.loseConnection()
+
+    def readConnectionLost(self) -> None:
+        # The client half-closed (e.g. `printf hi | nc -N`): answer the
+        # unterminated tail too, then close our side.
+        tail = self.machine.pending
+        if tail and not self.machine.failed:
+            self.factory.stats.incr("requests")
+            self.lines += 1
+            reply = uppercase(tail)
+            self.factory.stats.incr("bytes_out", len(reply))
+            self.transport.write(reply)
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        self.transport.loseConnection()
+
+    def timeoutConnection(self) -> None:
+        log.info("uppercase: {peer}: idle for {timeout}s, closing", peer=self.peer, timeout=self.factory.idle_timeout)
+        self.transport.write(b"ERROR: idle timeout\r\n")
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason) -> None:
+        self.setTimeout(None)
+        self.factory.stats.connection_closed()
+        log.info("uppercase: tcp connection from {peer} closed after {lines} lines", peer=self.peer, lines=self.lines)
+
+
+class UppercaseFactory(protocol.Factory):
+    noisy = False  # we log connections ourselves, one line each
+
+    def __init__(self, stats: ServiceStats, reactor, *, max_line: int, idle_timeout: float, log_requests: bool):
+        self.stats = stats
+        self.reactor = reactor
+        self.max_line = max_line
+        self.idle_timeout = idle_timeout
+        self.log_requests = log_requests
+
+    def buildProtocol(self, addr):
+        return UppercaseLineProtocol(self)
+
+
+class UppercaseDatagramProtocol(protocol.DatagramProtocol):
+    """Each datagram comes back uppercased to its sender (see core for limits)."""
+
+    noisy = False
+
+    def __init__(self, stats: ServiceStats, *, max_datagram: int, log_requests: bool) -> None:
+        self.stats = stats
+        self.max_datagram = max_datagram
+        self.log_requests = log_requests
+
+    def datagramReceived(self, data: bytes, addr) -> None:
+        self.stats.incr("bytes_in", len(data))
+        reply = datagram_reply(data, self.max_datagram)
+        if reply is None:
+            self.stats.incr("dropped")
+            return
+        self.stats.incr("errors" if isinstance(reply, DatagramError) else "requests")
+        if self.log_requests:
+            log.info("uppercase: udp datagram of {size} bytes from {peer}", size=len(data), peer=_peer(addr))
+        try:
+            self.transport.write(reply.data, addr)
+        except OSError as e:  # e.g. ENOBUFS or an unreachable sender: drop, never crash
+            self.stats.incr("errors")
+            log.info("uppercase: cannot reply to {peer}: {error}", peer=_peer(addr), error=e)
+            return
+        self.stats.incr("bytes_out", len(reply.data))

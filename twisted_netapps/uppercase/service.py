@@ -1,0 +1,41 @@
+"""Service builder for ``uppercase``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from twisted_netapps.context import ServiceContext
+from twisted_netapps.errors import ConfigError
+from twisted_netapps.settings import setting
+from twisted_netapps.uppercase.core import MAX_UDP_PAYLOAD
+from twisted_netapps.uppercase.protocol import UppercaseDatagramProtocol, UppercaseFactory
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    listen: list[str] = setting(
+        ["tcp:12000:interface=127.0.0.1", "udp:12000:interface=127.0.0.1"],
+        "TCP endpoint strings and udp:PORT[:interface=ADDR] listeners",
+    )
+    max_line: int = setting(65536, "longest TCP line in bytes; longer gets an error line and a close")
+    idle_timeout: float = setting(300.0, "seconds a TCP connection may stay silent")
+    max_datagram: int = setting(MAX_UDP_PAYLOAD, "largest UDP datagram answered; larger gets an error datagram")
+    log_requests: bool = setting(True, "log every line/datagram at info (connections are always logged)")
+
+    def validate(self, where: str) -> None:
+        if self.max_line < 1:
+            raise ConfigError(f"{where}.max_line: must be at least 1")
+        if self.idle_timeout <= 0:
+            raise ConfigError(f"{where}.idle_timeout: must be positive")
+        if not 1 <= self.max_datagram <= MAX_UDP_PAYLOAD:
+            raise ConfigError(f"{where}.max_datagram: must be between 1 and {MAX_UDP_PAYLOAD}")
+
+
+def build(context: ServiceContext):
+    s: Settings = context.settings
+    factory = UppercaseFactory(
+        context.stats, context.reactor,
+        max_line=s.max_line, idle_timeout=s.idle_timeout, log_requests=s.log_requests,
+    )
+    datagrams = UppercaseDatagramProtocol(context.stats, max_datagram=s.max_datagram, log_requests=s.log_requests)
+    return context.named_service(context.listeners(factory, datagrams))
