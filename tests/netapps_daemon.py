@@ -75,8 +75,8 @@ class Daemon:
         return self.proc.returncode
 
 
-def twistd_command(services, data_dir, *, listen=None, sets=(), config=None, extra=()):
-    cmd = [TWISTD, "-n", "--pidfile=", "-l", "-", "netapps", f"--data-dir={data_dir}"]
+def twistd_command(services, data_dir, *, listen=None, sets=(), config=None, extra=(), twistd_args=()):
+    cmd = [TWISTD, "-n", "--pidfile=", "-l", "-", *twistd_args, "netapps", f"--data-dir={data_dir}"]
     if services is not None:
         cmd.append(f"--services={','.join(services) if not isinstance(services, str) else services}")
     if config is not None:
@@ -97,6 +97,7 @@ def start_daemon(
     sets=(),
     config: str | None = None,
     extra=(),
+    twistd_args=(),
     env: dict | None = None,
     timeout: float = 30.0,
 ) -> Daemon:
@@ -105,11 +106,12 @@ def start_daemon(
     Raises RuntimeError (with the daemon's output) if it exits instead.
     """
     data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.parent.mkdir(parents=True, exist_ok=True)  # the daemon creates data_dir itself, 0700
     log_path = data_dir.parent / f"{data_dir.name}-twistd.log"
-    cmd = twistd_command(services, data_dir, listen=listen, sets=sets, config=config, extra=extra)
+    cmd = twistd_command(
+        services, data_dir, listen=listen, sets=sets, config=config, extra=extra, twistd_args=twistd_args
+    )
     listeners_file = data_dir / "run" / "listeners.json"
-    listeners_file.unlink(missing_ok=True)
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
             cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

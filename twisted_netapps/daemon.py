@@ -28,7 +28,7 @@ from twisted_netapps.accounts import AccountStore
 from twisted_netapps.config import Config
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.errors import ListenError
-from twisted_netapps.fileio import ensure_private_dir, write_atomically
+from twisted_netapps.fileio import write_atomically
 from twisted_netapps.listeners import BoundAddress
 from twisted_netapps.stats import StatsRegistry
 
@@ -65,7 +65,6 @@ class NetappsService(service.MultiService):
             child.setServiceParent(self)
 
     def privilegedStartService(self) -> None:
-        ensure_private_dir(self.run_dir)
         (self.run_dir / "listeners.json").unlink(missing_ok=True)
         try:
             super().privilegedStartService()

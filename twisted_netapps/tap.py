@@ -43,7 +43,7 @@ class Options(usage.Options):
         self["set"].append(value)
 
 
-def _chown_for_privilege_drop(options: Options, path: Path) -> None:
+def _chown_for_privilege_drop(options: Options, *paths: Path) -> None:
     # Running as root with twistd -u/-g: the data dir must belong to the user
     # the daemon becomes, or it cannot write its own data after the drop.
     parent = getattr(options, "parent", None)
@@ -51,7 +51,8 @@ def _chown_for_privilege_drop(options: Options, path: Path) -> None:
         return
     uid, gid = parent.get("uid"), parent.get("gid")
     if uid is not None or gid is not None:
-        os.chown(path, uid if uid is not None else -1, gid if gid is not None else -1)
+        for path in paths:
+            os.chown(path, uid if uid is not None else -1, gid if gid is not None else -1)
 
 
 def makeService(options: Options):
@@ -70,9 +71,10 @@ def makeService(options: Options):
         data_dir = Path(config.daemon.data_dir).resolve()
         try:
             ensure_private_dir(data_dir)
+            run_dir = ensure_private_dir(data_dir / "run")
         except OSError as e:
             raise NetappsError(f"data dir {data_dir}: {e.strerror}") from None
-        _chown_for_privilege_drop(options, data_dir)
+        _chown_for_privilege_drop(options, data_dir, run_dir)
         return NetappsService(config, data_dir, reactor)
     except NetappsError as e:
         # One line, no traceback: this is a user mistake, not a bug.
