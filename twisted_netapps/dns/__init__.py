@@ -1,0 +1,13 @@
+"""DNS: the authoritative ``dns`` service (and the transports ``resolver`` shares).
+
+Layers, imports flowing one way:
+
+- :mod:`.wire`: raw-header helpers on bytes (no dnspython, no Twisted);
+- :mod:`.zones`: BIND master files -> dnspython zones, with file:line errors;
+- :mod:`.authority`: answers from zones, pure (RFC 1034/2181/2308/4592);
+- :mod:`.responder`: query bytes -> response bytes, with the prepared-reply
+  cache that keeps the hot path off the codec;
+- :mod:`.transport`: the Twisted UDP/TCP adapters (shared with ``resolver``);
+- :mod:`.notify`, :mod:`.zoneset`: NOTIFY sender, zone reloads;
+- :mod:`.service`: ``Settings`` and ``build``.
+"""

@@ -1,0 +1,286 @@
+"""Twisted adapters for DNS over UDP and TCP, shared by ``dns`` and ``resolver``.
+
+Both speak to an :class:`IQueryHandler`: wire-format query in, wire-format
+response out. The handler owns everything DNS (EDNS, sizes, TC); the
+adapters own framing, timeouts, back-pressure, counters and the protocol
+boundary rule: a handler exception is logged and becomes SERVFAIL (when a
+header can be read) or a dropped datagram, never an exception that escapes
+into the reactor.
+
+TCP (RFC 7766): 2-byte length prefix, many queries per connection,
+pipelined queries handled concurrently and answered as they complete (so
+possibly out of order), replies to one read coalesced into one write,
+TCP_NODELAY, an idle timeout, and a bound on queries in flight (reading
+pauses above it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Union
+
+from twisted.internet import defer, protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from zope.interface import Interface
+
+from twisted_netapps.dns import wire
+from twisted_netapps.stats import ServiceStats
+
+#: What a handler may return: one message, several (TCP only: AXFR), or None.
+Reply = Union[bytes, Sequence[bytes], None]
+
+MAX_TCP_MESSAGE = 65535
+
+
+class IQueryHandler(Interface):
+    def handle(query: bytes, peer: tuple[str, int], over_tcp: bool):
+        """Wire-format query in, wire-format response out.
+
+        Returns ``bytes``, ``None`` (drop), a sequence of ``bytes`` (several
+        messages, e.g. an AXFR over TCP), or a Deferred firing with one of
+        those. The handler does EDNS, size limits and TC.
+        """
+
+
+def _peer_text(peer) -> str:
+    return f"{peer[0]}:{peer[1]}"
+
+
+class DNSDatagramProtocol(protocol.DatagramProtocol):
+    """One UDP socket: each datagram goes to the handler, its reply back to the sender."""
+
+    noisy = False
+
+    def __init__(self, handler, stats: ServiceStats, service: str = "dns") -> None:
+        self.handler = handler
+        self.stats = stats
+        self.service = service
+        self.log = Logger(namespace=f"netapps.{service}")
+
+    def datagramReceived(self, data: bytes, addr) -> None:
+        stats = self.stats
+        stats.incr("requests")
+        stats.incr("bytes_in", len(data))
+        try:
+            reply = self.handler.handle(data, addr, False)
+        except Exception:  # protocol boundary: a handler bug must not kill the listener
+            self.log.failure("{service}: handler failed on a UDP query from {peer}",
+                             service=self.service, peer=_peer_text(addr))
+            reply = self._servfail(data)
+        if type(reply) is bytes:
+            self._send(reply, addr)
+        elif isinstance(reply, defer.Deferred):
+            reply.addCallback(self._deferred_reply, addr)
+            reply.addErrback(self._deferred_failure, data, addr)
+        elif reply is None:
+            stats.incr("dropped")
+        else:  # several messages make no sense over UDP: send the first
+            self._send(reply[0], addr)
+
+    def _servfail(self, query: bytes) -> bytes | None:
+        self.stats.incr("errors")
+        return wire.error_reply(query, wire.SERVFAIL)
+
+    def _deferred_reply(self, reply, addr) -> None:
+        if reply is None:
+            self.stats.incr("dropped")
+        elif type(reply) is bytes:
+            self._send(reply, addr)
+        else:
+            self._send(reply[0], addr)
+
+    def _deferred_failure(self, failure, query: bytes, addr) -> None:
+        self.log.failure("{service}: handler failed on a UDP query from {peer}", failure,
+                         service=self.service, peer=_peer_text(addr))
+        reply = self._servfail(query)
+        if reply is not None:
+            self._send(reply, addr)
+
+    def _send(self, reply: bytes | None, addr) -> None:
+        if reply is None:
+            self.stats.incr("dropped")
+            return
+        try:
+            self.transport.write(reply, addr)
+        except OSError as e:  # ENOBUFS, unreachable sender, ...: drop, never crash
+            self.stats.incr("errors")
+            self.log.debug("{service}: cannot reply to {peer}: {error}",
+                           service=self.service, peer=_peer_text(addr), error=e)
+            return
+        self.stats.incr("bytes_out", len(reply))
+
+
+class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
+    """One TCP connection carrying length-prefixed DNS messages."""
+
+    def __init__(self, factory: "DNSStreamFactory") -> None:
+        self.factory = factory
+        self.callLater = factory.reactor.callLater  # TimeoutMixin's clock
+        self._buffer = b""
+        self._in_flight = 0
+        self._paused = False
+        self._closed = False
+        self.queries = 0
+        self.peer: tuple[str, int] = ("?", 0)
+
+    # -- connection life
+
+    def connectionMade(self) -> None:
+        address = self.transport.getPeer()
+        self.peer = (getattr(address, "host", str(address)), getattr(address, "port", 0))
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)  # replies are whole messages: never wait for Nagle
+        self.factory.stats.connection_opened()
+        self.factory.open_connections += 1
+        if self.factory.open_connections > self.factory.max_connections:
+            self.factory.stats.incr("connections_refused")
+            self.factory.log.info("{service}: too many TCP connections, closing one from {peer}",
+                                  service=self.factory.service, peer=_peer_text(self.peer))
+            self.transport.loseConnection()
+            return
+        self.setTimeout(self.factory.idle_timeout)
+        self.factory.log.debug("{service}: tcp connection from {peer} opened",
+                               service=self.factory.service, peer=_peer_text(self.peer))
+
+    def connectionLost(self, reason=None) -> None:
+        self._closed = True
+        self.setTimeout(None)
+        self.factory.open_connections -= 1
+        self.factory.stats.connection_closed()
+        self.factory.log.debug("{service}: tcp connection from {peer} closed after {queries} queries",
+                               service=self.factory.service, peer=_peer_text(self.peer),
+                               queries=self.queries)
+
+    def timeoutConnection(self) -> None:
+        if self._in_flight:  # still working for this client: not idle
+            self.setTimeout(self.factory.idle_timeout)  # the fired call is gone: re-arm
+            return
+        self.factory.stats.incr("tcp_idle_timeouts")
+        self.transport.loseConnection()
+
+    # -- framing
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closed:
+            return
+        self.resetTimeout()
+        stats = self.factory.stats
+        stats.incr("bytes_in", len(data))
+        buf = self._buffer + data if self._buffer else data
+        out: list[bytes] = []
+        offset = 0
+        size = len(buf)
+        while size - offset >= 2:
+            length = (buf[offset] << 8) | buf[offset + 1]
+            if length < wire.HEADER_SIZE or length > self.factory.max_message:
+                # Not a DNS message: the stream can no longer be framed.
+                stats.incr("errors")
+                self.factory.log.info("{service}: {peer}: bad TCP message length {length}, closing",
+                                      service=self.factory.service, peer=_peer_text(self.peer),
+                                      length=length)
+                self._write(out)
+                self.transport.loseConnection()
+                self._closed = True
+                return
+            end = offset + 2 + length
+            if end > size:
+                break
+            self._handle(buf[offset + 2:end], out)
+            offset = end
+        self._buffer = buf[offset:] if offset else buf
+        self._write(out)
+        if self._in_flight >= self.factory.max_in_flight and not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+
+    def _handle(self, query: bytes, out: list[bytes]) -> None:
+        self.queries += 1
+        self.factory.stats.incr("requests")
+        try:
+            reply = self.factory.handler.handle(query, self.peer, True)
+        except Exception:  # protocol boundary: a handler bug must not kill the connection
+            self.factory.log.failure("{service}: handler failed on a TCP query from {peer}",
+                                     service=self.factory.service, peer=_peer_text(self.peer))
+            reply = self._servfail(query)
+        if isinstance(reply, defer.Deferred):
+            self._in_flight += 1
+            reply.addErrback(self._deferred_failure, query)
+            reply.addCallback(self._deferred_reply)
+        else:
+            self._frame(reply, out)
+
+    def _servfail(self, query: bytes) -> bytes | None:
+        self.factory.stats.incr("errors")
+        return wire.error_reply(query, wire.SERVFAIL)
+
+    def _deferred_failure(self, failure, query: bytes):
+        self.factory.log.failure("{service}: handler failed on a TCP query from {peer}", failure,
+                                 service=self.factory.service, peer=_peer_text(self.peer))
+        return self._servfail(query)
+
+    def _deferred_reply(self, reply: Reply) -> None:
+        self._in_flight -= 1
+        if self._closed:
+            return
+        out: list[bytes] = []
+        self._frame(reply, out)
+        self._write(out)
+        self.resetTimeout()
+        if self._paused and self._in_flight < self.factory.max_in_flight:
+            self._paused = False
+            self.transport.resumeProducing()
+
+    def _frame(self, reply: Reply, out: list[bytes]) -> None:
+        if reply is None:
+            self.factory.stats.incr("dropped")
+            return
+        messages = (reply,) if type(reply) is bytes else reply
+        for message in messages:
+            if len(message) > MAX_TCP_MESSAGE:
+                self.factory.stats.incr("errors")
+                self.factory.log.error("{service}: reply of {size} bytes does not fit a TCP message",
+                                       service=self.factory.service, size=len(message))
+                continue
+            out.append(len(message).to_bytes(2, "big"))
+            out.append(message)
+
+    def _write(self, out: list[bytes]) -> None:
+        if out:
+            data = b"".join(out)
+            self.factory.stats.incr("bytes_out", len(data))
+            self.transport.write(data)
+
+
+class DNSStreamFactory(protocol.Factory):
+    """Builds :class:`DNSStreamProtocol`; holds the limits every connection shares."""
+
+    noisy = False
+    protocol = DNSStreamProtocol
+
+    def __init__(
+        self,
+        handler,
+        stats: ServiceStats,
+        reactor,
+        idle_timeout: float = 30.0,
+        *,
+        service: str = "dns",
+        max_connections: int = 1000,
+        max_in_flight: int = 100,
+        max_message: int = MAX_TCP_MESSAGE,
+    ) -> None:
+        self.handler = handler
+        self.stats = stats
+        self.reactor = reactor
+        self.idle_timeout = idle_timeout
+        self.service = service
+        self.max_connections = max_connections
+        self.max_in_flight = max_in_flight
+        self.max_message = max_message
+        self.open_connections = 0
+        self.log = Logger(namespace=f"netapps.{service}")
+
+    def buildProtocol(self, addr):
+        return self.protocol(self)
