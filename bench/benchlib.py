@@ -1,0 +1,67 @@
+"""Small shared pieces for bench/ scripts: start our daemon, CPU time, result table.
+
+Convention: ``python bench/<name>.py`` runs ours and the named peer side by
+side in one run on loopback and prints both figures and the ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+TWISTD = str(Path(sys.executable).parent / "twistd")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime+stime of *pid* (and its reaped children) in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(x) for x in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def netapps(services: list[str], listen: dict[str, list[str]], sets=(), timeout: float = 30.0):
+    """Run ``twistd -n netapps`` with *services*; yield (pid, listeners list)."""
+    tmp = Path(tempfile.mkdtemp(prefix="netapps-bench-"))
+    cmd = [TWISTD, "-n", "--pidfile=", "-l", str(tmp / "twistd.log"), "netapps",
+           f"--data-dir={tmp / 'data'}", f"--services={','.join(services)}"]
+    cmd += [f"--listen={s}={e}" for s, eps in listen.items() for e in eps]
+    cmd += [f"--set={s}" for s in sets]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        listeners_file = tmp / "data" / "run" / "listeners.json"
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"daemon exited: {(tmp / 'twistd.log').read_text()}")
+            try:
+                data = json.loads(listeners_file.read_text())
+                if data["pid"] == proc.pid:
+                    break
+            except (FileNotFoundError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("daemon did not start")
+            time.sleep(0.05)
+        yield proc.pid, data["listeners"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(title: str, unit: str, ours: float, peer: float, peer_name: str, extra: str = "") -> None:
+    ratio = ours / peer if peer else float("nan")
+    print(f"{title}: ours {ours:,.0f} {unit} | {peer_name} {peer:,.0f} {unit} | ratio {ratio:.2f}{extra}")
