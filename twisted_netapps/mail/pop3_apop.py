@@ -1,0 +1,75 @@
+"""APOP (RFC 1939 section 7) secrets: a plaintext-equivalent secret per user.
+
+The account store keeps only scrypt hashes, which APOP cannot use (the client
+proves knowledge of md5(timestamp + secret)). So APOP is opt-in per user: an
+administrator puts ``user:secret`` lines in ``<data_dir>/mail/apop-secrets``
+(mode 0600, checked; a group/world readable file is ignored). The POP3
+greeting offers an APOP timestamp only while that file holds at least one
+secret; otherwise APOP is not offered at all and answers ``-ERR``.
+The file is re-read per login, so edits take effect without a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import stat
+from pathlib import Path
+
+from twisted.cred import credentials, error
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+SECRETS_FILE = "apop-secrets"
+
+log = Logger(namespace="netapps.pop3")
+
+
+def load_secrets(path: Path) -> dict[str, str]:
+    """``user -> secret`` from *path*; empty if missing or not private (0600)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return {}
+    with os.fdopen(fd, "rb") as handle:
+        if stat.S_IMODE(os.fstat(handle.fileno()).st_mode) & 0o077:
+            log.warn("ignoring {path}: readable by group/others (chmod 600 it)", path=str(path))
+            return {}
+        text = handle.read(1 << 20).decode("utf-8", "replace")
+    secrets = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        user, sep, secret = line.partition(":")
+        if sep and user and secret:
+            secrets[user] = secret
+    return secrets
+
+
+@implementer(credentials.IUsernameHashedPassword)
+class ApopCredentials:
+    def __init__(self, timestamp: str, username: str, digest: str) -> None:
+        self.timestamp = timestamp
+        self.username = username
+        self.digest = digest
+
+    def checkPassword(self, password: str) -> bool:
+        expected = hashlib.md5((self.timestamp + password).encode("utf-8")).hexdigest()
+        return hmac.compare_digest(expected, self.digest.lower())
+
+
+@implementer(ICredentialsChecker)
+class ApopSecretChecker:
+    credentialInterfaces = (credentials.IUsernameHashedPassword,)
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def requestAvatarId(self, creds):
+        secret = load_secrets(self.path).get(creds.username)
+        if secret is not None and creds.checkPassword(secret):
+            return defer.succeed(creds.username)
+        return defer.fail(error.UnauthorizedLogin(f"bad APOP login for {creds.username!r}"))
