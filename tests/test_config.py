@@ -43,13 +43,13 @@ def test_unknown_service_is_one_line_naming_it():
 @pytest.mark.parametrize(
     "assignment, message",
     [
-        ("uppercase.max_line=\"long\"", r"uppercase\.max_line: expected an integer, got a string"),
-        ("uppercase.max_line=true", r"uppercase\.max_line: expected an integer, got a boolean"),
-        ("uppercase.nosuchkey=1", r"uppercase\.nosuchkey: unknown key"),
-        ("uppercase.idle_timeout=0", r"uppercase\.idle_timeout: must be positive"),
-        ("uppercase.listen=\"tcp:1\"", r"uppercase\.listen: expected an array"),
-        ("nosuchsection.key=1", r"\[nosuchsection\]: unknown section"),
-        ("netapps.services=[\"nope\"]", r"netapps\.services: unknown service 'nope'"),
+        ("uppercase.max_line=\"long\"", r"^--set uppercase\.max_line=\"long\": expected an integer, got a string$"),
+        ("uppercase.max_line=true", r"^--set uppercase\.max_line=true: expected an integer, got a boolean$"),
+        ("uppercase.nosuchkey=1", r"^--set uppercase\.nosuchkey=1: unknown key"),
+        ("uppercase.idle_timeout=0", r"^--set uppercase\.idle_timeout=0: must be positive"),
+        ("uppercase.listen=\"tcp:1\"", r"^--set uppercase\.listen=\"tcp:1\": expected an array"),
+        ("nosuchsection.key=1", r"^--set nosuchsection\.key=1: unknown section"),
+        ("netapps.services=[\"nope\"]", r"^--set netapps\.services=\[\"nope\"\]: unknown service 'nope'"),
         ("novalue", r"expected section\.key=VALUE"),
     ],
 )
@@ -85,6 +85,13 @@ def test_listen_replaces_the_service_listeners():
         load_config(listens=["smtpx=tcp:25"])
     with pytest.raises(ConfigError, match="expected SERVICE=ENDPOINT"):
         load_config(listens=["tcp:25"])
+
+
+def test_file_values_are_blamed_on_the_file(tmp_path):
+    path = tmp_path / "n.toml"
+    path.write_text("[uppercase]\nmax_line = true\n")
+    with pytest.raises(ConfigError, match=f"^{path}: uppercase.max_line: expected an integer, got a boolean$"):
+        load_config(str(path))
 
 
 def test_file_errors_name_the_file(tmp_path):

@@ -136,6 +136,29 @@ def load_config(
     for assignment in sets:
         apply_set(raw, assignment)
     apply_listen(raw, list(listens))
+    try:
+        return _validate(source, raw, services, data_dir)
+    except ConfigError as e:
+        raise ConfigError(_blame_command_line(str(e), source, sets, listens)) from None
+
+
+def _blame_command_line(message: str, source: str, sets, listens) -> str:
+    """Name ``--set``/``--listen`` rather than the file when the bad value came from them."""
+    prefix = f"{source}: "
+    if not message.startswith(prefix):
+        return message
+    key = message[len(prefix):].split(":", 1)[0]
+    for assignment in sets:
+        path = assignment.partition("=")[0].strip()
+        if key == path or path.startswith(key + ".") or key.startswith((path + ".", path + "[")):
+            return f"--set {assignment}: " + message[len(prefix) + len(key) + 2:]
+    for item in listens:
+        if key.startswith(item.partition("=")[0].strip() + ".listen"):
+            return "--listen " + message[len(prefix):]
+    return message
+
+
+def _validate(source: str, raw: dict[str, Any], services: str | None, data_dir: str | None) -> Config:
     if data_dir is not None:
         raw.setdefault("netapps", {})["data_dir"] = data_dir
     daemon_table = raw.pop("netapps", {})
@@ -145,7 +168,7 @@ def load_config(
     for name in raw:
         if name not in registry.SERVICES:
             raise ConfigError(
-                f"{source}: [{name}]: unknown section (known: netapps, {', '.join(sorted(registry.SERVICES))})"
+                f"{source}: {name}: unknown section (known: netapps, {', '.join(sorted(registry.SERVICES))})"
             )
     enabled = resolve_enabled(services, daemon, source)
     settings = {}
