@@ -21,6 +21,7 @@ from twisted_netapps.errors import ConfigError
 SERVICES: dict[str, str] = {
     "uppercase": "twisted_netapps.uppercase.service",
     "pop3": "twisted_netapps.mail.pop3_service",
+    "resolver": "twisted_netapps.resolver.service",
 }
 
 

@@ -1,0 +1,220 @@
+"""The resolver's cache: RRsets, negative answers, delegations and final answers.
+
+Two layers, as in Unbound:
+
+- the RRset layer feeds iteration: positive RRsets by (name, type) with a
+  trust rank (RFC 2181 5.4.1: an authoritative answer beats referral NS
+  data, which beats glue), negative entries per RFC 2308 (NXDOMAIN for the
+  name, NODATA for name+type, TTL from the SOA in authority), and the NS
+  RRsets that tell iteration the closest known zone cut;
+- the answer layer holds finished replies as :class:`PreparedAnswer`, keyed
+  by the lowercased question bytes, so a cache hit is a dictionary lookup.
+
+Both are bounded (LRU eviction) and every TTL is clamped to
+``[min_ttl, max_ttl]`` (negative ones to ``negative_max_ttl``). Time comes
+from an injected clock (``reactor.seconds`` or ``task.Clock().seconds``).
+No Twisted imports here.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Generic, TypeVar
+
+import dns.name
+import dns.rdatatype
+import dns.rrset
+
+from twisted_netapps.resolver.wire import PreparedAnswer
+
+V = TypeVar("V")
+
+# Trust ranks (higher wins while both are fresh).
+RANK_GLUE = 1
+RANK_REFERRAL = 2
+RANK_ANSWER = 3
+RANK_HINTS = 0
+
+NXDOMAIN_KEY = 0  # rdtype slot used for "the whole name does not exist"
+
+
+class LRU(Generic[V]):
+    """A dict bounded to *max_entries*, evicting the least recently used."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict = OrderedDict()
+        self.evictions = 0
+
+    def get(self, key) -> V | None:
+        items = self._items
+        value = items.get(key)
+        if value is not None:
+            items.move_to_end(key)
+        return value
+
+    def peek(self, key) -> V | None:
+        return self._items.get(key)
+
+    def put(self, key, value: V) -> None:
+        items = self._items
+        items[key] = value
+        items.move_to_end(key)
+        while len(items) > self.max_entries:
+            items.popitem(last=False)
+            self.evictions += 1
+
+    def pop(self, key) -> None:
+        self._items.pop(key, None)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass(frozen=True)
+class RRsetEntry:
+    rrset: dns.rrset.RRset
+    expires_at: float
+    rank: int
+
+
+@dataclass(frozen=True)
+class NegativeEntry:
+    soa: dns.rrset.RRset  # the SOA RRset from the authority section, TTL = negative TTL
+    expires_at: float
+
+
+class ResolverCache:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        max_entries: int = 100_000,
+        max_answers: int = 100_000,
+        min_ttl: int = 0,
+        max_ttl: int = 86_400,
+        negative_max_ttl: int = 3_600,
+    ) -> None:
+        self.clock = clock
+        self.min_ttl = min_ttl
+        self.max_ttl = max_ttl
+        self.negative_max_ttl = negative_max_ttl
+        self._rrsets: LRU[RRsetEntry] = LRU(max_entries)
+        self._negative: LRU[NegativeEntry] = LRU(max_entries)
+        self._answers: LRU[PreparedAnswer] = LRU(max_answers)
+
+    # -- TTLs ---------------------------------------------------------------
+    def clamp(self, ttl: int) -> int:
+        return max(self.min_ttl, min(ttl, self.max_ttl))
+
+    def negative_ttl(self, soa: dns.rrset.RRset) -> int:
+        """RFC 2308 section 5: min(SOA TTL, SOA MINIMUM), clamped."""
+        ttl = min(soa.ttl, soa[0].minimum) if len(soa) else 0
+        return max(self.min_ttl, min(ttl, self.negative_max_ttl, self.max_ttl))
+
+    # -- positive RRsets ---------------------------------------------------
+    def put_rrset(self, rrset: dns.rrset.RRset, rank: int) -> None:
+        ttl = self.clamp(rrset.ttl)
+        if ttl <= 0 or not len(rrset):
+            return
+        key = (rrset.name, rrset.rdtype)
+        now = self.clock()
+        current = self._rrsets.peek(key)
+        if current is not None and current.expires_at > now and current.rank > rank:
+            return  # keep the more trustworthy data until it expires
+        stored = rrset.copy()
+        stored.ttl = ttl
+        self._rrsets.put(key, RRsetEntry(stored, now + ttl, rank))
+        if rank >= RANK_ANSWER:
+            # Positive data for the name proves it exists and has this type.
+            self._negative.pop((rrset.name, NXDOMAIN_KEY))
+            self._negative.pop((rrset.name, rrset.rdtype))
+
+    def get_rrset(self, name: dns.name.Name, rdtype: int, min_rank: int = RANK_GLUE) -> dns.rrset.RRset | None:
+        """A copy of the cached RRset with its TTL counted down, or None."""
+        key = (name, rdtype)
+        entry = self._rrsets.get(key)
+        if entry is None:
+            return None
+        remaining = int(entry.expires_at - self.clock())
+        if remaining <= 0:
+            self._rrsets.pop(key)
+            return None
+        if entry.rank < min_rank:
+            return None
+        rrset = entry.rrset.copy()
+        rrset.ttl = remaining
+        return rrset
+
+    # -- negative answers (RFC 2308) ----------------------------------------
+    def put_negative(self, name: dns.name.Name, rdtype: int | None, soa: dns.rrset.RRset) -> None:
+        """Cache NODATA for (name, rdtype), or NXDOMAIN for *name* when rdtype is None."""
+        ttl = self.negative_ttl(soa)
+        if ttl <= 0:
+            return
+        stored = soa.copy()
+        stored.ttl = ttl
+        key = (name, NXDOMAIN_KEY if rdtype is None else rdtype)
+        self._negative.put(key, NegativeEntry(stored, self.clock() + ttl))
+
+    def get_negative(self, name: dns.name.Name, rdtype: int) -> tuple[bool, dns.rrset.RRset] | None:
+        """(is_nxdomain, SOA with TTL counted down) or None."""
+        now = self.clock()
+        for nxdomain, key in ((True, (name, NXDOMAIN_KEY)), (False, (name, rdtype))):
+            entry = self._negative.get(key)
+            if entry is None:
+                continue
+            remaining = int(entry.expires_at - now)
+            if remaining <= 0:
+                self._negative.pop(key)
+                continue
+            soa = entry.soa.copy()
+            soa.ttl = remaining
+            return nxdomain, soa
+        return None
+
+    # -- delegations ---------------------------------------------------------
+    def closest_delegation(self, name: dns.name.Name) -> dns.rrset.RRset | None:
+        """The cached NS RRset of the deepest zone cut at or above *name* (not the root hints)."""
+        while True:
+            ns = self.get_rrset(name, dns.rdatatype.NS)
+            if ns is not None:
+                return ns
+            if name == dns.name.root:
+                return None
+            name = name.parent()
+
+    def addresses(self, name: dns.name.Name, ipv6: bool) -> list[str]:
+        types = (dns.rdatatype.A, dns.rdatatype.AAAA) if ipv6 else (dns.rdatatype.A,)
+        out = []
+        for rdtype in types:
+            rrset = self.get_rrset(name, rdtype)
+            if rrset is not None:
+                out.extend(rdata.address for rdata in rrset)
+        return out
+
+    # -- finished answers ----------------------------------------------------
+    def put_answer(self, key: bytes, answer: PreparedAnswer) -> None:
+        if answer.ttl > 0:
+            self._answers.put(key, answer)
+
+    def get_answer(self, key: bytes) -> PreparedAnswer | None:
+        answer = self._answers.get(key)
+        if answer is None:
+            return None
+        if self.clock() >= answer.expires_at:
+            self._answers.pop(key)
+            return None
+        return answer
+
+    def flush(self) -> None:
+        self._rrsets.clear()
+        self._negative.clear()
+        self._answers.clear()
+
+    def sizes(self) -> dict[str, int]:
+        return {"rrsets": len(self._rrsets), "negative": len(self._negative), "answers": len(self._answers)}

@@ -1,0 +1,140 @@
+"""Service builder for ``resolver``: the recursive, caching name server."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import ipaddress
+from pathlib import Path
+
+from twisted_netapps.config import DEFAULT_CONFIG_NAME
+from twisted_netapps.context import ServiceContext
+from twisted_netapps.dns.transport import DNSDatagramProtocol, DNSStreamFactory
+from twisted_netapps.errors import ConfigError
+from twisted_netapps.resolver.cache import ResolverCache
+from twisted_netapps.resolver.handler import ClientACL, RecursiveQueryHandler
+from twisted_netapps.resolver.hints import RootHints, load_hints
+from twisted_netapps.resolver.iterate import Limits
+from twisted_netapps.settings import setting
+
+
+def parse_server(text: str, default_port: int = 53) -> tuple[str, int]:
+    """``IP``, ``IP:PORT``, ``[IPv6]:PORT`` or a bare IPv6 address -> (ip, port)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else default_port
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+        port = int(port_text)
+    else:
+        host, port = text, default_port
+    ipaddress.ip_address(host)  # ValueError if not an address
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} out of range")
+    return host, port
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    listen: list[str] = setting(
+        ["tcp:5301:interface=127.0.0.1", "udp:5301:interface=127.0.0.1"],
+        "TCP endpoint strings and udp:PORT[:interface=ADDR] listeners",
+    )
+    allow: list[str] = setting(
+        ["127.0.0.0/8", "::1/128"], "client networks allowed to recurse; others get REFUSED"
+    )
+    root_hints: str = setting(
+        "named.root",
+        "root hints file (named.root format); relative paths: the config file's directory, then the packaged data",
+    )
+    upstream_port: int = setting(53, "port the authoritative servers are queried on (the demo hierarchy uses 5300)")
+    forwarders: list[str] = setting(
+        [], "forwarding mode: send every query to these resolvers (IP or IP:PORT) instead of iterating"
+    )
+    cache_max_entries: int = setting(100_000, "RRsets (and, separately, prepared answers) kept; LRU beyond")
+    cache_min_ttl: int = setting(0, "TTLs below this are raised to it")
+    cache_max_ttl: int = setting(86_400, "TTLs above this are lowered to it")
+    negative_max_ttl: int = setting(3_600, "longest time an NXDOMAIN/NODATA answer is cached (RFC 2308)")
+    failure_ttl: int = setting(1, "seconds a SERVFAIL is remembered for the same question (RFC 9520)")
+    server_timeout: float = setting(1.5, "seconds to wait for one upstream server before trying the next")
+    time_budget: float = setting(10.0, "seconds for a whole resolution before SERVFAIL")
+    max_upstream_queries: int = setting(64, "upstream queries per client question before SERVFAIL")
+    ipv6_servers: bool = setting(False, "also query name servers over IPv6 (needs IPv6 connectivity)")
+    max_udp_payload: int = setting(1232, "our EDNS UDP payload size; larger answers get TC")
+    idle_timeout: float = setting(30.0, "seconds a client TCP connection may stay silent")
+    log_queries: bool = setting(False, "log every resolution (cache misses) at info")
+
+    def validate(self, where: str) -> None:
+        for i, network in enumerate(self.allow):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(f"{where}.allow[{i}]: not a network: {network!r}") from None
+        for i, server in enumerate(self.forwarders):
+            try:
+                parse_server(server)
+            except ValueError as e:
+                raise ConfigError(f"{where}.forwarders[{i}]: bad server {server!r}: {e}") from None
+        if not 0 < self.upstream_port < 65536:
+            raise ConfigError(f"{where}.upstream_port: must be 1-65535")
+        if self.cache_max_entries < 1:
+            raise ConfigError(f"{where}.cache_max_entries: must be at least 1")
+        if not 0 <= self.cache_min_ttl <= self.cache_max_ttl:
+            raise ConfigError(f"{where}.cache_min_ttl: must be between 0 and cache_max_ttl")
+        if self.negative_max_ttl < 0 or self.failure_ttl < 0:
+            raise ConfigError(f"{where}.negative_max_ttl/failure_ttl: must not be negative")
+        if self.server_timeout <= 0 or self.time_budget <= 0 or self.idle_timeout <= 0:
+            raise ConfigError(f"{where}: server_timeout, time_budget and idle_timeout must be positive")
+        if self.max_upstream_queries < 1:
+            raise ConfigError(f"{where}.max_upstream_queries: must be at least 1")
+        if not 512 <= self.max_udp_payload <= 65535:
+            raise ConfigError(f"{where}.max_udp_payload: must be between 512 and 65535")
+
+
+def packaged_data(name: str) -> Path:
+    return Path(str(importlib.resources.files("twisted_netapps").joinpath("data", name)))
+
+
+def hints_path(setting_value: str, config_source: str) -> Path:
+    """Where the hints file is: absolute, or next to the config file, or packaged."""
+    path = Path(setting_value).expanduser()
+    if path.is_absolute():
+        return path
+    if config_source != DEFAULT_CONFIG_NAME:
+        beside = Path(config_source).parent / path
+        if beside.exists():
+            return beside
+    return packaged_data(str(path))
+
+
+def build_handler(s: Settings, reactor, stats, hints: RootHints) -> RecursiveQueryHandler:
+    cache = ResolverCache(
+        reactor.seconds,
+        max_entries=s.cache_max_entries,
+        max_answers=s.cache_max_entries,
+        min_ttl=s.cache_min_ttl,
+        max_ttl=s.cache_max_ttl,
+        negative_max_ttl=s.negative_max_ttl,
+    )
+    limits = Limits(
+        max_queries=s.max_upstream_queries,
+        time_budget=s.time_budget,
+        server_timeout=s.server_timeout,
+        edns_payload=s.max_udp_payload,
+        ipv6=s.ipv6_servers,
+    )
+    return RecursiveQueryHandler(
+        cache=cache, hints=hints, reactor=reactor, stats=stats, acl=ClientACL(s.allow), limits=limits,
+        upstream_port=s.upstream_port, forwarders=[parse_server(f) for f in s.forwarders] or None,
+        max_udp_payload=s.max_udp_payload, failure_ttl=s.failure_ttl, log_queries=s.log_queries,
+    )
+
+
+def build(context: ServiceContext):
+    s: Settings = context.settings
+    hints = load_hints(hints_path(s.root_hints, context.config.source))
+    handler = build_handler(s, context.reactor, context.stats, hints)
+    datagrams = DNSDatagramProtocol(handler, context.stats, service="resolver")
+    streams = DNSStreamFactory(handler, context.stats, context.reactor, s.idle_timeout, service="resolver")
+    return context.named_service(context.listeners(streams, datagrams))

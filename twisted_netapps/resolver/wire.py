@@ -1,0 +1,246 @@
+"""Wire-format fast path: client queries in, prepared answers out.
+
+A cache hit must not pay for a dnspython decode and encode (~150 us per
+query). So the common query shape (one question, no answer/authority
+records, at most one OPT record) is parsed here by hand, bounded, into a
+:class:`ClientQuery`; anything else returns None and the caller falls back
+to dnspython, which then produces FORMERR/NOTIMP/... as needed.
+
+An answer is encoded once, by dnspython, into a :class:`PreparedAnswer`: the
+sections after the question as bytes, plus where each record's TTL sits.
+Serving it means a 12-byte header with the client's ID and flags, the
+client's own question bytes (same length as ours, so compression pointers
+into the question stay valid), the body with TTLs counted down, and an OPT
+record when the client sent one. No Twisted imports here.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rrset
+
+HEADER = struct.Struct("!HHHHHH")
+TTL = struct.Struct("!I")
+MAX_NAME_WIRE = 255
+MIN_UDP_PAYLOAD = 512
+TYPE_OPT = 41
+
+FLAG_QR = 0x8000
+FLAG_AA = 0x0400
+FLAG_TC = 0x0200
+FLAG_RD = 0x0100
+FLAG_RA = 0x0080
+FLAG_CD = 0x0010
+OPCODE_MASK = 0x7800
+
+
+class WireError(ValueError):
+    """Bytes that are not a well-formed message (for the TTL walker)."""
+
+
+@dataclass(frozen=True)
+class ClientQuery:
+    """A plain query, parsed without dnspython."""
+
+    id: int
+    flags: int
+    question: bytes  # the question exactly as the client sent it (name, type, class)
+    key: bytes  # the question with its name lowercased: the cache key
+    qtype: int
+    qclass: int
+    edns_payload: int | None  # None: the client sent no OPT record
+
+    @property
+    def rd(self) -> bool:
+        return bool(self.flags & FLAG_RD)
+
+    def udp_limit(self, our_max: int) -> int:
+        """Largest UDP reply this client accepts (RFC 6891: at least 512)."""
+        if self.edns_payload is None:
+            return MIN_UDP_PAYLOAD
+        return max(MIN_UDP_PAYLOAD, min(self.edns_payload, our_max))
+
+
+def parse_client_query(data: bytes) -> ClientQuery | None:
+    """The query in *data* if it has the plain shape; None means "use dnspython"."""
+    size = len(data)
+    if size < 17 or size > 512:
+        return None
+    qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+    if flags & (FLAG_QR | OPCODE_MASK) or qdcount != 1 or ancount or nscount or arcount > 1:
+        return None
+    pos = 12
+    while True:
+        length = data[pos]
+        if length == 0:
+            pos += 1
+            break
+        if length > 63:  # compression pointers or extended labels: not in a plain query
+            return None
+        pos += 1 + length
+        if pos - 12 > MAX_NAME_WIRE - 1 or pos >= size:
+            return None
+    end = pos + 4
+    if end > size:
+        return None
+    qtype, qclass = struct.unpack_from("!HH", data, pos)
+    question = data[12:end]
+    edns_payload = None
+    if arcount:
+        # Exactly one OPT record: root owner, type 41, version 0.
+        if end + 11 > size or data[end] != 0:
+            return None
+        rtype, payload, ext_rcode, version, _flags, rdlen = struct.unpack_from("!HHBBHH", data, end + 1)
+        if rtype != TYPE_OPT or version != 0 or ext_rcode != 0 or end + 11 + rdlen != size:
+            return None
+        edns_payload = payload
+    elif end != size:
+        return None
+    # Lowercase the name only: type/class bytes may look like ASCII letters.
+    return ClientQuery(qid, flags, question, data[12:pos].lower() + data[pos:end], qtype, qclass, edns_payload)
+
+
+def _skip_name(data: bytes, pos: int) -> int:
+    while True:
+        if pos >= len(data):
+            raise WireError("name runs past the end")
+        length = data[pos]
+        if length >= 0xC0:
+            return pos + 2
+        if length > 63:
+            raise WireError("bad label type")
+        if length == 0:
+            return pos + 1
+        pos += 1 + length
+
+
+def ttl_offsets(body: bytes, count: int) -> list[int]:
+    """Offsets of the TTL fields of the *count* records at the start of *body*."""
+    offsets = []
+    pos = 0
+    for _ in range(count):
+        pos = _skip_name(body, pos)
+        if pos + 10 > len(body):
+            raise WireError("record header runs past the end")
+        (rdlen,) = struct.unpack_from("!H", body, pos + 8)
+        offsets.append(pos + 4)
+        pos += 10 + rdlen
+    if pos != len(body):
+        raise WireError("trailing bytes after the records")
+    return offsets
+
+
+def opt_record(payload: int) -> bytes:
+    """Our OPT record: root owner, our UDP payload size, version 0, no options."""
+    return b"\x00" + struct.pack("!HHIH", TYPE_OPT, payload, 0, 0)
+
+
+@dataclass
+class PreparedAnswer:
+    """A final answer, encoded once and served many times.
+
+    ``stored_at`` is the clock time the TTLs were read; a record's TTL in a
+    reply is its stored TTL minus the whole seconds elapsed since.
+    """
+
+    rcode: int
+    question_len: int
+    counts: tuple[int, int]  # answer, authority
+    body: bytes
+    offsets: list[int]
+    ttls: list[int]
+    stored_at: float
+    ttl: int  # lifetime of the whole answer (the smallest TTL)
+    _patched: tuple[int, bytes] = field(default=(0, b""), repr=False)
+
+    def __post_init__(self) -> None:
+        self._patched = (0, self.body)
+
+    @property
+    def expires_at(self) -> float:
+        return self.stored_at + self.ttl
+
+    def body_after(self, elapsed: int) -> bytes:
+        # At high query rates nearly every hit falls in the same second as
+        # the previous one: patch once per second, not once per query.
+        done, body = self._patched
+        if done == elapsed:
+            return body
+        patched = bytearray(self.body)
+        for offset, ttl in zip(self.offsets, self.ttls):
+            TTL.pack_into(patched, offset, max(0, ttl - elapsed))
+        body = bytes(patched)
+        self._patched = (elapsed, body)
+        return body
+
+    def reply(self, query: ClientQuery, now: float, *, limit: int, our_payload: int, recursion: bool = True) -> bytes:
+        """The reply to *query* (TC and no records if it exceeds *limit* bytes)."""
+        if len(query.question) != self.question_len:
+            raise ValueError("question length differs from the prepared answer's")
+        flags = FLAG_QR | (query.flags & (FLAG_RD | FLAG_CD)) | self.rcode
+        if recursion:
+            flags |= FLAG_RA
+        opt = opt_record(our_payload) if query.edns_payload is not None else b""
+        additional = 1 if opt else 0
+        body = self.body_after(max(0, int(now - self.stored_at)))
+        an, ns = self.counts
+        size = 12 + len(query.question) + len(body) + len(opt)
+        if size > limit:
+            flags |= FLAG_TC
+            an = ns = 0
+            body = b""
+        return HEADER.pack(query.id, flags, 1, an, ns, additional) + query.question + body + opt
+
+
+def prepare_answer(
+    qname: dns.name.Name,
+    qtype: int,
+    qclass: int,
+    rcode: int,
+    answer: list[dns.rrset.RRset],
+    authority: list[dns.rrset.RRset],
+    now: float,
+) -> PreparedAnswer:
+    """Encode a final answer once (dnspython), remembering its TTL fields."""
+    message = dns.message.Message(id=0)
+    message.flags = dns.flags.QR
+    message.set_rcode(rcode)
+    message.question = [dns.rrset.RRset(qname.canonicalize(), qclass, qtype)]
+    message.answer = [rrset.copy() for rrset in answer]
+    message.authority = [rrset.copy() for rrset in authority]
+    wire = message.to_wire()
+    question_len = len(qname.canonicalize().to_wire()) + 4
+    body = wire[12 + question_len:]
+    an, ns = HEADER.unpack_from(wire)[3:5]
+    offsets = ttl_offsets(body, an + ns)
+    ttls = [TTL.unpack_from(body, o)[0] for o in offsets]
+    return PreparedAnswer(
+        rcode=rcode,
+        question_len=question_len,
+        counts=(an, ns),
+        body=body,
+        offsets=offsets,
+        ttls=ttls,
+        stored_at=now,
+        ttl=min(ttls, default=0),
+    )
+
+
+def error_reply(query: ClientQuery, rcode: int, *, recursion: bool, our_payload: int) -> bytes:
+    """Header + question only, with *rcode* (REFUSED, SERVFAIL...)."""
+    flags = FLAG_QR | (query.flags & (FLAG_RD | FLAG_CD)) | rcode
+    if recursion:
+        flags |= FLAG_RA
+    opt = opt_record(our_payload) if query.edns_payload is not None else b""
+    return HEADER.pack(query.id, flags, 1, 0, 0, 1 if opt else 0) + query.question + opt
+
+
+def question_name(query: ClientQuery) -> dns.name.Name:
+    return dns.name.from_wire(query.key, 0)[0]
