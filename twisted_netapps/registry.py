@@ -20,7 +20,9 @@ from twisted_netapps.errors import ConfigError
 
 SERVICES: dict[str, str] = {
     "uppercase": "twisted_netapps.uppercase.service",
+    "dns": "twisted_netapps.dns.service",
     "pop3": "twisted_netapps.mail.pop3_service",
+    "smtp": "twisted_netapps.mail.smtp_service",
     "resolver": "twisted_netapps.resolver.service",
 }
 

@@ -1,0 +1,326 @@
+"""Query bytes in, response bytes out: the authoritative ``IQueryHandler``.
+
+No Twisted here (it is driven by :mod:`.transport`, and by tests directly).
+
+The hot path never touches the codec. A full dnspython decode+encode costs
+about 150 us, an order of magnitude more than the rest of a query's trip
+through the reactor, so every answer built is kept as a *prepared reply*:
+the response's header bytes 2..12 (for RD clear and set) and the bytes after
+the question, keyed by what determines them:
+
+    lowercased qname + qtype + qclass, EDNS present?, size limit, DO bit
+
+(the size limit is 512 without EDNS over UDP, the client's payload clamped to
+ours with EDNS, 65535 over TCP). A repeated question is then answered by
+splicing: the query's ID, the prepared flags, the question exactly as sent
+(case kept: its compression targets are at the same offsets), the prepared
+tail. RRsets with several records are prepared in every rotation and served
+in turn, so round robin survives the cache. Anything unusual (other opcodes,
+several questions, EDNS options we would have to act on, TSIG, AXFR) misses
+the key and takes the full path; the cache is cleared whenever the zones
+change.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import math
+from collections.abc import Callable, Mapping
+
+import dns.edns
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+from zope.interface import implementer
+
+from twisted_netapps.dns import authority, wire
+from twisted_netapps.dns.transport import IQueryHandler
+from twisted_netapps.dns.zones import LoadedZone
+
+DEFAULT_UDP_PAYLOAD = 1232  # DNS flag day 2020: no fragmentation on any path
+MAX_ROTATIONS = 16
+AXFR_RECORDS_PER_MESSAGE = 200
+_NO_QUESTION_OTHERS = b"\x00\x01\x00\x00\x00\x00"  # qd=1, an=0, ns=0 (ar checked apart)
+_OPT_ROOT = b"\x00\x00\x29"  # root owner + type OPT
+
+# Exceptions dnspython raises for malformed input (all FormError subclasses
+# or plain DNSException), plus the few it lets through from the stdlib.
+_MALFORMED = (dns.exception.DNSException, ValueError, IndexError, UnicodeError)
+
+
+class Counters:
+    """Counters the responder keeps; the service maps them onto ServiceStats."""
+
+    def __init__(self, incr: Callable[[str, int], None] | None = None) -> None:
+        self.incr = incr or (lambda name, amount=1: None)
+
+
+def _rotations(rrsets: list[dns.rrset.RRset]) -> int:
+    sizes = [len(r) for r in rrsets if len(r) > 1]
+    if not sizes:
+        return 1
+    count = math.lcm(*sizes)
+    return count if count <= MAX_ROTATIONS else max(sizes)
+
+
+def _rotated(rrset: dns.rrset.RRset, k: int) -> dns.rrset.RRset:
+    if len(rrset) < 2 or k % len(rrset) == 0:
+        return rrset
+    items = list(rrset)
+    k %= len(items)
+    out = dns.rrset.RRset(rrset.name, rrset.rdclass, rrset.rdtype)
+    out.ttl = rrset.ttl
+    for rd in items[k:] + items[:k]:
+        out.add(rd)
+    return out
+
+
+def _fast_key(query: bytes, over_tcp: bool, max_udp: int) -> tuple[bytes, int] | None:
+    """(prepared-reply key, end of question) for a plain query, else None.
+
+    Plain: QR=0, opcode QUERY, one question with an uncompressed name,
+    nothing else but at most a well-formed version-0 OPT.
+    """
+    size = len(query)
+    if size < 17 or query[2] & 0xF8 or query[4:10] != _NO_QUESTION_OTHERS:
+        return None
+    i = 12
+    n = query[12]
+    while n:
+        if n > 63:
+            return None
+        i += n + 1
+        if i >= size:
+            return None
+        n = query[i]
+    qend = i + 5
+    ar = query[10:12]
+    if ar == b"\x00\x00":
+        if qend != size:
+            return None
+        limit = b"\xff\xff" if over_tcp else b"\x02\x00"
+        return query[12:i].lower() + query[i:qend] + b"N" + limit, qend
+    if ar != b"\x00\x01" or query[qend:qend + 3] != _OPT_ROOT or query[qend + 5:qend + 7] != b"\x00\x00":
+        return None
+    rdend = qend + 11 + ((query[qend + 9] << 8) | query[qend + 10]) if qend + 11 <= size else -1
+    if rdend != size:
+        return None
+    # The options must be well-formed TLVs (their content we may ignore:
+    # COOKIE, NSID, padding... a server that does not implement one ignores it).
+    j = qend + 11
+    while j < size:
+        if j + 4 > size:
+            return None
+        j += 4 + ((query[j + 2] << 8) | query[j + 3])
+    if j != size:
+        return None
+    if over_tcp:
+        limit = 65535
+    else:
+        limit = max(512, min((query[qend + 3] << 8) | query[qend + 4], max_udp))
+    do = b"D" if query[qend + 7] & 0x80 else b"-"
+    return query[12:i].lower() + query[i:qend] + b"E" + limit.to_bytes(2, "big") + do, qend
+
+
+@implementer(IQueryHandler)
+class Responder:
+    """Answers queries for one set of zones (a view)."""
+
+    def __init__(
+        self,
+        zones: Mapping[dns.name.Name, LoadedZone] | None = None,
+        *,
+        transfer_acl: Mapping[dns.name.Name, list] | None = None,
+        max_udp_payload: int = DEFAULT_UDP_PAYLOAD,
+        max_prepared: int = 20000,
+        counters: Counters | None = None,
+        log_transfer: Callable[..., None] | None = None,
+    ) -> None:
+        self.max_udp_payload = max_udp_payload
+        self.max_prepared = max_prepared
+        self.counters = counters or Counters()
+        self.log_transfer = log_transfer or (lambda **kw: None)
+        self._prepared: dict[bytes, tuple[tuple[bytes, bytes], itertools.cycle]] = {}
+        self._turn = itertools.count()
+        self.zones: Mapping[dns.name.Name, LoadedZone] = {}
+        self.transfer_acl: Mapping[dns.name.Name, list] = {}
+        self.set_zones(zones or {}, transfer_acl or {})
+
+    def set_zones(self, zones: Mapping[dns.name.Name, LoadedZone], transfer_acl=None) -> None:
+        """Serve *zones* from now on (prepared replies are dropped)."""
+        self.zones = dict(zones)
+        if transfer_acl is not None:
+            self.transfer_acl = dict(transfer_acl)
+        self._prepared.clear()
+
+    # -- IQueryHandler
+
+    def handle(self, query: bytes, peer, over_tcp: bool):
+        fast = _fast_key(query, over_tcp, self.max_udp_payload)
+        if fast is not None:
+            entry = self._prepared.get(fast[0])
+            if entry is not None:
+                mids, tails = entry
+                return query[:2] + mids[query[2] & 1] + query[12:fast[1]] + next(tails)
+        return self._full(query, peer, over_tcp, fast)
+
+    # -- the full path
+
+    def _full(self, query: bytes, peer, over_tcp: bool, fast):
+        self.counters.incr("full_path", 1)
+        if len(query) < wire.HEADER_SIZE or query[2] & wire.QR:
+            self.counters.incr("dropped", 1)
+            return None  # never answer a response, nor a fragment of a header
+        try:
+            msg = dns.message.from_wire(query)
+        except dns.message.UnknownTSIGKey:
+            return self._raw_error(query, dns.rcode.NOTAUTH)
+        except _MALFORMED:
+            return self._raw_error(query, dns.rcode.FORMERR)
+        if msg.opcode() != dns.opcode.QUERY:
+            return self._error(msg, dns.rcode.NOTIMP)
+        if msg.edns > 0:
+            return self._error(msg, dns.rcode.BADVERS)
+        if len(msg.question) != 1:
+            return self._error(msg, dns.rcode.FORMERR)
+        question = msg.question[0]
+        qtype = question.rdtype
+        if question.rdclass != dns.rdataclass.IN:
+            return self._error(msg, dns.rcode.REFUSED)
+        if qtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
+            return self._transfer(msg, question.name, qtype, peer, over_tcp)
+        if qtype in (dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY):
+            return self._error(msg, dns.rcode.FORMERR)
+        if qtype in (dns.rdatatype.MAILA, dns.rdatatype.MAILB):
+            return self._error(msg, dns.rcode.NOTIMP)
+        result = authority.answer(self.zones, question.name, qtype)
+        self.counters.incr(f"rcode_{dns.rcode.to_text(result.rcode).lower()}", 1)
+        variants = self._render_variants(msg, result, self._size_limit(msg, over_tcp))
+        if fast is not None and msg.tsig is None:
+            return self._prepare(fast, variants, query)
+        return variants[next(self._turn) % len(variants)]
+
+    def _size_limit(self, msg: dns.message.Message, over_tcp: bool) -> int:
+        if over_tcp:
+            return 65535
+        if msg.edns < 0:
+            return 512
+        return max(512, min(msg.payload, self.max_udp_payload))
+
+    def _response(self, msg: dns.message.Message) -> dns.message.Message:
+        response = dns.message.make_response(msg, our_payload=self.max_udp_payload)
+        if msg.edns >= 0:
+            # RFC 3225: the DO bit is copied; we sign nothing, so AD stays clear.
+            response.use_edns(0, msg.ednsflags & dns.flags.DO, self.max_udp_payload)
+        return response
+
+    def _render_variants(self, msg, result: authority.Answer, limit: int) -> list[bytes]:
+        variants = []
+        for k in range(_rotations(result.answer)):
+            response = self._response(msg)
+            if result.authoritative:
+                response.flags |= dns.flags.AA
+            response.set_rcode(result.rcode)
+            response.answer = [_rotated(r, k) for r in result.answer]
+            response.authority = list(result.authority)
+            response.additional = list(result.additional)
+            variants.append(response.to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False))
+        return variants
+
+    def _prepare(self, fast, variants: list[bytes], query: bytes) -> bytes:
+        key, qend = fast
+        head = variants[0][2:12]
+        mids = (bytes([head[0] & ~wire.RD]) + head[1:], bytes([head[0] | wire.RD]) + head[1:])
+        tails = itertools.cycle([v[qend:] for v in variants])
+        prepared = self._prepared
+        if len(prepared) >= self.max_prepared:
+            del prepared[next(iter(prepared))]  # oldest first
+        prepared[key] = (mids, tails)
+        return query[:2] + mids[query[2] & 1] + query[12:qend] + next(tails)
+
+    def _error(self, msg: dns.message.Message, rcode: int) -> bytes:
+        self.counters.incr(f"rcode_{dns.rcode.to_text(rcode).lower()}", 1)
+        response = self._response(msg)
+        response.set_rcode(rcode)
+        return response.to_wire(max_size=65535)
+
+    def _raw_error(self, query: bytes, rcode: int) -> bytes | None:
+        self.counters.incr(f"rcode_{dns.rcode.to_text(rcode).lower()}", 1)
+        return wire.error_reply(query, rcode)
+
+    # -- zone transfers
+
+    def _transfer(self, msg, qname: dns.name.Name, qtype: int, peer, over_tcp: bool):
+        zone = self.zones.get(qname)
+        if zone is None:
+            return self._error(msg, dns.rcode.NOTAUTH)
+        if not self._transfer_allowed(qname, peer[0]):
+            self.log_transfer(event="refused", zone=qname.to_text(), peer=peer[0], records=0)
+            return self._error(msg, dns.rcode.REFUSED)
+        if not over_tcp:
+            # IXFR over UDP (RFC 1995 4): our SOA alone tells the client to
+            # come back over TCP; AXFR is TCP-only (RFC 5936 4.2).
+            if qtype == dns.rdatatype.AXFR:
+                return self._error(msg, dns.rcode.FORMERR)
+            response = self._response(msg)
+            response.flags |= dns.flags.AA
+            response.answer = [zone.zone.find_rrset(qname, dns.rdatatype.SOA)]
+            return response.to_wire(max_size=self._size_limit(msg, False))
+        messages, records = transfer_messages(msg, zone, self._response)
+        self.counters.incr("transfers", 1)
+        self.log_transfer(event="sent", zone=qname.to_text(), peer=peer[0], records=records)
+        return messages
+
+    def _transfer_allowed(self, origin: dns.name.Name, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        return any(address in network for network in self.transfer_acl.get(origin, ()))
+
+
+def transfer_messages(msg, zone: LoadedZone, make_response) -> tuple[list[bytes], int]:
+    """The AXFR reply (RFC 5936): SOA, every other RRset, SOA, in as many messages as needed.
+
+    Returns the messages and the number of records sent.
+    """
+    soa = zone.zone.find_rrset(zone.origin, dns.rdatatype.SOA)
+    rrsets = [soa]
+    for name, node in zone.zone.nodes.items():
+        for rdataset in node.rdatasets:
+            if rdataset.rdtype == dns.rdatatype.SOA and name == zone.origin:
+                continue
+            rrsets.append(authority._rrset(name, rdataset))
+    rrsets.append(soa)
+    batches, batch, count = [], [], 0
+    for rrset in rrsets:
+        if batch and count + len(rrset) > AXFR_RECORDS_PER_MESSAGE:
+            batches.append(batch)
+            batch, count = [], 0
+        batch.append(rrset)
+        count += len(rrset)
+    batches.append(batch)
+    out = []
+    for batch in batches:
+        out.extend(_render_batch(msg, batch, make_response))
+    return out, sum(len(r) for r in rrsets)
+
+
+def _render_batch(msg, batch, make_response) -> list[bytes]:
+    response = make_response(msg)
+    response.flags |= dns.flags.AA
+    response.answer = batch
+    try:
+        return [response.to_wire(max_size=65535, want_shuffle=False)]
+    except dns.exception.TooBig:
+        if len(batch) == 1:
+            raise  # one RRset over 64 KiB: the zone cannot be transferred
+        half = len(batch) // 2
+        return _render_batch(msg, batch[:half], make_response) + _render_batch(msg, batch[half:], make_response)
