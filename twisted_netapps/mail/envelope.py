@@ -5,9 +5,14 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
-from email.utils import formatdate
+from email.utils import formatdate as _formatdate
 
 from twisted_netapps.mail.smtp_syntax import Address
+
+
+def rfc5322_date(timestamp: float) -> str:
+    """RFC 5322 date in UTC written as +0000 (-0000 would mean "offset unknown")."""
+    return _formatdate(timestamp, localtime=False, usegmt=False).replace("-0000", "+0000")
 
 
 def new_message_id() -> str:
@@ -54,7 +59,7 @@ def received_header(envelope: Envelope, hostname: str, for_recipient: Address | 
         f"Received: from {_clean(envelope.helo)} ([{envelope.client_ip}])",
         f"\tby {hostname} (twisted-netapps) with {envelope.protocol} id {envelope.message_id}",
     ]
-    date = formatdate(envelope.received_at, localtime=False, usegmt=False)
+    date = rfc5322_date(envelope.received_at)
     if for_recipient is not None:
         lines.append(f"\tfor {for_recipient.bracketed()}; {date}")
     else:
