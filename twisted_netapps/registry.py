@@ -23,7 +23,6 @@ SERVICES: dict[str, str] = {
     "dns": "twisted_netapps.dns.service",
     "pop3": "twisted_netapps.mail.pop3_service",
     "smtp": "twisted_netapps.mail.smtp_service",
-    "smtp": "twisted_netapps.mail.smtp_service",
     "resolver": "twisted_netapps.resolver.service",
 }
 
