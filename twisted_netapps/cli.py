@@ -15,6 +15,7 @@ from twisted_netapps.errors import NetappsError
 COMMAND_MODULES = [
     "twisted_netapps.user_cli",
     "twisted_netapps.uppercase.client",
+    "twisted_netapps.mail.queue_cli",
 ]
 
 
