@@ -22,6 +22,7 @@ SERVICES: dict[str, str] = {
     "uppercase": "twisted_netapps.uppercase.service",
     "dns": "twisted_netapps.dns.service",
     "pop3": "twisted_netapps.mail.pop3_service",
+    "imap": "twisted_netapps.mail.imap_service",
     "smtp": "twisted_netapps.mail.smtp_service",
     "resolver": "twisted_netapps.resolver.service",
 }
