@@ -61,8 +61,8 @@ class FakeUDPTransport:
 
 def udp(handler):
     stats = ServiceStats("dns")
-    proto = DNSDatagramProtocol(handler, stats)
-    proto.transport = FakeUDPTransport()
+    proto = DNSDatagramProtocol(handler, stats, reactor=task.Clock())
+    proto.makeConnection(FakeUDPTransport())
     return proto, stats
 
 
@@ -80,6 +80,8 @@ def test_udp_reply_goes_back_to_sender():
     proto.datagramReceived(QUERY, ("127.0.0.1", 5353))
     [(data, addr)] = proto.transport.sent
     assert addr == ("127.0.0.1", 5353) and data[2] & 0x80 and data[:2] == QUERY[:2]
+    assert stats["requests"] == 0  # counters are flushed once a second, off the hot path
+    proto.reactor.advance(1)
     assert stats["requests"] == 1 and stats["bytes_in"] == len(QUERY) and stats["bytes_out"] == len(data)
 
 

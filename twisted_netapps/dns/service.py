@@ -153,7 +153,7 @@ def build(context: ServiceContext):
                                    service=context.name, max_connections=s.max_tcp_connections)
         for endpoint in endpoints:
             # A DatagramProtocol belongs to one port: a fresh one per UDP listener.
-            datagrams = DNSDatagramProtocol(responder, context.stats, context.name) if is_datagram(endpoint) else None
+            datagrams = DNSDatagramProtocol(responder, context.stats, context.name, context.reactor) if is_datagram(endpoint) else None
             children.extend(context.listeners(factory, datagrams, endpoints=[endpoint], setting=setting_name))
 
     serve(s.listen, None, "listen")
