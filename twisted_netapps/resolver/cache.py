@@ -106,6 +106,7 @@ class ResolverCache:
         self._rrsets: LRU[RRsetEntry] = LRU(max_entries)
         self._negative: LRU[NegativeEntry] = LRU(max_entries)
         self._answers: LRU[PreparedAnswer] = LRU(max_answers)
+        self._servers: LRU[tuple[int, float]] = LRU(10_000)  # address -> (failures, until)
 
     # -- TTLs ---------------------------------------------------------------
     def clamp(self, ttl: int) -> int:
@@ -196,6 +197,23 @@ class ResolverCache:
             if rrset is not None:
                 out.extend(rdata.address for rdata in rrset)
         return out
+
+    # -- name server health (Unbound's infrastructure cache, reduced) --------
+    def server_failed(self, address: str) -> None:
+        """*address* timed out or was lame: try it last for a while (doubling, up to 15 min)."""
+        failures, _until = self._servers.peek(address) or (0, 0.0)
+        failures += 1
+        self._servers.put(address, (failures, self.clock() + min(900, 5 * 2 ** (failures - 1))))
+
+    def server_answered(self, address: str) -> None:
+        self._servers.pop(address)
+
+    def server_penalty(self, address: str) -> int:
+        """0 for a healthy server, else its recent failure count (sort key)."""
+        entry = self._servers.peek(address)
+        if entry is None or entry[1] <= self.clock():
+            return 0
+        return entry[0]
 
     # -- finished answers ----------------------------------------------------
     def put_answer(self, key: bytes, answer: PreparedAnswer) -> None:

@@ -312,6 +312,7 @@ class Resolution:
     def _ask_zone(self, zone, servers, from_hints: bool, qname, qtype, depth):
         names = list(servers)
         self.rng.shuffle(names)
+        names.sort(key=lambda n: min(map(self.cache.server_penalty, self._addresses_of(n, from_hints)), default=0))
         known = [n for n in names if self._addresses_of(n, from_hints)]
         unknown = [n for n in names if n not in known]
         tried: set[str] = set()
@@ -321,19 +322,23 @@ class Resolution:
             if not addresses:
                 addresses = yield from self._resolve_server(ns_name, zone, depth, problems)
             self.rng.shuffle(addresses)
+            addresses.sort(key=self.cache.server_penalty)  # servers that failed lately go last
             for address in addresses:
                 if address in tried:
                     continue
                 tried.add(address)
                 response = yield from self._exchange(address, self.upstream_port, zone, qname, qtype, depth, recursion=False)
                 if response is None:
+                    self.cache.server_failed(address)
                     problems.append(f"{address}: no usable reply")
                     continue
                 outcome = self._classify(response, zone, qname, qtype)
                 self._note_outcome(outcome)
                 if isinstance(outcome, _Lame):
+                    self.cache.server_failed(address)
                     problems.append(f"{address}: {outcome.reason}")
                     continue
+                self.cache.server_answered(address)
                 self._store(outcome, qname, qtype)
                 return outcome
         detail = "; ".join(problems[-4:]) or "no name server addresses"

@@ -1,0 +1,116 @@
+"""Client query parsing (hand-written fast path) and prepared answers."""
+
+from __future__ import annotations
+
+import struct
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twisted_netapps.resolver.wire import parse_client_query, prepare_answer
+
+labels = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-", min_size=1, max_size=20)
+names = st.lists(labels, min_size=0, max_size=6).map(lambda ls: dns.name.from_text(".".join(ls) + ".") if ls else dns.name.root)
+
+
+@given(st.binary(max_size=600))
+@settings(max_examples=400)
+def test_arbitrary_bytes_never_raise(data):
+    query = parse_client_query(data)
+    if query is not None:
+        # whatever the fast path accepts, dnspython reads the same question
+        message = dns.message.from_wire(data)
+        assert message.id == query.id
+        assert message.question[0].rdtype == query.qtype
+
+
+@given(names, st.sampled_from([1, 2, 5, 6, 15, 16, 28, 33, 65, 97, 255, 257]), st.booleans(),
+       st.integers(0, 65535), st.integers(0, 0xFFFF), st.booleans())
+def test_plain_queries_match_dnspython(name, qtype, edns, payload, qid, rd):
+    message = dns.message.make_query(name, qtype, use_edns=0 if edns else False, payload=max(512, payload))
+    message.id = qid
+    if not rd:
+        message.flags &= ~dns.flags.RD
+    data = message.to_wire()
+    query = parse_client_query(data)
+    assert query is not None
+    assert (query.id, query.qtype, query.qclass, query.rd) == (qid, qtype, 1, rd)
+    assert query.edns_payload == (max(512, payload) if edns else None)
+    assert dns.name.from_wire(query.key, 0)[0] == name
+    assert query.key == name.canonicalize().to_wire() + struct.pack("!HH", qtype, 1)
+
+
+@given(st.binary(min_size=1, max_size=40))
+def test_mutated_queries_never_raise(tail):
+    data = dns.message.make_query("www.example.test.", "A", use_edns=0).to_wire()
+    for cut in range(len(data)):
+        parse_client_query(data[:cut] + tail)
+
+
+def test_type_bytes_that_look_like_letters_are_not_lowercased():
+    https = parse_client_query(dns.message.make_query("a.test.", 65).to_wire())  # 0x0041 = "A"
+    other = parse_client_query(dns.message.make_query("a.test.", 97).to_wire())  # 0x0061 = "a"
+    assert https.key != other.key
+
+
+def test_compression_pointer_in_question_goes_to_the_slow_path():
+    data = bytearray(dns.message.make_query("www.example.test.", "A").to_wire())
+    data[12:12 + 18] = b"\xc0\x0c"  # a pointer to itself
+    assert parse_client_query(bytes(data[:14]) + b"\x00\x01\x00\x01") is None
+
+
+def test_responses_and_other_opcodes_are_not_plain_queries():
+    response = dns.message.make_response(dns.message.make_query("a.test.", "A"))
+    assert parse_client_query(response.to_wire()) is None
+    notify = dns.message.make_query("a.test.", "SOA")
+    notify.set_opcode(4)
+    assert parse_client_query(notify.to_wire()) is None
+
+
+def answer(now=1000.0):
+    return prepare_answer(
+        dns.name.from_text("www.example.test."), dns.rdatatype.A, 1, dns.rcode.NOERROR,
+        [dns.rrset.from_text("www.example.test.", 300, "IN", "A", "192.0.2.1", "192.0.2.2")], [], now,
+    )
+
+
+def test_prepared_reply_patches_id_flags_case_and_ttl():
+    prepared = answer()
+    query_msg = dns.message.make_query("WWW.Example.TEST.", "A", use_edns=0)
+    query_msg.id = 4242
+    query = parse_client_query(query_msg.to_wire())
+    reply = dns.message.from_wire(prepared.reply(query, 1042.7, limit=1232, our_payload=1232))
+    assert reply.id == 4242
+    assert reply.flags & dns.flags.QR and reply.flags & dns.flags.RA and reply.flags & dns.flags.RD
+    assert not reply.flags & dns.flags.AA
+    assert reply.question[0].name.to_text() == "WWW.Example.TEST."  # the client's own case (0x20)
+    assert reply.answer[0].ttl == 258
+    assert sorted(r.address for r in reply.answer[0]) == ["192.0.2.1", "192.0.2.2"]
+    assert reply.edns == 0 and reply.payload == 1232
+
+
+def test_prepared_reply_without_edns_has_no_opt_and_truncates_at_512():
+    big = prepare_answer(
+        dns.name.from_text("big.example.test."), dns.rdatatype.TXT, 1, dns.rcode.NOERROR,
+        [dns.rrset.from_text("big.example.test.", 300, "IN", "TXT", *[f'"{"x" * 60} {i}"' for i in range(20)])],
+        [], 0.0,
+    )
+    query = parse_client_query(dns.message.make_query("big.example.test.", "TXT").to_wire())
+    data = big.reply(query, 1.0, limit=query.udp_limit(1232), our_payload=1232)
+    reply = dns.message.from_wire(data)
+    assert len(data) <= 512 and reply.flags & dns.flags.TC and not reply.answer and reply.edns < 0
+    full = dns.message.from_wire(big.reply(query, 1.0, limit=65535, our_payload=1232))
+    assert len(full.answer[0]) == 20 and not full.flags & dns.flags.TC
+
+
+def test_ttl_never_goes_below_zero():
+    prepared = answer()
+    query = parse_client_query(dns.message.make_query("www.example.test.", "A").to_wire())
+    reply = dns.message.from_wire(prepared.reply(query, 99999.0, limit=512, our_payload=1232))
+    assert reply.answer[0].ttl == 0
