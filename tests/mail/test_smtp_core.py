@@ -53,11 +53,11 @@ def test_pipelined_transaction_replies_in_order_and_message_unstuffed():
     s = session()
     ev = s.receive_data(
         b"EHLO c\r\nMAIL FROM:<x@remote.test> SIZE=100 BODY=8BITMIME\r\nRCPT TO:<alice@example.test>\r\n"
-        b"RCPT TO:<nobody@example.test>\r\nDATA\r\nSubject: t\r\n\r\n..dotted\r\nbare\nlf\r\n.\r\nNOOP\r\n"
+        b"RCPT TO:<nobody@example.test>\r\nDATA\r\nSubject: t\r\n\r\n..dotted\r\nbare\n..lf\r\n.\r\nNOOP\r\n"
     )
     assert codes(ev) == [250, 250, 250, 550, 354]
     [m] = messages(ev)
-    assert m.data == b"Subject: t\r\n\r\n.dotted\r\nbare\nlf\r\n"
+    assert m.data == b"Subject: t\r\n\r\n.dotted\r\nbare\n.lf\r\n"
     assert m.envelope.recipients == [Address("alice", "example.test")]
     assert m.envelope.mail_from == Address("x", "remote.test")
     assert m.envelope.body == "8BITMIME"

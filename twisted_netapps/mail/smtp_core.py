@@ -16,6 +16,8 @@ What it gets right that stock ``twisted.mail`` does not:
   nothing in a body can be read as a command.
 - Bytes pipelined after STARTTLS are discarded (no plaintext injection into
   the TLS session, CVE-2011-0411 style).
+- Bare LF: a line break for dot-unstuffing and line length, never an end
+  of DATA (no SMTP smuggling with ``LF . LF``); stored mail is all CRLF.
 - Every input is bounded: command lines, data lines, message size,
   recipients, errors per session.
 """
@@ -510,13 +512,15 @@ class ServerSession:
         """Take complete lines (each ending CRLF, starting at a line start)."""
         if not block or self._data_error is not None:
             return  # a poisoned message is consumed, not kept
-        if max(map(len, block.split(b"\r\n"))) + 2 > self.config.max_data_line:
+        # Lines for length and dot-unstuffing end at LF (a bare LF too: clients
+        # that send them also stuff after them); only CRLF.CRLF ends DATA.
+        if max(map(len, block.split(b"\n"))) + 1 > self.config.max_data_line:
             self._poison(_TOO_LONG)
             return
         if block.startswith(b"."):
             block = block[1:]
-        block = block.replace(b"\r\n..", b"\r\n.") if b"\r\n." in block else block
-        # a lone "." line cannot occur here: it would have ended DATA
+        if b"\n." in block:
+            block = block.replace(b"\n..", b"\n.")
         self._data_size += len(block)
         if self._data_size > self.config.max_message_size:
             self._poison(_TOO_BIG)
