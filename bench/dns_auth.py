@@ -3,9 +3,10 @@ stock ``twistd dns --bindzone`` and BIND (``named``), same zone, same query mix
 (answers, CNAME, NXDOMAIN, NODATA, referral), one after the other in one run,
 one worker each (BIND ``-n 1 -U 1``; dnsperf ``-c 1 -T 1``), on loopback.
 
-    python bench/dns_auth.py [--seconds 10] [--outstanding 100] [--only ours,bind,twisted]
+    python bench/dns_auth.py [--seconds 10] [--rounds 2] [--outstanding 100] [--only ours,bind,twisted]
 
-Prints each server's QPS and ours relative to each peer. Needs dnsperf and
+Runs are interleaved over --rounds (the machine is shared and its load
+drifts); prints every run, each server's best and mean, and our ratios. Needs dnsperf and
 named on PATH (/usr/sbin is searched).
 """
 
@@ -137,8 +138,7 @@ def stock_twisted(tmp: Path, zone: Path, port: int):
 
 def bind(tmp: Path, zone: Path, port: int):
     named = shutil.which("named", path=SEARCH_PATH)
-    workdir = tmp / "named"
-    workdir.mkdir()
+    workdir = Path(tempfile.mkdtemp(prefix="named-", dir=tmp))
     conf = workdir / "named.conf"
     conf.write_text(f"""
 options {{
@@ -184,7 +184,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="dnsperf run length per server")
     parser.add_argument("--outstanding", type=int, default=100, help="dnsperf -q: queries in flight")
-    parser.add_argument("--only", default="ours,twisted,bind", help="comma-separated subset")
+    parser.add_argument("--only", default="ours,bind,twisted", help="comma-separated subset")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="runs per server, interleaved (the machine is shared: load drifts)")
     args = parser.parse_args()
     for tool in ("dnsperf", "named"):
         if shutil.which(tool, path=SEARCH_PATH) is None:
@@ -196,19 +198,27 @@ def main() -> int:
         zone.write_text(ZONE)
         queries = tmp / "queries.txt"
         queries.write_text("\n".join(QUERIES) + "\n")
-        results: dict[str, float] = {}
-        for name in args.only.split(","):
-            port = free_port()
-            with SERVERS[name](tmp, zone, port) as proc:
-                cpu_before = cpu_seconds(proc.pid)
-                qps = dnsperf(port, queries, args.seconds, args.outstanding)
-                cpu = (cpu_seconds(proc.pid) - cpu_before) / args.seconds
-            results[name] = qps
-            print(f"{LABELS[name]:28s} {qps:10,.0f} queries/s   (server CPU {cpu:.0%} of a core)", flush=True)
+        results: dict[str, list[float]] = {}
+        for round_no in range(1, args.rounds + 1):
+            for name in args.only.split(","):
+                port = free_port()
+                with SERVERS[name](tmp, zone, port) as proc:
+                    cpu_before = cpu_seconds(proc.pid)
+                    qps = dnsperf(port, queries, args.seconds, args.outstanding)
+                    cpu = (cpu_seconds(proc.pid) - cpu_before) / args.seconds
+                results.setdefault(name, []).append(qps)
+                print(f"round {round_no}: {LABELS[name]:28s} {qps:10,.0f} queries/s"
+                      f"   (server CPU {cpu:.0%} of a core)", flush=True)
+        print()
+        best = {name: max(runs) for name, runs in results.items()}
+        mean = {name: sum(runs) / len(runs) for name, runs in results.items()}
+        for name in results:
+            print(f"{LABELS[name]:28s} best {best[name]:10,.0f}   mean {mean[name]:10,.0f} queries/s")
         if "ours" in results:
             for peer in ("bind", "twisted"):
                 if peer in results:
-                    print(f"ours / {LABELS[peer]}: {results['ours'] / results[peer]:.2f}")
+                    print(f"ours / {LABELS[peer]}: best {best['ours'] / best[peer]:.2f}, "
+                          f"mean {mean['ours'] / mean[peer]:.2f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

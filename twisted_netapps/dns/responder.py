@@ -147,7 +147,11 @@ class Responder:
         self.max_prepared = max_prepared
         self.counters = counters or Counters()
         self.log_transfer = log_transfer or (lambda **kw: None)
-        self._prepared: dict[bytes, tuple[tuple[bytes, bytes], itertools.cycle]] = {}
+        # normalised key -> (flags for RD clear/set, tails, turn counter)
+        self._prepared: dict[bytes, tuple[tuple[bytes, bytes], list[bytes], itertools.count]] = {}
+        # exact query bytes after the ID -> cycle over whole replies after the ID,
+        # per transport (the size limit differs)
+        self._exact: tuple[dict[bytes, itertools.cycle], dict[bytes, itertools.cycle]] = ({}, {})
         self._turn = itertools.count()
         self.zones: Mapping[dns.name.Name, LoadedZone] = {}
         self.transfer_acl: Mapping[dns.name.Name, list] = {}
@@ -159,17 +163,35 @@ class Responder:
         if transfer_acl is not None:
             self.transfer_acl = dict(transfer_acl)
         self._prepared.clear()
+        for exact in self._exact:
+            exact.clear()
 
     # -- IQueryHandler
 
     def handle(self, query: bytes, peer, over_tcp: bool):
+        # 1. The very same question bytes seen before (same flags, case, EDNS):
+        #    one dict lookup, the ID spliced in.
+        exact = self._exact[over_tcp]
+        replies = exact.get(query[2:])
+        if replies is not None:
+            return query[:2] + next(replies)
+        # 2. The same question in another form (case, ID, RD, EDNS options).
         fast = _fast_key(query, over_tcp, self.max_udp_payload)
         if fast is not None:
             entry = self._prepared.get(fast[0])
             if entry is not None:
-                mids, tails = entry
-                return query[:2] + mids[query[2] & 1] + query[12:fast[1]] + next(tails)
+                return self._splice(entry, query, fast[1], exact)
         return self._full(query, peer, over_tcp, fast)
+
+    def _splice(self, entry, query: bytes, qend: int, exact: dict) -> bytes:
+        mids, tails, turn = entry
+        if len(exact) >= self.max_prepared:
+            del exact[next(iter(exact))]  # oldest first
+        head = mids[query[2] & 1] + query[12:qend]
+        k = next(turn) % len(tails)
+        # this form of the question continues the rotation where it stands
+        exact[query[2:]] = itertools.cycle([head + tail for tail in tails[k + 1:] + tails[:k + 1]])
+        return query[:2] + head + tails[k]
 
     # -- the full path
 
@@ -204,7 +226,7 @@ class Responder:
         self.counters.incr(f"rcode_{dns.rcode.to_text(result.rcode).lower()}", 1)
         variants = self._render_variants(msg, result, self._size_limit(msg, over_tcp))
         if fast is not None and msg.tsig is None:
-            return self._prepare(fast, variants, query)
+            return self._prepare(fast, variants, query, over_tcp)
         return variants[next(self._turn) % len(variants)]
 
     def _size_limit(self, msg: dns.message.Message, over_tcp: bool) -> int:
@@ -234,16 +256,17 @@ class Responder:
             variants.append(response.to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False))
         return variants
 
-    def _prepare(self, fast, variants: list[bytes], query: bytes) -> bytes:
+    def _prepare(self, fast, variants: list[bytes], query: bytes, over_tcp: bool) -> bytes:
         key, qend = fast
         head = variants[0][2:12]
         mids = (bytes([head[0] & ~wire.RD]) + head[1:], bytes([head[0] | wire.RD]) + head[1:])
-        tails = itertools.cycle([v[qend:] for v in variants])
+        tails = [v[qend:] for v in variants]
+        entry = (mids, tails, itertools.count())
         prepared = self._prepared
         if len(prepared) >= self.max_prepared:
             del prepared[next(iter(prepared))]  # oldest first
-        prepared[key] = (mids, tails)
-        return query[:2] + mids[query[2] & 1] + query[12:qend] + next(tails)
+        prepared[key] = entry
+        return self._splice(entry, query, qend, self._exact[over_tcp])
 
     def _error(self, msg: dns.message.Message, rcode: int) -> bytes:
         self.counters.incr(f"rcode_{dns.rcode.to_text(rcode).lower()}", 1)
