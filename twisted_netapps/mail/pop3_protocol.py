@@ -20,7 +20,7 @@ import time
 
 from twisted.cred import credentials, error as cred_error
 from twisted.cred.portal import IRealm
-from twisted.internet import defer, interfaces, protocol, threads
+from twisted.internet import protocol, threads
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import Interface, implementer
@@ -311,7 +311,10 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
         self.factory.stats.incr("login_failures")
         log.info("pop3: {peer}: failed login for {user}", peer=self.peer, user=user)
         # Slow down guessing: the -ERR comes only after the delay (no sleep: a timer).
-        self._delayed = self.callLater(self.factory.login_failure_delay, self._resume, self.session.login_rejected())
+        self._delayed = self.callLater(self.factory.login_failure_delay, self._rejected)
+
+    def _rejected(self) -> None:
+        self._resume(self.session.login_rejected())
 
     def _login_error(self, failure, user: str) -> None:
         log.failure("pop3: {peer}: login for {user} failed unexpectedly", failure, peer=self.peer, user=user)
@@ -362,10 +365,7 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
     def commit(self, event: core.Commit) -> None:
         self.session.waiting = True
         self.flush()
-        reactor = self.factory.reactor
-        d = threads.deferToThreadPool(
-            reactor, reactor.getThreadPool(), apply_update, self.maildrop.folder, event.deleted, event.retrieved
-        )
+        d = self.factory.run_blocking(apply_update, self.maildrop.folder, event.deleted, event.retrieved)
 
         def done(failures: int) -> None:
             self.factory.stats.incr("messages_deleted", len(event.deleted) - failures)
@@ -389,8 +389,12 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
 class Pop3Factory(protocol.Factory):
     noisy = False
 
-    def __init__(self, *, portal, stats, reactor, tls_options, apop_secrets_path, settings) -> None:
+    def __init__(self, *, portal, stats, reactor, tls_options, apop_secrets_path, settings, run_blocking=None) -> None:
         self.portal = portal
+        # Blocking storage work (the UPDATE phase's unlinks and fsyncs) runs here: the thread pool.
+        self.run_blocking = run_blocking or (
+            lambda f, *args: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
+        )
         self.stats = stats
         self.reactor = reactor
         self.tls_options = tls_options
