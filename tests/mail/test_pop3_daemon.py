@@ -1,0 +1,213 @@
+"""pop3 in the real daemon, driven by poplib, curl and fetchmail."""
+
+import os
+import poplib
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from conftest import require_tool
+from netapps_daemon import wait_for
+from twisted_netapps.accounts import AccountStore
+from twisted_netapps.mail.mailbox import MaildirFolder
+from twisted_netapps.mail.maildir import MailStore
+
+PASSWORD = "s3cret pw"
+
+
+@pytest.fixture
+def pop3(netapps_daemon, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    AccountStore(data).add("alice", PASSWORD, log2_n=10)
+    AccountStore(data).add("bob", "bobpw", log2_n=10)
+    store = MailStore(data / "mail")
+    names = [
+        store.deliver("alice", b"From: bob@example.test\nSubject: message %d\n\nline one\n.dotted line\nend %d\n" % (i, i))
+        for i in range(1, 4)
+    ]
+    daemon = netapps_daemon(
+        ["pop3"], data_dir=data, listen={"pop3": ["tcp:0:interface=127.0.0.1"]},
+        sets=["pop3.login_failure_delay=0.5"],
+    )
+    daemon.store = store
+    daemon.names = names
+    return daemon
+
+
+def client(daemon, user="alice", password=PASSWORD):
+    c = poplib.POP3(*daemon.address("pop3"), timeout=10)
+    c.user(user)
+    c.pass_(password)
+    return c
+
+
+def test_stat_list_uidl_top_retr(pop3):
+    c = client(pop3)
+    count, size = c.stat()
+    assert count == 3
+    resp, listing, _ = c.list()
+    sizes = {int(n): int(s) for n, s in (line.split() for line in listing)}
+    assert sum(sizes.values()) == size
+    resp, uidls, _ = c.uidl()
+    assert [line.split()[1].decode() for line in uidls] == pop3.names
+    assert c.uidl(2) == b"+OK 2 " + pop3.names[1].encode()
+    for n in (1, 2, 3):
+        resp, lines, octets = c.retr(n)
+        assert resp == b"+OK %d octets" % sizes[n]
+        # poplib un-stuffs dots and strips CRLF: rebuild the octets LIST promised
+        assert sum(len(line) + 2 for line in lines) == sizes[n]
+        assert b".dotted line" in lines
+    resp, lines, _ = c.top(1, 0)
+    assert lines[-1] == b"" and b"Subject: message 1" in lines and b"line one" not in lines
+    c.quit()
+
+
+def test_deletions_only_after_quit(pop3):
+    c = client(pop3)
+    c.dele(1)
+    c.dele(3)
+    folder = MaildirFolder(pop3.store.maildir("alice"))
+    assert len(folder.scan()) == 3  # still there in the TRANSACTION phase
+    c.quit()
+    remaining = folder.scan()
+    assert [m.uid for m in remaining] == [pop3.names[1]]
+    assert remaining[0].flags == ""  # never retrieved: not marked seen
+
+
+def test_drop_without_quit_keeps_mail_and_frees_the_lock(pop3):
+    c = client(pop3)
+    c.dele(1)
+    c.dele(2)
+    c.sock.shutdown(socket.SHUT_RDWR)  # connection dropped: no UPDATE phase
+    c.close()
+    folder = MaildirFolder(pop3.store.maildir("alice"))
+
+    def relogin():
+        try:
+            return client(pop3)
+        except poplib.error_proto as e:
+            assert b"IN-USE" in e.args[0]
+            return None
+
+    c2 = wait_for(relogin, what="lock released")
+    assert c2.stat()[0] == 3 and len(folder.scan()) == 3
+    c2.quit()
+
+
+def test_exclusive_lock(pop3):
+    c = client(pop3)
+    with pytest.raises(poplib.error_proto, match="IN-USE"):
+        client(pop3)
+    c.quit()
+    client(pop3).quit()
+
+
+def test_retrieved_messages_marked_seen_after_quit(pop3):
+    c = client(pop3)
+    c.retr(2)
+    c.quit()
+    flags = {m.uid: m.flags for m in MaildirFolder(pop3.store.maildir("alice")).scan()}
+    assert flags[pop3.names[1]] == "S" and flags[pop3.names[0]] == ""
+
+
+def test_bad_login_is_slow_and_errors_keep_the_connection(pop3):
+    c = poplib.POP3(*pop3.address("pop3"), timeout=10)
+    c.user("alice")
+    started = time.monotonic()
+    with pytest.raises(poplib.error_proto, match=r"\[AUTH\]"):
+        c.pass_("wrong")
+    assert time.monotonic() - started >= 0.45
+    with pytest.raises(poplib.error_proto):
+        c._shortcmd("STAT")  # not in TRANSACTION: -ERR, connection stays
+    c.user("alice")
+    c.pass_(PASSWORD)
+    with pytest.raises(poplib.error_proto):
+        c.user("bob")  # USER is not valid in TRANSACTION
+    assert c.stat()[0] == 3
+    c.quit()
+
+
+def test_capa_and_pipelining(pop3):
+    c = poplib.POP3(*pop3.address("pop3"), timeout=10)
+    caps = c.capa()
+    for cap in ("TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "STLS"):
+        assert cap in caps
+    c.quit()
+    with socket.create_connection(pop3.address("pop3"), timeout=10) as s:
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(f"USER alice\r\nPASS {PASSWORD}\r\nSTAT\r\nUIDL 1\r\nQUIT\r\n".encode())
+        replies = [f.readline() for _ in range(5)]
+        assert replies[0].startswith(b"+OK") and replies[2] == b"+OK 3 %d\r\n" % client_size(pop3)
+        assert replies[3] == b"+OK 1 " + pop3.names[0].encode() + b"\r\n"
+        assert replies[4] == b"+OK Bye\r\n"
+
+
+def client_size(daemon):
+    folder = MaildirFolder(daemon.store.maildir("alice"))
+    return sum(folder.size(m) for m in folder.scan())
+
+
+def test_stls(pop3):
+    c = poplib.POP3(*pop3.address("pop3"), timeout=10)
+    context = ssl.create_default_context(cafile=str(pop3.data_dir / "tls" / "cert.pem"))
+    context.check_hostname = False
+    c.stls(context)
+    assert isinstance(c.sock, ssl.SSLSocket)
+    assert "STLS" not in c.capa()
+    c.user("alice")
+    c.pass_(PASSWORD)
+    assert c.stat()[0] == 3
+    c.quit()
+    assert oct(os.stat(pop3.data_dir / "tls" / "key.pem").st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.interop
+def test_curl_pop3(pop3):
+    curl = require_tool("curl")
+    host, port = pop3.address("pop3")
+    url = f"pop3://{host}:{port}/"
+    out = subprocess.run([curl, "-sS", "--max-time", "20", "-u", f"alice:{PASSWORD}", url],
+                         capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0].startswith(b"1 ")
+    out = subprocess.run([curl, "-sS", "--max-time", "20", "-u", f"alice:{PASSWORD}", url + "2"],
+                         capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert b"Subject: message 2" in out.stdout and b"\r\n.dotted line\r\n" in out.stdout
+    # curl's STLS path, certificate not verified (self-signed)
+    out = subprocess.run([curl, "-sS", "--max-time", "20", "--ssl-reqd", "-k", "-u", f"alice:{PASSWORD}", url + "1"],
+                         capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert b"Subject: message 1" in out.stdout
+
+
+@pytest.mark.interop
+def test_fetchmail_downloads_and_deletes(pop3, tmp_path):
+    fetchmail = require_tool("fetchmail")
+    host, port = pop3.address("pop3")
+    mda_out = tmp_path / "fetched"
+    mda_out.mkdir()
+    mda = tmp_path / "mda.sh"
+    mda.write_text(f'#!/bin/sh\ncat > "$(mktemp {mda_out}/msg.XXXXXX)"\n')
+    mda.chmod(0o700)
+    rc = tmp_path / "fetchmailrc"
+    rc.write_text(
+        f'poll {host} service {port} protocol POP3 uidl no dns\n'
+        f'  user "alice" password "{PASSWORD}" is "alice" here\n'
+        f'  sslproto "" fetchall\n'
+        f'  mda "{mda}"\n'
+    )
+    rc.chmod(0o600)
+    env = {**os.environ, "HOME": str(tmp_path), "FETCHMAILHOME": str(tmp_path)}
+    out = subprocess.run([fetchmail, "-f", str(rc), "--nodetach", "-v", "--idfile", str(tmp_path / "ids"), "--pidfile", str(tmp_path / "pid")],
+                         capture_output=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stdout + out.stderr
+    fetched = sorted(p.read_bytes() for p in mda_out.iterdir())
+    assert len(fetched) == 3, out.stdout + out.stderr
+    assert all(b".dotted line" in m for m in fetched)
+    assert MaildirFolder(pop3.store.maildir("alice")).scan() == []  # fetchmail DELE'd + QUIT
