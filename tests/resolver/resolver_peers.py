@@ -175,6 +175,8 @@ example      IN NS  ns1.example
 ns1.example  IN A   {domain}
 ; glue-less, out of bailiwick: the resolver must look up ns.elsewhere.example.test itself
 other        IN NS  ns.elsewhere.example.test.
+; lame: delegated to a server that does not serve it (REFUSED): SERVFAIL
+broken       IN NS  ns.elsewhere.example.test.
 """,
         "example.test.": f"""$TTL 300
 $ORIGIN example.test.
@@ -294,6 +296,8 @@ server:
     qname-minimisation: no
     harden-referral-path: no
     minimal-responses: yes
+    # Unbound answers the special-use "test." itself (RFC 6761) unless told not to
+    local-zone: "test." nodefault
 {extra}
 remote-control:
     control-enable: no
