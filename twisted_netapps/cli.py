@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "twisted_netapps.user_cli",
     "twisted_netapps.uppercase.client",
     "twisted_netapps.mail.queue_cli",
+    "twisted_netapps.resolver.trace",
 ]
 
 
