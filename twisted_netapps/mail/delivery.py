@@ -75,7 +75,12 @@ class Deliverer:
                 data = normalise_crlf(local_copy + message)
                 for user in users:
                     box = store.maildir(user)
-                    tmp_path, name = box.write_tmp(data)
+                    try:
+                        tmp_path, name = box.write_tmp(data)
+                    except FileNotFoundError:  # the Maildir was removed since we created it
+                        store.forget(box)
+                        box = store.maildir(user)
+                        tmp_path, name = box.write_tmp(data)
                     box.publish(tmp_path, name, fsync_dir=False)
                     dirs.add(box.new)
             if remote:
@@ -88,7 +93,8 @@ class Deliverer:
         d = self.committer.submit(job)
 
         def stored(_):
-            log.info(
+            # one log line per message is written by the protocol; this is the detail
+            log.debug(
                 "smtp: {id} from <{sender}> stored: {local} local, {remote} queued",
                 id=message_id, sender=str(sender), local=len(users), remote=len(remote),
             )
@@ -109,4 +115,6 @@ class Deliverer:
         if route is None:
             log.warn("smtp: bounce for unknown local sender {rcpt} dropped", rcpt=str(recipient))
             return defer.succeed(None)
-        return self._store(new_message_id(), null, list(route.local_users), list(route.remote), message)
+        bounce_id = new_message_id()
+        log.info("smtp: bounce {id} to <{rcpt}>", id=bounce_id, rcpt=str(recipient))
+        return self._store(bounce_id, null, list(route.local_users), list(route.remote), message)

@@ -190,6 +190,8 @@ class MailStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._created: set[Path] = set()  # Maildirs known to exist: no mkdir calls per delivery
+
 
     def user_root(self, user: str) -> Path:
         return self.root / check_user(user)
@@ -199,7 +201,7 @@ class MailStore:
         base = self.user_root(user)
         dirname = folder_dirname(folder)
         box = Maildir(base / dirname) if dirname else Maildir(base)
-        if create:
+        if create and box.path not in self._created:
             self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
             if box.path != base:
                 Maildir(base).create()
@@ -209,6 +211,7 @@ class MailStore:
                 marker = box.path / "maildirfolder"
                 if not marker.exists():
                     os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+            self._created.add(box.path)
         return box
 
     def folders(self, user: str) -> list[str]:
@@ -227,4 +230,13 @@ class MailStore:
 
     def deliver(self, user: str, message: bytes, folder: str = INBOX) -> str:
         """Durably deliver *message* to *user*'s *folder*; return the unique name (blocking)."""
-        return self.maildir(user, folder).deliver(message)
+        box = self.maildir(user, folder)
+        try:
+            return box.deliver(message)
+        except FileNotFoundError:  # removed behind our back since we created it
+            self.forget(box)
+            return self.maildir(user, folder).deliver(message)
+
+    def forget(self, box: Maildir) -> None:
+        """Drop *box* from the created-directories cache (it will be re-created)."""
+        self._created.discard(box.path)

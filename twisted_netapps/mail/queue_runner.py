@@ -123,7 +123,10 @@ class QueueRunner(service.Service):
             d = defer.ensureDeferred(self.attempt(entry))
             self.in_flight[entry.id] = d
             d.addErrback(lambda f, i=entry.id: log.failure("smtp: queue entry {id}: attempt failed", f, id=i))
-            d.addBoth(lambda _, i=entry.id: self.in_flight.pop(i, None))
+            d.addBoth(self._attempt_done, entry.id)
+
+    def _attempt_done(self, result, entry_id: str) -> None:
+        self.in_flight.pop(entry_id, None)
 
     # -- one attempt ---------------------------------------------------------------
 

@@ -156,7 +156,7 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
         self._lost = True
         self.setTimeout(None)
         self.factory.stats.connection_closed()
-        if self.session is not None and self.session.messages:
+        if self.session is not None and self.session.messages > 1:
             log.info("smtp: {peer}: closed after {n} messages", peer=self.peer, n=self.session.messages)
 
 
