@@ -135,6 +135,6 @@ def build(context: ServiceContext):
     s: Settings = context.settings
     hints = load_hints(hints_path(s.root_hints, context.config.source))
     handler = build_handler(s, context.reactor, context.stats, hints)
-    datagrams = DNSDatagramProtocol(handler, context.stats, service="resolver")
+    datagrams = DNSDatagramProtocol(handler, context.stats, service="resolver", reactor=context.reactor)
     streams = DNSStreamFactory(handler, context.stats, context.reactor, s.idle_timeout, service="resolver")
     return context.named_service(context.listeners(streams, datagrams))

@@ -1,0 +1,125 @@
+"""The Twisted driver over real loopback sockets, against scripted servers."""
+
+from __future__ import annotations
+
+import random
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import pytest_twisted
+from twisted.internet import protocol, reactor
+from twisted.protocols.basic import Int16StringReceiver
+
+from fake_upstream import ZoneServer
+from twisted_netapps.resolver.cache import ResolverCache
+from twisted_netapps.resolver.hints import parse_hints
+from twisted_netapps.resolver.iterate import Limits, Resolution
+from twisted_netapps.resolver.upstream import ResolutionRunner
+
+ZONE = "\n".join(
+    [". 300 SOA a.root. h.root. 1 2 3 4 60", ". 300 NS a.root.", "a.root. 300 A 127.0.0.1",
+     "www.example. 300 A 192.0.2.1"]
+    + [f'big.example. 300 TXT "{"z" * 100} {i}"' for i in range(30)]
+)
+
+
+class FakeUDPServer(protocol.DatagramProtocol):
+    def __init__(self, zone: ZoneServer):
+        self.zone = zone
+        self.sources = []
+        self.ids = []
+
+    def datagramReceived(self, data, addr):
+        query = dns.message.from_wire(data)
+        self.sources.append(addr[1])
+        self.ids.append(query.id)
+        response = self.zone(query, False)
+        wire = response.to_wire(max_size=65535)
+        if len(wire) > 512 and query.payload < len(wire):
+            response.flags |= dns.flags.TC
+            response.answer = []
+            wire = response.to_wire()
+        self.transport.write(wire, addr)
+
+
+class FakeTCP(Int16StringReceiver):
+    def stringReceived(self, data):
+        query = dns.message.from_wire(data)
+        self.factory.queries += 1
+        self.sendString(self.factory.zone(query, True).to_wire(max_size=65535))
+
+
+class FakeTCPFactory(protocol.Factory):
+    protocol = FakeTCP
+
+    def __init__(self, zone):
+        self.zone = zone
+        self.queries = 0
+
+
+def resolution(name, rdtype, port, **limits):
+    return Resolution(
+        dns.name.from_text(name), dns.rdatatype.from_text(rdtype), cache=ResolverCache(reactor.seconds),
+        hints=parse_hints(". 300 NS a.root.\na.root. 300 A 127.0.0.1\n"), clock=reactor.seconds,
+        upstream_port=port, limits=Limits(**limits), rng=random.SystemRandom(),
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_upstream_query_gets_a_fresh_port_and_random_id():
+    zone = ZoneServer(".", ZONE)
+    server = FakeUDPServer(zone)
+    udp = reactor.listenUDP(0, server, interface="127.0.0.1")
+    try:
+        port = udp.getHost().port
+        for _ in range(8):
+            result = await ResolutionRunner(resolution("www.example.", "A", port), reactor).run()
+            assert result.rcode == dns.rcode.NOERROR
+            assert result.answer[0][0].address == "192.0.2.1"
+        assert len(set(server.sources)) >= 7
+        assert len(set(server.ids)) >= 7
+    finally:
+        await udp.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_truncated_udp_answer_is_fetched_over_tcp():
+    zone = ZoneServer(".", ZONE)
+    udp = reactor.listenUDP(0, FakeUDPServer(zone), interface="127.0.0.1")
+    port = udp.getHost().port
+    tcp_factory = FakeTCPFactory(zone)
+    tcp = reactor.listenTCP(port, tcp_factory, interface="127.0.0.1")
+    try:
+        r = resolution("big.example.", "TXT", port, edns_payload=512)
+        result = await ResolutionRunner(r, reactor).run()
+        assert result.rcode == dns.rcode.NOERROR and len(result.answer[0]) == 30
+        assert tcp_factory.queries == 1
+        assert [s.outcome for s in r.steps] == ["truncated", "answer"]
+    finally:
+        await udp.stopListening()
+        await tcp.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_unreachable_port_fails_fast_and_silence_times_out():
+    probe = reactor.listenUDP(0, protocol.DatagramProtocol(), interface="127.0.0.1")
+    closed_port = probe.getHost().port
+    await probe.stopListening()
+    started = reactor.seconds()
+    result = await ResolutionRunner(resolution("www.example.", "A", closed_port), reactor).run()
+    assert result.rcode == dns.rcode.SERVFAIL
+    assert reactor.seconds() - started < 1.0  # ICMP port unreachable, not the 1.5 s timeout
+
+    silent = reactor.listenUDP(0, protocol.DatagramProtocol(), interface="127.0.0.1")
+    try:
+        r = resolution("www.example.", "A", silent.getHost().port, server_timeout=0.2, time_budget=0.5)
+        started = reactor.seconds()
+        result = await ResolutionRunner(r, reactor).run()
+        assert result.rcode == dns.rcode.SERVFAIL
+        assert 0.15 < reactor.seconds() - started < 2.0
+        assert r.steps[0].outcome == "timeout"
+    finally:
+        await silent.stopListening()
