@@ -190,3 +190,21 @@ def test_kill_9_after_250_loses_nothing(relay_setup):
         wait_for(lambda: mx2.handler.messages, timeout=20, what="queued message delivered after restart")
         assert b"Subject: remote" in mx2.handler.messages[0].data
         wait_for(lambda: not queue_ids(d2), what="queue emptied")
+
+
+def test_relay_to_our_own_server_uses_starttls(relay_setup, netapps_daemon, tmp_path):
+    start, port = relay_setup
+    remote_data = tmp_path / "remote"
+    remote_data.mkdir()
+    AccountStore(remote_data).add("bob", "bob-pw", log2_n=10)
+    remote = netapps_daemon(["smtp"], data_dir=remote_data, listen={"smtp": [f"tcp:{port}:interface={MX2}"]},
+                            sets=smtp_sets('smtp.local_domains=["relay.test"]'))
+    d = start()
+    send(d, "bob@relay.test")
+    [path] = wait_for(lambda: maildir_messages(remote_data, "bob"), timeout=20, what="message at our remote server")
+    msg = email.message_from_bytes(path.read_bytes())
+    first, second = msg.get_all("Received")[:2]
+    assert "with ESMTPS id" in first  # the remote's own trace: it came in over TLS
+    assert "with ESMTPA id" in second  # ours, from the authenticated submission
+    assert msg["Return-Path"] == "<alice@example.test>"
+    wait_for(lambda: "(TLS)" in d.log, what="our log noting the TLS delivery")

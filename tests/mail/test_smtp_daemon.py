@@ -180,3 +180,26 @@ def test_swaks_interop_with_tls_and_auth(smtp_daemon):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "250 2.0.0 OK: queued as" in out.stdout
     assert len(maildir_messages(d.data_dir, "demo")) == 1 and len(maildir_messages(d.data_dir, "alice")) == 1
+
+
+def test_idle_session_times_out_with_421(smtp_daemon):
+    d = smtp_daemon("smtp.command_timeout=0.5")
+    with socket.create_connection(d.address("smtp"), timeout=10) as s:
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"220")
+        assert f.readline().startswith(b"421 4.4.2")
+        assert f.readline() == b""
+
+
+def test_received_header_for_ipv6_client(netapps_daemon, tmp_path):
+    data = tmp_path / "data6"
+    data.mkdir()
+    AccountStore(data).add("alice", "alice-pw", log2_n=10)
+    try:
+        d = netapps_daemon(["smtp"], data_dir=data, listen={"smtp": ["tcp6:0:interface=\\:\\:1"]}, sets=smtp_sets())
+    except RuntimeError as e:
+        pytest.skip(f"no IPv6 loopback: {e}")
+    with smtplib.SMTP("::1", d.port("smtp", "tcp", 0), timeout=10) as c:
+        c.sendmail("a@r.test", ["alice@example.test"], b"Subject: v6\r\n\r\nx\r\n")
+    [path] = maildir_messages(data, "alice")
+    assert b"([IPv6:::1])" in path.read_bytes()

@@ -55,8 +55,9 @@ def received_header(envelope: Envelope, hostname: str, for_recipient: Address | 
     address we saw; ``for`` is given only for a single recipient (more would
     disclose Bcc recipients).
     """
+    literal = f"IPv6:{envelope.client_ip}" if ":" in envelope.client_ip else envelope.client_ip
     lines = [
-        f"Received: from {_clean(envelope.helo)} ([{envelope.client_ip}])",
+        f"Received: from {_clean(envelope.helo)} ([{literal}])",
         f"\tby {hostname} (twisted-netapps) with {envelope.protocol} id {envelope.message_id}",
     ]
     date = rfc5322_date(envelope.received_at)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from twisted.application import service
-from twisted.internet import defer, error, task, threads
+from twisted.internet import defer, error, ssl, task, threads
 from twisted.logger import Logger
 
 from twisted_netapps.mail.bounce import FailedRecipient, build_dsn
@@ -44,6 +44,7 @@ class RunnerSettings:
     lifetime: float = 5 * 86400.0
     max_parallel: int = 10
     timeout: float = 60.0
+    relay_tls: bool = True
 
 
 class QueueRunner(service.Service):
@@ -66,6 +67,7 @@ class QueueRunner(service.Service):
         self.send_bounce = send_bounce  # (Address, bytes) -> Deferred
         self.stats = stats
         self.relay = relay or self._relay
+        self.tls_options = None  # built on first use: opportunistic STARTTLS, no certificate checks
         self.run_blocking = run_blocking or self._in_thread
         self.in_flight: dict[str, defer.Deferred] = {}
         self._loop: task.LoopingCall | None = None
@@ -175,15 +177,19 @@ class QueueRunner(service.Service):
                     temporary[r] = f"{outcome.host}: {t}"
                 pending = [r for r in pending if r in outcome.temporary]
                 for r in outcome.delivered:
-                    log.info("smtp: {id}: delivered to <{rcpt}> via {host}", id=entry.id, rcpt=r, host=outcome.host)
+                    log.info("smtp: {id}: delivered to <{rcpt}> via {host}{tls}", id=entry.id, rcpt=r,
+                             host=outcome.host, tls=" (TLS)" if outcome.tls else "")
         temporary = {r: t for r, t in temporary.items() if r not in delivered and r not in permanent}
         return delivered, permanent, temporary
 
     def _relay(self, address, host_name, sender, recipients, message):
         s = self.settings
+        if s.relay_tls and self.tls_options is None:
+            self.tls_options = ssl.CertificateOptions()
         return defer.ensureDeferred(relay_message(
             self.reactor, address, s.relay_port, helo=s.hostname, sender=sender,
             recipients=recipients, message=message, timeout=s.timeout, host_name=host_name,
+            tls_options=self.tls_options if s.relay_tls else None,
         ))
 
     async def finish(self, entry: QueueEntry, message: bytes, delivered, permanent, temporary) -> None:

@@ -44,6 +44,7 @@ class RelayOutcome:
     """Per recipient: ``delivered``, ``temporary`` and ``permanent`` map address -> reply text."""
 
     host: str
+    tls: bool = False
     delivered: list[str] = field(default_factory=list)
     temporary: dict[str, str] = field(default_factory=dict)
     permanent: dict[str, str] = field(default_factory=dict)
@@ -118,8 +119,13 @@ async def relay_message(
     message: bytes,
     timeout: float,
     host_name: str = "",
+    tls_options=None,
 ) -> RelayOutcome:
     """Send *message* to *recipients* via *address*:*port*.
+
+    With *tls_options* (Twisted client TLS options), STARTTLS is used when
+    the server offers it (opportunistic, as for MX hosts: RFC 3207 section 4
+    leaves authentication to local policy; a failed handshake fails this host).
 
     Raises ``ConnectError``/``TimeoutError``/:class:`ProtocolProblem` and
     ``ConnectionLost`` for failures of the whole attempt (the caller treats
@@ -129,8 +135,10 @@ async def relay_message(
     outcome = RelayOutcome(label)
     endpoint_class = endpoints.TCP6ClientEndpoint if ":" in address else endpoints.TCP4ClientEndpoint
     client = _ReplyReader()
+    factory = protocol.Factory.forProtocol(lambda: client)
+    factory.noisy = False  # one log line per delivery is ours; no "Starting factory" pairs
     connected = endpoint_class(reactor, address, port, timeout=int(max(1, timeout)))
-    await endpoints.connectProtocol(connected, client).addTimeout(timeout, reactor)
+    await connected.connect(factory).addTimeout(timeout, reactor)
 
     async def command(line: str | None) -> ServerReply:
         if line is not None:
@@ -149,6 +157,15 @@ async def relay_message(
             extensions = set()
         else:
             extensions = {line.split(" ")[0].upper() for line in reply.text.split("\n")[1:]}
+        if "STARTTLS" in extensions and tls_options is not None:
+            reply = await command("STARTTLS")
+            if reply.code == 220:
+                client.transport.startTLS(tls_options)
+                outcome.tls = True
+                reply = await command(f"EHLO {helo}")
+                if reply.code != 250:
+                    return _whole(outcome, recipients, f"EHLO after STARTTLS: {reply}", reply.temporary)
+                extensions = {line.split(" ")[0].upper() for line in reply.text.split("\n")[1:]}
         size = f" SIZE={len(message)}" if "SIZE" in extensions else ""
         body = " BODY=8BITMIME" if "8BITMIME" in extensions and any(b > 127 for b in message) else ""
         reply = await command(f"MAIL FROM:<{sender}>{size}{body}")

@@ -54,6 +54,7 @@ class Settings:
     resolver: str = setting("", "DNS server ADDR[:PORT] for MX lookups ('' = the system's resolver)")
     relay_port: int = setting(25, "port of the mail hosts we relay to")
     relay_timeout: float = setting(60.0, "seconds per relay connection step")
+    relay_tls: bool = setting(True, "use STARTTLS when a relay host offers it (opportunistic, unverified)")
     max_relay_parallel: int = setting(10, "queue entries delivered at once")
     queue_interval: float = setting(30.0, "seconds between queue scans")
     retry_base: float = setting(60.0, "first retry delay; doubles each attempt")
@@ -111,7 +112,7 @@ def build(context: ServiceContext):
         RunnerSettings(
             hostname=hostname, relay_port=s.relay_port, interval=s.queue_interval, retry_base=s.retry_base,
             retry_max=s.retry_max, lifetime=s.queue_lifetime, max_parallel=s.max_relay_parallel,
-            timeout=s.relay_timeout,
+            timeout=s.relay_timeout, relay_tls=s.relay_tls,
         ),
         reactor, lookup=lookup, send_bounce=deliverer.send_bounce, stats=context.stats,
     )
