@@ -192,7 +192,7 @@ ext          IN CNAME www.other.test.
 *.wild       IN A   192.0.2.99
 {big}
 """,
-        "other.test.": f"""$TTL 300
+        "other.test.": """$TTL 300
 $ORIGIN other.test.
 @            IN SOA ns.elsewhere.example.test. hostmaster 1 1800 900 604800 120
 @            IN NS  ns.elsewhere.example.test.

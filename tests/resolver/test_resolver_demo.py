@@ -54,7 +54,7 @@ def test_default_config_dns_and_resolver_walk_the_demo_chain(netapps_daemon):
     demo = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
     upstream = free_udp_tcp_port(["127.0.0.1", *demo])
     port = free_udp_tcp_port(["127.0.0.1"])
-    d = netapps_daemon(
+    netapps_daemon(
         ["dns", "resolver"],
         listen={"dns": ["udp:0:interface=127.0.0.1"],
                 "resolver": [f"udp:{port}:interface=127.0.0.1", f"tcp:{port}:interface=127.0.0.1"]},

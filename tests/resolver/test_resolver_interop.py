@@ -141,7 +141,7 @@ NAMES = [
     ("www.example.test.", "A"), ("alias.example.test.", "A"), ("ext.example.test.", "A"),
     ("www.other.test.", "A"), ("example.test.", "MX"), ("missing.example.test.", "A"),
     ("www.example.test.", "AAAA"), ("x.wild.example.test.", "A"), ("big.example.test.", "TXT"),
-    ("nothing.test.", "A"),
+    ("nothing.test.", "A"), ("example.test.", "DS"), ("example.test.", "NS"), ("test.", "SOA"),
 ]
 
 

@@ -58,6 +58,7 @@ CNAME = dns.rdatatype.CNAME
 A = dns.rdatatype.A
 AAAA = dns.rdatatype.AAAA
 ANY = dns.rdatatype.ANY
+DS = dns.rdatatype.DS
 
 
 @dataclass(frozen=True)
@@ -295,7 +296,10 @@ class Resolution:
         return None
 
     def _iterate(self, qname: dns.name.Name, qtype: int, depth: int):
-        ns = self.cache.closest_delegation(qname)
+        # DS records live on the parent side of a zone cut (RFC 4035 3.1.4.1):
+        # start above the name so the parent, not the child, is asked.
+        start = qname.parent() if qtype == DS and qname != dns.name.root else qname
+        ns = self.cache.closest_delegation(start)
         referrals = 0
         while True:
             zone = ns.name if ns is not None else dns.name.root

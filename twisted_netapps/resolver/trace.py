@@ -16,6 +16,7 @@ start elsewhere.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import socket
 import sys
 import time
@@ -163,6 +164,10 @@ def run(args) -> int:
     settings = from_table(Settings, raw.get("resolver", {}), f"{source}: resolver")
     port = args.port if args.port is not None else settings.upstream_port
     if args.server:
+        try:
+            ipaddress.ip_address(args.server)
+        except ValueError:
+            raise TraceError(f"--server: not an IP address: {args.server!r}") from None
         hints = RootHints((dns.name.from_text("server."),), {dns.name.from_text("server."): (args.server,)})
     else:
         path = hints_path(args.hints, "<command line>") if args.hints else hints_path(settings.root_hints, source)
