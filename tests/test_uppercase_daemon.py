@@ -288,3 +288,22 @@ def test_plugin_is_lazy_and_discoverable_from_any_directory(tmp_path):
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=60)
     out = subprocess.run([TWISTD, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert "netapps" in out.stdout
+
+
+def test_taken_port_fails_a_daemonized_start_too(tmp_path):
+    # Without -n twistd forks and its parent waits on a status pipe: the
+    # failure must reach it (not leave it hanging) and the log has the line.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        log = tmp_path / "daemon.log"
+        result = subprocess.run(
+            [TWISTD, f"--pidfile={tmp_path / 'p.pid'}", "-l", str(log), "netapps", f"--data-dir={tmp_path / 'd'}",
+             f"--listen=uppercase=tcp:{port}:interface=127.0.0.1"],
+            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+        )
+    assert result.returncode == 1
+    assert "uppercase: cannot listen on" in result.stderr
+    assert f"uppercase: cannot listen on tcp:{port}:interface=127.0.0.1: address already in use" in log.read_text()
+    assert not (tmp_path / "p.pid").exists()

@@ -38,8 +38,9 @@ STATS_INTERVAL = 5.0
 
 
 class NetappsService(service.MultiService):
-    def __init__(self, config: Config, data_dir: Path, reactor) -> None:
+    def __init__(self, config: Config, data_dir: Path, reactor, *, foreground: bool = True) -> None:
         super().__init__()
+        self.foreground = foreground
         self.config = config
         self.data_dir = data_dir
         self.reactor = reactor
@@ -69,10 +70,15 @@ class NetappsService(service.MultiService):
         try:
             super().privilegedStartService()
         except ListenError as e:
+            log.critical("{error}", error=str(e))
+            if not self.foreground:
+                # Daemonized: twistd's waiting parent learns of the failure
+                # only through an Exception (it writes it to the status pipe
+                # and exits 1); anything else leaves the parent hanging.
+                raise
             # twistd has redirected sys.stderr into the log by now: the one
             # line goes to the real stderr (and the log), then a clean exit 1
             # with no traceback; the exit releases whatever did bind.
-            log.critical("{error}", error=str(e))
             print(e, file=sys.__stderr__, flush=True)
             raise SystemExit(1) from None
 

@@ -75,7 +75,9 @@ def makeService(options: Options):
         except OSError as e:
             raise NetappsError(f"data dir {data_dir}: {e.strerror}") from None
         _chown_for_privilege_drop(options, data_dir, run_dir)
-        return NetappsService(config, data_dir, reactor)
+        parent = getattr(options, "parent", None)
+        foreground = bool(parent["nodaemon"]) if parent is not None else True
+        return NetappsService(config, data_dir, reactor, foreground=foreground)
     except NetappsError as e:
         # One line, no traceback: this is a user mistake, not a bug.
         raise SystemExit(str(e)) from None
