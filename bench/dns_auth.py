@@ -6,7 +6,10 @@ one worker each (BIND ``-n 1 -U 1``; dnsperf ``-c 1 -T 1``), on loopback.
     python bench/dns_auth.py [--seconds 10] [--rounds 2] [--outstanding 100] [--only ours,bind,twisted]
 
 Runs are interleaved over --rounds (the machine is shared and its load
-drifts); prints every run, each server's best and mean, and our ratios. Needs dnsperf and
+drifts); prints every run, each server's best and mean, and our ratios.
+Server CPU per query (CPU seconds the server used / queries answered) is
+printed too: it is the figure least disturbed by the other load on the
+machine, and says how much of a core each server needs per query. Needs dnsperf and
 named on PATH (/usr/sbin is searched).
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -160,8 +164,10 @@ zone "example.test" {{ type primary; file "{zone}"; }};
     return running(cmd, port, tmp / "named.log", workdir)
 
 
-def dnsperf(port: int, queries: Path, seconds: float, outstanding: int) -> float:
+def dnsperf(port: int, queries: Path, seconds: float, outstanding: int) -> tuple[float, float]:
+    """(queries/s, dnsperf's own CPU use in cores)."""
     tool = shutil.which("dnsperf", path=SEARCH_PATH)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(
         [tool, "-s", "127.0.0.1", "-p", str(port), "-d", str(queries), "-l", str(seconds),
          "-c", "1", "-T", "1", "-q", str(outstanding), "-t", "2"],
@@ -173,7 +179,9 @@ def dnsperf(port: int, queries: Path, seconds: float, outstanding: int) -> float
         raise RuntimeError(f"dnsperf failed:\n{result.stdout}\n{result.stderr}")
     if lost and int(lost.group(1)):
         print(f"  (dnsperf: {lost.group(1)} queries lost)")
-    return float(match.group(1))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / seconds
+    return float(match.group(1)), client_cpu
 
 
 SERVERS = {"ours": ours, "twisted": stock_twisted, "bind": bind}
@@ -199,21 +207,24 @@ def main() -> int:
         queries = tmp / "queries.txt"
         queries.write_text("\n".join(QUERIES) + "\n")
         results: dict[str, list[float]] = {}
+        cost: dict[str, list[float]] = {}
         for round_no in range(1, args.rounds + 1):
             for name in args.only.split(","):
                 port = free_port()
                 with SERVERS[name](tmp, zone, port) as proc:
                     cpu_before = cpu_seconds(proc.pid)
-                    qps = dnsperf(port, queries, args.seconds, args.outstanding)
+                    qps, client_cpu = dnsperf(port, queries, args.seconds, args.outstanding)
                     cpu = (cpu_seconds(proc.pid) - cpu_before) / args.seconds
                 results.setdefault(name, []).append(qps)
-                print(f"round {round_no}: {LABELS[name]:28s} {qps:10,.0f} queries/s"
-                      f"   (server CPU {cpu:.0%} of a core)", flush=True)
+                cost.setdefault(name, []).append(cpu / qps * 1e6)
+                print(f"round {round_no}: {LABELS[name]:28s} {qps:10,.0f} queries/s   server CPU {cpu:4.0%}"
+                      f" = {cpu / qps * 1e6:5.1f} us/query   (dnsperf CPU {client_cpu:.0%})", flush=True)
         print()
         best = {name: max(runs) for name, runs in results.items()}
         mean = {name: sum(runs) / len(runs) for name, runs in results.items()}
         for name in results:
-            print(f"{LABELS[name]:28s} best {best[name]:10,.0f}   mean {mean[name]:10,.0f} queries/s")
+            print(f"{LABELS[name]:28s} best {best[name]:10,.0f}   mean {mean[name]:10,.0f} queries/s"
+                  f"   server CPU per query: mean {sum(cost[name]) / len(cost[name]):5.1f} us")
         if "ours" in results:
             for peer in ("bind", "twisted"):
                 if peer in results:

@@ -78,6 +78,8 @@ def tcp(handler, clock=None, **kwargs):
 def test_udp_reply_goes_back_to_sender():
     proto, stats = udp(EchoHandler())
     proto.datagramReceived(QUERY, ("127.0.0.1", 5353))
+    assert proto.transport.sent == []  # batched until the reactor has drained the socket
+    proto.reactor.advance(0)
     [(data, addr)] = proto.transport.sent
     assert addr == ("127.0.0.1", 5353) and data[2] & 0x80 and data[:2] == QUERY[:2]
     assert stats["requests"] == 0  # counters are flushed once a second, off the hot path
@@ -90,6 +92,7 @@ def test_udp_handler_exception_becomes_servfail():
     handler.fail = True
     proto, stats = udp(handler)
     proto.datagramReceived(QUERY, ("127.0.0.1", 1))
+    proto.reactor.advance(0)
     [(data, _)] = proto.transport.sent
     assert data[3] & 0x0F == wire.SERVFAIL and data[:2] == QUERY[:2]
     assert data[12:] == QUERY[12:]  # the question is echoed
@@ -101,6 +104,7 @@ def test_udp_handler_exception_on_garbage_is_a_drop():
     handler.fail = True
     proto, _ = udp(handler)
     proto.datagramReceived(b"\x01\x02", ("127.0.0.1", 1))
+    proto.reactor.advance(0)
     assert proto.transport.sent == []
 
 
@@ -112,6 +116,31 @@ def test_udp_deferred_reply():
     assert proto.transport.sent == []
     d.callback(None)
     assert len(proto.transport.sent) == 1
+
+
+def test_udp_replies_sent_in_batches():
+    proto, _ = udp(EchoHandler())
+    for i in range(40):
+        proto.datagramReceived(QUERY, ("127.0.0.1", i))
+    assert len(proto.transport.sent) == 32  # a full batch goes at once
+    proto.reactor.advance(0)
+    assert [addr[1] for _, addr in proto.transport.sent] == list(range(40))
+
+
+def test_udp_unbatched():
+    stats = ServiceStats("dns")
+    proto = DNSDatagramProtocol(EchoHandler(), stats, reactor=task.Clock(), reply_batch=0)
+    proto.makeConnection(FakeUDPTransport())
+    proto.datagramReceived(QUERY, ("127.0.0.1", 1))
+    assert len(proto.transport.sent) == 1
+
+
+def test_udp_pending_replies_sent_on_stop():
+    proto, _ = udp(EchoHandler())
+    transport = proto.transport
+    proto.datagramReceived(QUERY, ("127.0.0.1", 1))
+    proto.doStop()  # the port still has its socket when it stops the protocol
+    assert len(transport.sent) == 1
 
 
 def test_tcp_pipelined_queries_coalesced_in_one_write():
