@@ -31,14 +31,14 @@ class FakeRunner:
         return self.deferred
 
 
-def make_handler(allow=("127.0.0.0/8",)):
+def make_handler(allow=("127.0.0.0/8",), **kwargs):
     clock = Clock()
     clock.advance(5000)
     started = []
     stats = ServiceStats("resolver")
     handler = RecursiveQueryHandler(
         cache=ResolverCache(clock.seconds), hints=HINTS, reactor=clock, stats=stats,
-        acl=ClientACL(list(allow)), runner_factory=lambda resolution: FakeRunner(resolution, started),
+        acl=ClientACL(list(allow)), runner_factory=lambda resolution: FakeRunner(resolution, started), **kwargs,
     )
     return handler, clock, started, stats
 
@@ -146,3 +146,15 @@ def test_oversized_udp_answer_sets_tc_but_tcp_gets_it_all():
     assert udp.flags & dns.flags.TC and not udp.answer
     tcp = dns.message.from_wire(handler.handle(query("big.test.", "TXT")[1], ("127.0.0.1", 1), True))
     assert len(tcp.answer[0]) == 30
+
+
+def test_too_many_resolutions_at_once_fail_fast():
+    handler, clock, started, stats = make_handler(max_resolutions=2)
+    peer = ("127.0.0.1", 1)
+    handler.handle(query("a.test.")[1], peer, False)
+    handler.handle(query("b.test.")[1], peer, False)
+    joined = handler.handle(query("a.test.")[1], peer, False)  # same question: joins, no new resolution
+    assert not isinstance(joined, bytes)
+    reply = handler.handle(query("c.test.")[1], peer, False)
+    assert dns.message.from_wire(reply).rcode() == dns.rcode.SERVFAIL
+    assert len(started) == 2 and stats["overload_servfail"] == 1

@@ -91,6 +91,7 @@ class RecursiveQueryHandler:
         max_udp_payload: int = 1232,
         failure_ttl: int = 1,
         log_queries: bool = False,
+        max_resolutions: int = 1000,
         rng: random.Random | None = None,
         runner_factory: Callable[[Resolution], ResolutionRunner] | None = None,
     ) -> None:
@@ -106,6 +107,7 @@ class RecursiveQueryHandler:
         self.max_udp_payload = max_udp_payload
         self.failure_ttl = failure_ttl
         self.log_queries = log_queries
+        self.max_resolutions = max_resolutions
         self.rng = rng
         self.runner_factory = runner_factory or (lambda resolution: ResolutionRunner(resolution, reactor, stats))
         self._in_flight: dict[bytes, list[defer.Deferred]] = {}
@@ -134,6 +136,11 @@ class RecursiveQueryHandler:
             self.stats.incr("refused")
             return wire.error_reply(query, dns.rcode.REFUSED, recursion=True, our_payload=self.max_udp_payload)
         self.stats.incr("cache_misses")
+        if len(self._in_flight) >= self.max_resolutions and query.key not in self._in_flight:
+            # Overloaded (or flooded with unique names): fail fast rather than
+            # pile up sockets and timers without bound.
+            self.stats.incr("overload_servfail")
+            return wire.error_reply(query, dns.rcode.SERVFAIL, recursion=True, our_payload=self.max_udp_payload)
         d = self._resolve(query)
         d.addCallback(self._reply, query, limit)
         return d

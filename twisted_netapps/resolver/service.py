@@ -60,6 +60,7 @@ class Settings:
     server_timeout: float = setting(1.5, "seconds to wait for one upstream server before trying the next")
     time_budget: float = setting(10.0, "seconds for a whole resolution before SERVFAIL")
     max_upstream_queries: int = setting(64, "upstream queries per client question before SERVFAIL")
+    max_resolutions: int = setting(1000, "distinct questions resolved at once; beyond, new ones get SERVFAIL at once")
     ipv6_servers: bool = setting(False, "also query name servers over IPv6 (needs IPv6 connectivity)")
     max_udp_payload: int = setting(1232, "our EDNS UDP payload size; larger answers get TC")
     idle_timeout: float = setting(30.0, "seconds a client TCP connection may stay silent")
@@ -86,6 +87,8 @@ class Settings:
             raise ConfigError(f"{where}.negative_max_ttl/failure_ttl: must not be negative")
         if self.server_timeout <= 0 or self.time_budget <= 0 or self.idle_timeout <= 0:
             raise ConfigError(f"{where}: server_timeout, time_budget and idle_timeout must be positive")
+        if self.max_resolutions < 1:
+            raise ConfigError(f"{where}.max_resolutions: must be at least 1")
         if self.max_upstream_queries < 1:
             raise ConfigError(f"{where}.max_upstream_queries: must be at least 1")
         if not 512 <= self.max_udp_payload <= 65535:
@@ -128,6 +131,7 @@ def build_handler(s: Settings, reactor, stats, hints: RootHints) -> RecursiveQue
         cache=cache, hints=hints, reactor=reactor, stats=stats, acl=ClientACL(s.allow), limits=limits,
         upstream_port=s.upstream_port, forwarders=[parse_server(f) for f in s.forwarders] or None,
         max_udp_payload=s.max_udp_payload, failure_ttl=s.failure_ttl, log_queries=s.log_queries,
+        max_resolutions=s.max_resolutions,
     )
 
 
