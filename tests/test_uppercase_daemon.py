@@ -307,3 +307,17 @@ def test_taken_port_fails_a_daemonized_start_too(tmp_path):
     assert "uppercase: cannot listen on" in result.stderr
     assert f"uppercase: cannot listen on tcp:{port}:interface=127.0.0.1: address already in use" in log.read_text()
     assert not (tmp_path / "p.pid").exists()
+
+
+def test_netapps_stats_command_reads_the_daemon_counters(upper):
+    with socket.create_connection(upper.address("uppercase"), timeout=5) as s:
+        s.sendall(b"x\n")
+        s.makefile("rb").readline()
+    upper.stop()
+    out = subprocess.run([NETAPPS, "stats", "--data-dir", str(upper.data_dir)], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0
+    assert "uppercase: " in out.stdout and "requests=1" in out.stdout and "connections=1" in out.stdout
+    out = subprocess.run([NETAPPS, "stats", "--data-dir", str(upper.data_dir / "nope")], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 1 and "no stats yet" in out.stderr

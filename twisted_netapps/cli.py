@@ -14,6 +14,7 @@ from twisted_netapps.errors import NetappsError
 
 COMMAND_MODULES = [
     "twisted_netapps.user_cli",
+    "twisted_netapps.stats_cli",
     "twisted_netapps.uppercase.client",
     "twisted_netapps.mail.queue_cli",
     "twisted_netapps.resolver.trace",
