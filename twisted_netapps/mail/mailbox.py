@@ -117,6 +117,7 @@ class MaildirFolder:
     def __init__(self, maildir: Maildir) -> None:
         self.maildir = maildir
         self.path = maildir.path
+        self._path_str = str(maildir.path)
 
     def scan(self) -> list[MessageFile]:
         """All messages in ``new/`` and ``cur/``, in delivery order."""
@@ -160,6 +161,41 @@ class MaildirFolder:
             if moved is None:
                 raise
             return open(self.file_path(moved), "rb"), moved
+
+    def read_small(self, message: MessageFile, limit: int) -> tuple[bytes, MessageFile] | None:
+        """The whole file if it has at most *limit* bytes, else None (stream it instead).
+
+        The hot path of POP3 RETR: open, one read, close; no buffered file object.
+        Raises FileNotFoundError when the message no longer exists.
+        """
+        path = f"{self._path_str}/{message.subdir}/{message.filename}"
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            moved = self.relocate(message)
+            if moved is None:
+                raise
+            message = moved
+            fd = os.open(f"{self._path_str}/{message.subdir}/{message.filename}", os.O_RDONLY)
+        try:
+            # A regular file's read() returns short only at end of file.
+            want = (message.size or 0) + 1 if message.size is not None and message.size < limit else limit + 1
+            chunks = []
+            total = 0
+            while True:
+                chunk = os.read(fd, want)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > limit:
+                    return None
+                if len(chunk) < want:
+                    break
+                want = limit + 1 - total
+        finally:
+            os.close(fd)
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), message
 
     def read(self, message: MessageFile) -> bytes:
         handle, _ = self.open(message)

@@ -133,19 +133,22 @@ def parse_command(line: bytes) -> tuple[str, list[str], str]:
     Keywords are 3-4 ASCII letters, case-insensitive; arguments are separated
     by spaces and printable. Raises :class:`CommandError` for anything else.
     """
+    if _CONTROL_RE.search(line):
+        raise CommandError("control characters in command")
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
         raise CommandError("command is not valid UTF-8") from None
-    if any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in text):
-        raise CommandError("control characters in command")
     keyword, _, rest = text.partition(" ")
     if not (3 <= len(keyword) <= 4 and keyword.isascii() and keyword.isalpha()):
         raise CommandError("unknown command")
     args = rest.split()
-    if any(len(a.encode("utf-8")) > MAX_ARG_BYTES for a in args):
+    if len(line) > MAX_ARG_BYTES and any(len(a.encode("utf-8")) > MAX_ARG_BYTES for a in args):
         raise CommandError("argument too long")
     return keyword.upper(), args, rest
+
+
+_CONTROL_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def _ok(text: str) -> bytes:
@@ -541,6 +544,19 @@ class MessageEncoder:
         elif not self._ended_with_newline:
             tail = b"\r\n"
         return tail + b".\r\n"
+
+
+def encode_message(data: bytes) -> bytes:
+    """A whole message as a POP3 multi-line body (what :class:`MessageEncoder` does, in one go)."""
+    if data.endswith(b"\r") or data.count(b"\n") != data.count(b"\r\n"):
+        encoder = MessageEncoder()
+        return encoder.feed(data) + encoder.finish()
+    out = data.replace(b"\n.", b"\n..")
+    if out.startswith(b"."):
+        out = b"." + out
+    if out and not out.endswith(b"\n"):
+        out += b"\r\n"
+    return out + b".\r\n"
 
 
 def top_of_message(data_lines, body_lines: int) -> bytes:
