@@ -203,3 +203,31 @@ def test_received_header_for_ipv6_client(netapps_daemon, tmp_path):
         c.sendmail("a@r.test", ["alice@example.test"], b"Subject: v6\r\n\r\nx\r\n")
     [path] = maildir_messages(data, "alice")
     assert b"([IPv6:::1])" in path.read_bytes()
+
+
+def test_smtp_then_pop3_reads_it_back(netapps_daemon, tmp_path):
+    import poplib
+
+    from twisted_netapps import registry
+
+    if "pop3" not in registry.SERVICES:
+        pytest.skip("pop3 service not built yet")
+    data = tmp_path / "data"
+    data.mkdir()
+    AccountStore(data).add("demo", "demo-pw", log2_n=10)
+    d = netapps_daemon(["smtp", "pop3"], data_dir=data,
+                       listen={**SMTP_LISTEN, "pop3": ["tcp:0:interface=127.0.0.1"]}, sets=smtp_sets())
+    with smtplib.SMTP(*d.address("smtp"), timeout=10) as c:
+        c.sendmail("x@remote.test", ["demo@example.test"], b"Subject: round trip\r\n\r\n..dot\r\nbody\r\n")
+    pop = poplib.POP3(*d.address("pop3"), timeout=10)
+    try:
+        pop.user("demo")
+        pop.pass_("demo-pw")
+        count, size = pop.stat()
+        assert count == 1
+        _, lines, octets = pop.retr(1)
+        assert lines[0].startswith(b"Return-Path: <x@remote.test>") and lines[1].startswith(b"Received: from ")
+        assert b".dot" in lines  # poplib undoes the byte-stuffing POP3 applied
+        assert int(pop.list(1).split()[2]) == sum(len(line) + 2 for line in lines)
+    finally:
+        pop.quit()

@@ -87,8 +87,11 @@ class QueueRunner(service.Service):
         service.Service.stopService(self)
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-        pending = list(self.in_flight.values())
-        return defer.DeferredList(pending) if pending else None
+        # Do not wait for slow remote hosts at shutdown: an interrupted attempt
+        # leaves its entry as it was, and the next start tries again.
+        for attempt in list(self.in_flight.values()):
+            attempt.cancel()
+        return None
 
     def kick(self) -> None:
         """A message was queued: look at the queue now rather than at the next tick."""
@@ -112,6 +115,9 @@ class QueueRunner(service.Service):
         try:
             force = yield self.run_blocking(self.store.take_flush_request)
             entries = yield self.run_blocking(self.store.entries)
+        except OSError as e:  # keep the LoopingCall alive: the next tick tries again
+            log.error("smtp: cannot read the queue {root}: {error}", root=str(self.store.root), error=e)
+            return
         finally:
             self._scanning = False
         now = self.reactor.seconds()
@@ -124,8 +130,14 @@ class QueueRunner(service.Service):
                 continue
             d = defer.ensureDeferred(self.attempt(entry))
             self.in_flight[entry.id] = d
-            d.addErrback(lambda f, i=entry.id: log.failure("smtp: queue entry {id}: attempt failed", f, id=i))
+            d.addErrback(self._attempt_failed, entry.id)
             d.addBoth(self._attempt_done, entry.id)
+
+    def _attempt_failed(self, failure, entry_id: str) -> None:
+        if failure.check(defer.CancelledError):
+            log.info("smtp: queue entry {id}: attempt interrupted by shutdown", id=entry_id)
+        else:  # a bug or a disk error: the entry stays queued and is retried at the next scan
+            log.failure("smtp: queue entry {id}: attempt failed", failure, id=entry_id)
 
     def _attempt_done(self, result, entry_id: str) -> None:
         self.in_flight.pop(entry_id, None)
