@@ -227,7 +227,7 @@ def test_smtp_then_pop3_reads_it_back(netapps_daemon, tmp_path):
         assert count == 1
         _, lines, octets = pop.retr(1)
         assert lines[0].startswith(b"Return-Path: <x@remote.test>") and lines[1].startswith(b"Received: from ")
-        assert b".dot" in lines  # poplib undoes the byte-stuffing POP3 applied
+        assert b"..dot" in lines  # smtplib and POP3 stuffed it, SMTP and poplib unstuffed it
         assert int(pop.list(1).split()[2]) == sum(len(line) + 2 for line in lines)
     finally:
         pop.quit()
