@@ -15,7 +15,7 @@ from zope.interface import implementer
 
 from twisted_netapps.mail.imap_mailbox import DELIMITER, FolderRegistry, MailboxView
 from twisted_netapps.mail.mailbox import MailboxError, MaildirFolder, UserMailboxes
-from twisted_netapps.mail.maildir import INBOX, MailStore, MailStoreError
+from twisted_netapps.mail.maildir import INBOX, MailStore, MailStoreError, folder_dirname
 
 MAX_FOLDER_NAME = 255
 
@@ -73,7 +73,12 @@ class MaildirAccount:
         name = name.rstrip(DELIMITER) if name.upper() != INBOX else INBOX
         if not name:
             raise imap4.MailboxException("empty folder name")
-        return to_disk(name)
+        disk = to_disk(name)
+        try:
+            folder_dirname(disk)  # rejects empty levels, "..", "/", control characters
+        except MailStoreError as e:
+            raise imap4.MailboxException(str(e)) from None
+        return disk
 
     # ------------------------------------------------------------ folders
 
@@ -100,7 +105,7 @@ class MaildirAccount:
             if not self.boxes.exists(disk):
                 return None
             folder: MaildirFolder = self.boxes.folder(disk)
-        except (MailStoreError, MailboxError):
+        except (MailStoreError, MailboxError, imap4.MailboxException):
             return None
         state = self.registry.state(disk, folder)
         return MailboxView(state, writable, claim_recent=claim_recent)
