@@ -157,7 +157,7 @@ def test_expired_message_bounces(relay_setup):
 
 def test_queue_cli_lists_and_flush_retries(relay_setup):
     start, port = relay_setup
-    d = start("smtp.retry_base=3600.0", "smtp.retry_max=3600.0")
+    d = start("smtp.retry_base=3600.0", "smtp.retry_max=3600.0", "smtp.queue_interval=600.0")
     send(d, "bob@relay.test")  # nobody listens on mx1 or mx2: deferred for an hour
     wait_for(lambda: "deferred" in d.log, timeout=20, what="first attempt deferred")
     netapps = [sys.executable, "-m", "twisted_netapps.cli", "mail", "--data-dir", str(d.data_dir)]

@@ -127,6 +127,10 @@ class QueueStore:
     def request_flush(self) -> None:
         write_atomically(self.root / FLUSH_REQUEST, b"flush\n", mode=0o600)
 
+    def flush_requested(self) -> bool:
+        """A cheap check (one stat) for a pending ``netapps mail flush``."""
+        return (self.root / FLUSH_REQUEST).exists()
+
     def take_flush_request(self) -> bool:
         try:
             (self.root / FLUSH_REQUEST).unlink()

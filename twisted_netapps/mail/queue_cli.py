@@ -2,8 +2,8 @@
 
 Works on the queue directory directly (``<data_dir>/smtp-queue``), so it
 needs no connection to the daemon: ``flush`` leaves a request file that the
-running daemon's queue runner picks up at its next scan (``queue_interval``),
-or at start-up if it is not running.
+running daemon's queue runner picks up within a second (or at start-up if it
+is not running).
 """
 
 from __future__ import annotations
@@ -56,5 +56,5 @@ def _flush(args) -> int:
         print(f"netapps mail flush: no queue in {args.data_dir}", file=sys.stderr)
         return 1
     store.request_flush()
-    print(f"flush requested ({len(store.entries())} queued); the daemon retries at its next queue scan")
+    print(f"flush requested ({len(store.entries())} queued); the running daemon retries them within a second")
     return 0

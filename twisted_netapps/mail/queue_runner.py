@@ -34,6 +34,9 @@ CONNECTION_FAILURES = (
 )
 
 
+FLUSH_CHECK_INTERVAL = 1.0  # seconds between looks for a flush request (one stat each)
+
+
 @dataclass(frozen=True)
 class RunnerSettings:
     hostname: str
@@ -71,6 +74,7 @@ class QueueRunner(service.Service):
         self.run_blocking = run_blocking or self._in_thread
         self.in_flight: dict[str, defer.Deferred] = {}
         self._loop: task.LoopingCall | None = None
+        self._flush_watch: task.LoopingCall | None = None
         self._scanning = False
 
     # -- lifecycle ---------------------------------------------------------------
@@ -82,16 +86,25 @@ class QueueRunner(service.Service):
         self._loop.start(self.settings.interval, now=True).addErrback(
             lambda f: log.failure("smtp: queue runner stopped", f)
         )
+        # `netapps mail flush` should not wait for a whole queue_interval
+        self._flush_watch = task.LoopingCall(self._check_flush)
+        self._flush_watch.clock = self.reactor
+        self._flush_watch.start(FLUSH_CHECK_INTERVAL, now=False)
 
     def stopService(self):
         service.Service.stopService(self)
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        for loop in (self._loop, self._flush_watch):
+            if loop is not None and loop.running:
+                loop.stop()
         # Do not wait for slow remote hosts at shutdown: an interrupted attempt
         # leaves its entry as it was, and the next start tries again.
         for attempt in list(self.in_flight.values()):
             attempt.cancel()
         return None
+
+    def _check_flush(self) -> None:
+        if self.store.flush_requested():
+            self.tick()
 
     def kick(self) -> None:
         """A message was queued: look at the queue now rather than at the next tick."""
