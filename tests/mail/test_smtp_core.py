@@ -222,3 +222,27 @@ def test_command_parser_never_crashes(line):
         if s.state == "waiting":
             s.auth_result(None)
         s.receive_data(b"*\r\nRSET\r\n") if s.state.startswith("auth") else s.receive_data(b"RSET\r\n")
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.text(alphabet=st.sampled_from(list("ab.\r\n ")), max_size=40), max_size=12),
+    st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=10),
+)
+def test_dot_stuffed_body_round_trips_in_any_chunking(lines, cuts):
+    from twisted_netapps.mail.maildir import normalise_crlf
+    from twisted_netapps.mail.smtp_syntax import dot_stuff
+
+    body = normalise_crlf("\r\n".join(lines).encode())
+    wire = dot_stuff(body)
+    s = session()
+    s.receive_data(b"EHLO c\r\nMAIL FROM:<x@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+    events, pos, i = [], 0, 0
+    while pos < len(wire):
+        step = cuts[i % len(cuts)]
+        events += s.receive_data(wire[pos:pos + step])
+        pos += step
+        i += 1
+    [m] = messages(events)
+    assert m.data == body
+    assert not s.in_data
