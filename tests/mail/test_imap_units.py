@@ -11,6 +11,7 @@ from twisted_netapps.mail.imap_account import MaildirAccount, pattern_regex
 from twisted_netapps.mail.imap_mailbox import FolderRegistry
 from twisted_netapps.mail.imap_mime import MimePart, section, split_multipart
 from twisted_netapps.mail.imap_search import SearchError, compile_search, parse_date
+from twisted_netapps.mail.imap_structure import body_structure, envelope, serialize
 from twisted_netapps.mail.maildir import MailStore
 
 NESTED = (
@@ -214,3 +215,39 @@ def test_account_folders(account):
     assert acct.select("Nope") is None
     with pytest.raises(imap4.MailboxException):
         acct.create("../evil")
+
+
+HEADERS = st.sampled_from([
+    b"Content-Type: multipart/mixed; boundary=q\r\n", b"Content-Type: text/plain; charset=\"utf-8\"\r\n",
+    b"Content-Type: message/rfc822\r\n", b"Content-Type: ;;;\r\n", b"From: <>\r\n",
+    b"To: a@b, \"x\" <y@z>, undisclosed-recipients:;\r\n", b"Subject: =?utf-8?b?w6k=?=\r\n",
+    b"Content-Disposition: attachment; filename=\"A b.PDF\"\r\n", b"Content-Type: text/plain; name*=utf-8''%C3%A9\r\n",
+    b"Date: garbage\r\n", b"Content-Type: multipart/alternative\r\n", b"Content-Transfer-Encoding: base64\r\n",
+    b"X: \xff\xfe\r\n", b"Subject: caf\xc3\xa9\r\n", b"From: J\xc3\xb6rg <j@x>\r\n",
+])
+BODIES = st.sampled_from([
+    b"", b"text\r\n", b"--q\r\nContent-Type: text/plain\r\n\r\nx\r\n--q--\r\n",
+    b"--q\r\n\r\n--q\r\nContent-Type: message/rfc822\r\n\r\nSubject: in\r\n\r\nb\r\n--q--\r\n", b"\xff\x00",
+])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(HEADERS, max_size=6), BODIES)
+def test_envelope_and_bodystructure_never_crash(headers, body):
+    part = MimePart(b"".join(headers) + b"\r\n" + body)
+    for data in (serialize([body_structure(part, True)]), serialize([body_structure(part, False)]),
+                 serialize([envelope(part)])):
+        assert data.startswith(b"(") and data.endswith(b")")
+
+
+def test_structure_keeps_case_and_8bit_as_literals():
+    part = MimePart(
+        b"Subject: caf\xc3\xa9\r\nFrom: J\xc3\xb6rg <j@x.test>\r\nContent-Type: multipart/mixed; boundary=QQ\r\n\r\n"
+        b"--QQ\r\nContent-Disposition: attachment; filename=\"Report.PDF\"\r\nContent-Type: application/pdf\r\n\r\nxx\r\n--QQ--\r\n"
+    )
+    assert serialize([body_structure(part, True)]) == (
+        b'(("application" "pdf" NIL NIL NIL "7bit" 2 NIL ("attachment" ("filename" "Report.PDF")) NIL NIL)'
+        b' "mixed" ("boundary" "QQ") NIL NIL NIL)'
+    )
+    env = serialize([envelope(part)])
+    assert env.startswith(b"(NIL {5}\r\ncaf\xc3\xa9 (({5}\r\nJ\xc3\xb6rg NIL \"j\" \"x.test\"))")

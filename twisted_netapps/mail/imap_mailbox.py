@@ -200,9 +200,15 @@ class ImapMessage:
     @property
     def mime(self) -> MimePart:
         if self._mime is None:
-            if self.entry is None:
-                raise imap4.MailboxException("message was expunged")
-            self._mime = MimePart(self.view.state.folder.read(self.entry.file))
+            try:
+                if self.entry is None:
+                    raise FileNotFoundError("expunged")
+                self._mime = MimePart(self.view.state.folder.read(self.entry.file))
+            except FileNotFoundError:
+                # Removed by another client after this FETCH began; its EXPUNGE
+                # comes later. Empty content beats dropping the connection.
+                log.info("imap: message UID {uid} vanished during FETCH", uid=self.uid)
+                self._mime = MimePart(b"")
         return self._mime
 
     def getUID(self) -> int:
@@ -225,7 +231,10 @@ class ImapMessage:
     def getSize(self) -> int:
         if self.entry is None:
             return 0
-        return self.view.state.folder.size(self.entry.file)
+        try:
+            return self.view.state.folder.size(self.entry.file)
+        except FileNotFoundError:
+            return 0
 
     def getHeaders(self, negate, *names):
         return self.mime.getHeaders(negate, *names)
@@ -475,7 +484,10 @@ class MailboxView:
         return [(i, u) for i, u in enumerate(self.uids, 1) if any(lo <= i <= hi for lo, hi in ranges)]
 
     def fetch(self, messages, uid):
-        return [(seq, ImapMessage(self, u, seq)) for seq, u in self.select_uids(messages, uid)]
+        # Messages expunged elsewhere but not yet announced are left out (RFC 3501 allows it).
+        return [
+            (seq, ImapMessage(self, u, seq)) for seq, u in self.select_uids(messages, uid) if u in self.state.entries
+        ]
 
     def store(self, messages, flags, mode, uid):
         if not self.writable:

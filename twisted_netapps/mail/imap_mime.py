@@ -120,9 +120,11 @@ class MimePart:
         return self._parts
 
     def getSubPart(self, part: int) -> "MimePart":
-        """Twisted's 0-based sub part; of a message/rfc822 part, its embedded message's parts."""
+        """Twisted's 0-based sub part; of a message/rfc822 part, part 0 is the embedded message."""
         if self.content_type() == ("message", "rfc822") and not self.isMultipart():
-            return self.embedded().getSubPart(part)
+            if part != 0:
+                raise IndexError(f"no part {part + 1}")
+            return self.embedded()
         parts = self.parts()
         if not 0 <= part < len(parts):
             raise IndexError(f"no part {part + 1}")
@@ -151,11 +153,21 @@ def split_multipart(body: bytes, boundary: bytes) -> list[bytes]:
 
 
 def section(root: MimePart, numbers: list[int]) -> MimePart:
-    """The part at IMAP section *numbers* (1-based, as in BODY[1.2])."""
+    """The part at IMAP section *numbers* (1-based, as in BODY[1.2]).
+
+    Below a message/rfc822 part, numbers address the parts of the embedded message.
+    """
     part = root
     for number in numbers:
-        if part.isMultipart() or part.content_type() == ("message", "rfc822"):
-            part = part.getSubPart(number - 1)
+        if number < 1:
+            raise IndexError("section numbers start at 1")
+        if part is not root and part.content_type() == ("message", "rfc822"):
+            part = part.embedded()
+        if part.isMultipart():
+            parts = part.parts()
+            if number > len(parts):
+                raise IndexError(f"no part {number}")
+            part = parts[number - 1]
         elif number != 1:
             raise IndexError(f"no part {number}")
     return part

@@ -7,6 +7,11 @@ needed these changes, made here:
   ``<o.n>`` label: we slice and answer ``BODY[]<o>`` (RFC 3501 7.4.2);
 - ``BODY[HEADER]``/``RFC822.HEADER``/``HEADER.FIELDS`` were rebuilt from a dict
   (duplicate ``Received:`` lines lost, folding changed): we send the stored bytes;
+- ENVELOPE/BODYSTRUCTURE lower-cased parameter values (attachment names), and
+  a header with 8-bit bytes or a malformed Content-Type dropped the connection
+  (see :mod:`twisted_netapps.mail.imap_structure`);
+- SEARCH compared bytes with str and failed for every text key (our own, in
+  :mod:`twisted_netapps.mail.imap_search`);
 - a non-PEEK body fetch did not set ``\\Seen``;
 - COPY/APPEND/SELECT error paths mixed str and bytes (a crash instead of
   ``NO [TRYCREATE]``), and APPEND announced ``EXISTS`` of the *target* folder
@@ -33,6 +38,7 @@ from twisted.mail import imap4
 from twisted_netapps.mail.imap_mailbox import ImapMessage
 from twisted_netapps.mail.imap_mime import MimePart, section
 from twisted_netapps.mail.imap_search import SearchError, compile_search
+from twisted_netapps.mail.imap_structure import body_structure, envelope, serialize
 
 log = Logger(namespace="netapps.imap")
 
@@ -436,9 +442,15 @@ class ImapServer(imap4.IMAP4Server):
             label += b"<%d>" % begin
         _w(label + b" {%d}\r\n" % len(data) + data)
 
+    def spew_envelope(self, id, msg, _w=None, _f=None):
+        _w(b"ENVELOPE " + serialize([envelope(msg.mime)]))
+
+    def spew_bodystructure(self, id, msg, _w=None, _f=None):
+        _w(b"BODYSTRUCTURE " + serialize([body_structure(msg.mime, True)]))
+
     def spew_body(self, part, id, msg, _w=None, _f=None):
         if part.part == () and not (part.header or part.text or part.mime or part.empty):
-            _w(b"BODY " + imap4.collapseNestedLists([imap4.getBodyStructure(msg)]))
+            _w(b"BODY " + serialize([body_structure(msg.mime, False)]))
             return
         numbers = [p + 1 for p in part.part]
         root: MimePart = msg.mime
