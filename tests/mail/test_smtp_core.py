@@ -246,3 +246,13 @@ def test_dot_stuffed_body_round_trips_in_any_chunking(lines, cuts):
     [m] = messages(events)
     assert m.data == body
     assert not s.in_data
+
+
+def test_mail_loop_refused_by_hop_count():
+    s = session(max_hops=3)
+    s.receive_data(b"EHLO c\r\nMAIL FROM:<x@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+    ev = s.receive_data(b"Received: a\r\nreceived: b\r\nRECEIVED: c\r\nReceived: d\r\n\r\nbody\r\n.\r\n")
+    assert codes(ev) == [554] and b"5.4.6" in sent(ev)
+    s.receive_data(b"MAIL FROM:<x@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+    ev = s.receive_data(b"Received: a\r\n\r\nReceived: in the body does not count\r\n" * 1 + b".\r\n")
+    assert len(messages(ev)) == 1

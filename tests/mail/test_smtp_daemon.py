@@ -231,3 +231,13 @@ def test_smtp_then_pop3_reads_it_back(netapps_daemon, tmp_path):
         assert int(pop.list(1).split()[2]) == sum(len(line) + 2 for line in lines)
     finally:
         pop.quit()
+
+
+def test_connection_limit_answers_421(smtp_daemon):
+    d = smtp_daemon("smtp.max_connections=1")
+    with socket.create_connection(d.address("smtp"), timeout=10) as first:
+        assert first.makefile("rb").readline().startswith(b"220")
+        with socket.create_connection(d.address("smtp"), timeout=10) as second:
+            f = second.makefile("rb")
+            assert f.readline().startswith(b"421 4.3.2")
+            assert f.readline() == b""

@@ -91,6 +91,7 @@ class SessionConfig:
     max_command_line: int = 2048  # RFC 5321 says 512; AUTH and ESMTP parameters need more
     max_data_line: int = 1000  # octets including CRLF (RFC 5321 4.5.3.1.6)
     max_errors: int = 20
+    max_hops: int = 50  # Received: fields before a message is taken for a mail loop
     starttls_available: bool = False
     auth_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN")
     auth_requires_tls: bool = True
@@ -537,6 +538,10 @@ class ServerSession:
         if error == _TOO_BIG:
             return self._error(552, "5.3.4", f"Message size exceeds fixed limit of {self.config.max_message_size}")
         assert transaction is not None
+        data = b"".join(parts)
+        if count_received(data) > self.config.max_hops:
+            # RFC 5321 6.3: a message that has passed this many relays is looping
+            return self._error(554, "5.4.6", f"Too many hops (over {self.config.max_hops} Received: headers)")
         envelope = Envelope(
             mail_from=transaction.mail_from,
             recipients=list(transaction.recipients),
@@ -548,4 +553,11 @@ class ServerSession:
             declared_size=transaction.declared_size,
         )
         self.state = WAITING
-        return [MessageReady(envelope, b"".join(parts))]
+        return [MessageReady(envelope, data)]
+
+
+def count_received(message: bytes) -> int:
+    """How many ``Received:`` fields the header section of *message* has."""
+    end = message.find(b"\r\n\r\n")
+    header = message[: end + 2] if end >= 0 else message
+    return (b"\n" + header.lower()).count(b"\nreceived:")

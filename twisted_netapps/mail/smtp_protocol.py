@@ -176,7 +176,9 @@ class SMTPFactory(protocol.Factory):
         command_timeout: float,
         data_timeout: float,
         auth_failure_delay: float,
+        max_connections: int = 1000,
     ) -> None:
+        self.max_connections = max_connections
         self.config = config
         self.check_recipient = check_recipient
         self.deliverer = deliverer
@@ -189,4 +191,17 @@ class SMTPFactory(protocol.Factory):
         self.auth_failure_delay = auth_failure_delay
 
     def buildProtocol(self, addr):
+        if self.stats["active_connections"] >= self.max_connections:
+            self.stats.incr("refused_connections")
+            log.warn("smtp: {n} connections open, refusing {peer}", n=self.max_connections,
+                     peer=getattr(addr, "host", addr))
+            return _TooBusy()
         return SMTPServerProtocol(self)
+
+
+class _TooBusy(protocol.Protocol):
+    """Over the connection limit: say so (RFC 5321 3.8) and hang up."""
+
+    def connectionMade(self) -> None:
+        self.transport.write(b"421 4.3.2 Too many connections, try again later\r\n")
+        self.transport.loseConnection()

@@ -48,6 +48,8 @@ class Settings:
     max_line: int = setting(1000, "longest DATA line in octets including CRLF (RFC 5321)")
     max_command_line: int = setting(2048, "longest command line in octets")
     max_errors: int = setting(20, "error replies before the session is closed with 421")
+    max_hops: int = setting(50, "Received: headers beyond which a message is refused as looping (554 5.4.6)")
+    max_connections: int = setting(1000, "concurrent SMTP connections (both listeners); more get 421")
     command_timeout: float = setting(300.0, "seconds to wait for a command")
     data_timeout: float = setting(600.0, "seconds to wait for more DATA")
     auth_failure_delay: float = setting(1.0, "seconds before a failed AUTH is answered")
@@ -69,7 +71,8 @@ class Settings:
             raise ConfigError(f"{where}.max_line: must be between 100 and 1000000")
         if self.max_command_line < 512:
             raise ConfigError(f"{where}.max_command_line: must be at least 512 (RFC 5321)")
-        for name in ("max_message_size", "max_recipients", "max_errors", "max_relay_parallel"):
+        for name in ("max_message_size", "max_recipients", "max_errors", "max_relay_parallel", "max_hops",
+                     "max_connections"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}.{name}: must be at least 1")
         for name in ("command_timeout", "data_timeout", "relay_timeout", "queue_interval", "retry_base",
@@ -124,12 +127,14 @@ def build(context: ServiceContext):
         config = SessionConfig(
             hostname=hostname, max_message_size=s.max_message_size, max_recipients=s.max_recipients,
             max_command_line=s.max_command_line, max_data_line=s.max_line, max_errors=s.max_errors,
+            max_hops=s.max_hops,
             starttls_available=True, auth_requires_tls=not s.allow_plaintext_auth, auth_required=submission,
         )
         return SMTPFactory(
             config=config, check_recipient=policy.check_recipient, deliverer=deliverer, portal=portal,
             tls_options=tls_options, stats=context.stats, reactor=reactor, command_timeout=s.command_timeout,
             data_timeout=s.data_timeout, auth_failure_delay=s.auth_failure_delay,
+            max_connections=s.max_connections,
         )
 
     listeners = context.listeners(factory(False))
