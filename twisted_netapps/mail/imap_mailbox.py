@@ -166,9 +166,13 @@ class FolderState:
 class FolderRegistry:
     """One :class:`FolderState` per folder path in this process."""
 
-    def __init__(self, reactor, poll_interval: float) -> None:
+    def __init__(self, reactor, poll_interval: float, run_blocking=None) -> None:
         self.reactor = reactor
         self.poll_interval = poll_interval
+        # Blocking storage work (APPEND/COPY write and fsync) runs here: the thread pool.
+        self.run_blocking = run_blocking or (
+            lambda f, *args: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
+        )
         self._states: dict[str, FolderState] = {}
 
     def state(self, name: str, folder: MaildirFolder) -> FolderState:
@@ -421,8 +425,7 @@ class MailboxView:
         data = message.read() if hasattr(message, "read") else bytes(message)
         letters = flags_to_letters(flags)
         mtime = _parse_date(date)
-        reactor = self.state.registry.reactor
-        d = threads.deferToThreadPool(reactor, reactor.getThreadPool(), self.state.folder.add, data, letters, mtime)
+        d = self.state.registry.run_blocking(self.state.folder.add, data, letters, mtime)
         d.addCallback(self._stored)
         return d
 
@@ -432,10 +435,7 @@ class MailboxView:
         entry = message.entry
         if entry is None:
             return defer.fail(imap4.MailboxException("message was expunged"))
-        reactor = self.state.registry.reactor
-        d = threads.deferToThreadPool(
-            reactor, reactor.getThreadPool(), self.state.folder.copy_in, source.folder, entry.file, entry.file.flags
-        )
+        d = self.state.registry.run_blocking(self.state.folder.copy_in, source.folder, entry.file, entry.file.flags)
         d.addCallback(self._stored)
         return d
 

@@ -90,7 +90,7 @@ class ImapServer(imap4.IMAP4Server):
 
     def __init__(self, factory: "ImapFactory") -> None:
         chal = {b"PLAIN": imap4.PLAINCredentials}
-        super().__init__(chal=chal, contextFactory=factory.tls_options)
+        super().__init__(chal=chal, contextFactory=factory.tls_options, scheduler=factory.scheduler)
         self.factory = factory
         self.portal = SlowFailurePortal(factory.portal, factory.login_failure_delay, factory.reactor, factory.stats)
         self.callLater = factory.reactor.callLater
@@ -417,11 +417,22 @@ class ImapServer(imap4.IMAP4Server):
         self._respond(b"SEARCH" + b"".join(b" %d" % h for h in hits), None, None)
         self.sendPositiveResponse(tag, b"SEARCH completed")
 
-    select_SEARCH = (do_SEARCH, imap4.IMAP4Server.opt_charset, imap4.IMAP4Server.arg_searchkeys)
+    def arg_searchkeys(self, line):
+        try:
+            return (imap4.parseNestedParens(line), b"")
+        except imap4.MismatchedNesting as e:
+            raise imap4.IllegalClientResponse(f"unbalanced parentheses: {e}") from None
+
+    select_SEARCH = (do_SEARCH, imap4.IMAP4Server.opt_charset, arg_searchkeys)
 
     # ------------------------------------------------------------ FETCH
 
     def do_FETCH(self, tag, messages, query, uid=0):
+        try:  # answer a bad message number with BAD here, not with a logged traceback later
+            self.mbox.select_uids(messages.__class__(list(messages.ranges)), uid)
+        except imap4.IllegalClientResponse as e:
+            self.sendBadResponse(tag, str(e))
+            return
         if self.mbox.isWriteable() and any(_sets_seen(part) for part in query):
             # RFC 3501 6.4.5: BODY[...] (not PEEK), RFC822 and RFC822.TEXT set \Seen.
             try:
@@ -528,6 +539,7 @@ class ImapFactory(protocol.Factory):
         self.max_message_size = settings.max_message_size
         self.login_failure_delay = settings.login_failure_delay
         self.plaintext_auth = settings.plaintext_auth
+        self.scheduler = None  # FETCH output pacing: Twisted's default (one message per reactor turn)
 
     def buildProtocol(self, addr):
         return ImapServer(self)
