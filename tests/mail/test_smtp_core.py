@@ -256,3 +256,14 @@ def test_mail_loop_refused_by_hop_count():
     s.receive_data(b"MAIL FROM:<x@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
     ev = s.receive_data(b"Received: a\r\n\r\nReceived: in the body does not count\r\n" * 1 + b".\r\n")
     assert len(messages(ev)) == 1
+
+
+def test_large_pipelined_burst_is_linear():
+    import time
+
+    s = session(max_errors=10)
+    burst = b"NOOP\r\n" * 50000
+    start = time.perf_counter()
+    out = sent(s.receive_data(burst))
+    assert out.count(b"250 2.0.0 OK\r\n") == 50000
+    assert time.perf_counter() - start < 2.0  # generous: linear work is ~0.2 s here

@@ -153,7 +153,7 @@ class ServerSession:
         self._data_parts: list[bytes] = []
         self._data_size = 0
         self._data_error: str | None = None
-        self._resume_state = COMMAND
+        self._offset = 0  # start of the unprocessed input in _buffer (command phase)
 
     # -- public API ----------------------------------------------------------
 
@@ -201,33 +201,47 @@ class ServerSession:
         events: list = []
         while self.state not in (WAITING, CLOSED):
             if self.state == DATA:
+                self._compact()
                 more = self._data_phase(events)
             else:
                 more = self._line_phase(events)
             if not more:
                 break
+        self._compact()
         return events
+
+    def _compact(self) -> None:
+        # Commands are consumed by moving an offset, not by deleting each line
+        # (which would be quadratic in a large pipelined burst).
+        if self._offset:
+            del self._buffer[: self._offset]
+            self._offset = 0
+
+    def _clear_input(self) -> None:
+        del self._buffer[:]
+        self._offset = 0
 
     def _line_phase(self, events: list) -> bool:
         buf = self._buffer
-        newline = buf.find(b"\n")
+        start = self._offset
+        newline = buf.find(b"\n", start)
         limit = self.config.max_command_line
         if self._discarding:
             if newline < 0:
-                del buf[:]
+                self._clear_input()
                 return False
-            del buf[: newline + 1]
+            self._offset = newline + 1
             self._discarding = False
             return True
         if newline < 0:
-            if len(buf) > limit:
-                del buf[:]
+            if len(buf) - start > limit:
+                self._clear_input()
                 self._discarding = True
                 events.append(Send(Reply(500, "5.5.2", "Line too long").encode()))
                 events.extend(self._count_error())
             return False
-        raw = bytes(buf[:newline])
-        del buf[: newline + 1]
+        raw = bytes(buf[start:newline])
+        self._offset = newline + 1
         if len(raw) + 1 > limit:
             events.append(Send(Reply(500, "5.5.2", "Line too long").encode()))
             events.extend(self._count_error())
@@ -248,7 +262,7 @@ class ServerSession:
 
     def _close(self, reply: Reply) -> list:
         self.state = CLOSED
-        del self._buffer[:]
+        self._clear_input()
         return [Send(reply.encode()), Close(reply.text)]
 
     def _error(self, code: int, status: str, text: str) -> list:
@@ -392,7 +406,7 @@ class ServerSession:
         if self.info.tls:
             return self._error(503, "5.5.1", "TLS already active")
         # Anything pipelined after STARTTLS was sent in clear text: drop it.
-        del self._buffer[:]
+        self._clear_input()
         self.state = WAITING
         self._greeted = False
         self._transaction = None

@@ -101,8 +101,20 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
             self.factory.stats.incr("bytes_out", len(data))
             self.transport.write(data)
 
+    def _wait(self) -> None:
+        """The session waits on us (disk, password check): stop reading, so a
+        pipelining client cannot pile up unbounded input meanwhile."""
+        self.setTimeout(None)  # waiting on our side, not on the client
+        self.transport.pauseProducing()
+
+    def _resume(self, events_of) -> None:
+        if self._lost:
+            return
+        self.transport.resumeProducing()
+        self._run(events_of())
+
     def _deliver(self, event: MessageReady) -> None:
-        self.setTimeout(None)  # waiting on our disk, not on the client
+        self._wait()
         envelope = event.envelope
         self.factory.stats.incr("requests")
         d = self.factory.deliverer.accept(envelope, event.data)
@@ -114,14 +126,13 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
                 peer=self.peer, id=envelope.message_id, sender=str(envelope.mail_from),
                 n=len(envelope.recipients), size=len(event.data), code=reply.code,
             )
-            if not self._lost:
-                self._run(self.session.message_result(reply))
+            self._resume(lambda: self.session.message_result(reply))
 
         d.addCallback(done)
         d.addErrback(lambda f: log.failure("smtp: {peer}: delivery reply failed", f, peer=self.peer))
 
     def _authenticate(self, event: Authenticate) -> None:
-        self.setTimeout(None)
+        self._wait()
         creds = credentials.UsernamePassword(event.username.encode("utf-8", "surrogateescape"),
                                              event.password.encode("utf-8", "surrogateescape"))
         d = self.factory.portal.login(creds, None, ISMTPSubmitter)
@@ -129,8 +140,7 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
         def ok(result):
             _iface, user, _logout = result
             log.info("smtp: {peer}: AUTH {mech} as {user}", peer=self.peer, mech=event.mechanism, user=user)
-            if not self._lost:
-                self._run(self.session.auth_result(user))
+            self._resume(lambda: self.session.auth_result(user))
 
         def bad(failure):
             failure.trap(cred_error.UnauthorizedLogin, cred_error.UnhandledCredentials)
@@ -140,7 +150,7 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
             # failed logins are slowed down: guessing costs the guesser time
             delay = defer.Deferred()
             self.callLater(self.factory.auth_failure_delay, delay.callback, None)
-            delay.addCallback(lambda _: None if self._lost else self._run(self.session.auth_result(None)))
+            delay.addCallback(lambda _: self._resume(lambda: self.session.auth_result(None)))
 
         d.addCallbacks(ok, bad)
         d.addErrback(lambda f: log.failure("smtp: {peer}: AUTH failed", f, peer=self.peer))
