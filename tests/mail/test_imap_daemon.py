@@ -368,3 +368,20 @@ def test_fetchmail_imap(imap, tmp_path):
     # "keep": still there, now \Seen (fetchmail fetched the bodies with BODY[])
     files = MaildirFolder(imap.store.maildir("alice")).scan()
     assert len(files) == 2 and all("S" in f.flags for f in files)
+
+
+def test_starttls_drops_commands_pipelined_in_the_clear(imap):
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(imap.address("imap"), timeout=10) as raw:
+        f = raw.makefile("rb")
+        f.readline()
+        raw.sendall(b"a STARTTLS\r\nb LOGIN alice \"" + PASSWORD.encode() + b"\"\r\n")
+        assert f.readline().startswith(b"a OK")
+        with context.wrap_socket(raw) as tls:
+            time.sleep(0.5)  # give a (wrongly) run LOGIN time to complete
+            tls.sendall(b"c SELECT INBOX\r\n")
+            replies = tls.makefile("rb")
+            line = replies.readline()
+            assert line.startswith(b"c BAD"), line  # not logged in: "b LOGIN" was never run

@@ -211,3 +211,18 @@ def test_fetchmail_downloads_and_deletes(pop3, tmp_path):
     assert len(fetched) == 3, out.stdout + out.stderr
     assert all(b".dotted line" in m for m in fetched)
     assert MaildirFolder(pop3.store.maildir("alice")).scan() == []  # fetchmail DELE'd + QUIT
+
+
+def test_stls_drops_commands_pipelined_in_the_clear(pop3):
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(pop3.address("pop3"), timeout=10) as raw:
+        f = raw.makefile("rb")
+        f.readline()
+        raw.sendall(b"STLS\r\nUSER alice\r\n")
+        assert f.readline().startswith(b"+OK Begin TLS")
+        with context.wrap_socket(raw) as tls:
+            tls.sendall(b"PASS " + PASSWORD.encode() + b"\r\n")
+            reply = tls.recv(4096)
+            assert reply.startswith(b"-ERR USER first"), reply  # the clear-text USER was dropped

@@ -168,6 +168,16 @@ class ImapServer(imap4.IMAP4Server):
 
     unauth_AUTHENTICATE = (do_AUTHENTICATE, imap4.IMAP4Server.arg_atom)
 
+    def do_STARTTLS(self, tag):
+        # Commands pipelined after STARTTLS were sent in the clear: they must not
+        # run inside the TLS session (the CVE-2011-0411 injection). Drop them.
+        self.clearLineBuffer()
+        super().do_STARTTLS(tag)
+        if self.startedTLS:
+            log.info("imap: {peer} started TLS", peer=self.peer)
+
+    unauth_STARTTLS = (do_STARTTLS,)
+
     # ------------------------------------------------------------ dispatch & updates
 
     def dispatchCommand(self, tag, cmd, rest, uid=None):
