@@ -198,3 +198,28 @@ def test_dsn_has_rfc3464_parts():
     assert [p.get_content_type() for p in parts] == ["text/plain", "message/delivery-status", "text/rfc822-headers"]
     assert b"secret body" not in dsn and b"Subject: orig" in dsn
     assert b"Status: 5.7.1" in dsn and b"Remote-MTA: dns; mx.y.test" in dsn and msg["To"] == "<s@x.test>"
+
+
+def test_parallel_limit_then_next_entries_without_waiting_for_a_scan(tmp_path):
+    h = Harness(tmp_path, outcomes=[delivered] * 3)
+    pending = []
+
+    def slow_relay(address, host_name, sender, recipients, message):
+        d = defer.Deferred()
+        pending.append((d, address, recipients))
+        return d
+
+    h.runner.relay = slow_relay
+    h.runner.settings = RunnerSettings(hostname="mx.test", interval=10, max_parallel=1)
+    for n in range(3):
+        now = h.clock.seconds()
+        h.store.add(QueueEntry(f"E{n}", "s@local.test", [Recipient("r@y.test")], created=now + n, next_attempt=now),
+                    b"x\r\n")
+    h.runner.startService()
+    assert len(pending) == 1
+    for _ in range(3):
+        d, address, recipients = pending.pop(0)
+        d.callback(RelayOutcome(address, delivered=list(recipients)))
+        h.clock.advance(0)  # the kick after a freed slot, not the 10 s scan
+    assert h.store.entries() == [] and pending == []
+    h.runner.stopService()

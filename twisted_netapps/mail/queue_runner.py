@@ -76,6 +76,8 @@ class QueueRunner(service.Service):
         self._loop: task.LoopingCall | None = None
         self._flush_watch: task.LoopingCall | None = None
         self._scanning = False
+        self._rescan = False
+        self._saturated = False
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -123,6 +125,7 @@ class QueueRunner(service.Service):
     @defer.inlineCallbacks
     def tick(self):
         if self._scanning:
+            self._rescan = True  # something was queued during this scan: look again after it
             return
         self._scanning = True
         try:
@@ -133,11 +136,15 @@ class QueueRunner(service.Service):
             return
         finally:
             self._scanning = False
+            if self._rescan and self.running:
+                self._rescan = False
+                self.reactor.callLater(0, self.tick)
         now = self.reactor.seconds()
         if force:
             log.info("smtp: queue flush requested: {n} entries", n=len(entries))
         for entry in entries:
             if len(self.in_flight) >= self.settings.max_parallel:
+                self._saturated = True  # due entries left over: scan again when a slot frees
                 break
             if entry.id in self.in_flight or (entry.next_attempt > now and not force):
                 continue
@@ -154,6 +161,9 @@ class QueueRunner(service.Service):
 
     def _attempt_done(self, result, entry_id: str) -> None:
         self.in_flight.pop(entry_id, None)
+        if self._saturated:
+            self._saturated = False
+            self.kick()
 
     # -- one attempt ---------------------------------------------------------------
 
