@@ -8,7 +8,6 @@ import signal
 import smtplib
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from netapps_daemon import free_port, wait_for
