@@ -95,8 +95,8 @@ def build(context: ServiceContext):
     s: Settings = context.settings
     where = f"{context.config.source}: {context.name}"
     reactor = context.reactor
-    fqdn = socket.getfqdn()
-    hostname = s.hostname or (fqdn if fqdn != "localhost" else socket.gethostname()) or "localhost"
+    # gethostname, not getfqdn: no DNS lookup (that may hang) at start-up
+    hostname = s.hostname or socket.gethostname() or "localhost"
     policy = MailPolicy(
         context.accounts, local_domains=s.local_domains, aliases=s.aliases,
         relay_networks=s.relay_networks, where=where,
