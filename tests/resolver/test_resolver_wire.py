@@ -114,3 +114,30 @@ def test_ttl_never_goes_below_zero():
     query = parse_client_query(dns.message.make_query("www.example.test.", "A").to_wire())
     reply = dns.message.from_wire(prepared.reply(query, 99999.0, limit=512, our_payload=1232))
     assert reply.answer[0].ttl == 0
+
+
+def test_answer_only_keeps_header_question_and_answers():
+    from twisted_netapps.resolver.wire import answer_only
+
+    query = dns.message.make_query("www.example.test.", "A", use_edns=0)
+    response = dns.message.make_response(query)
+    response.flags |= dns.flags.AA
+    response.answer.append(dns.rrset.from_text("www.example.test.", 300, "IN", "A", "192.0.2.1"))
+    response.authority.append(dns.rrset.from_text("example.test.", 300, "IN", "NS", "ns1.example.test."))
+    response.additional.append(dns.rrset.from_text("ns1.example.test.", 300, "IN", "A", "192.0.2.53"))
+    trimmed = dns.message.from_wire(answer_only(response.to_wire()))
+    assert trimmed.id == response.id and trimmed.flags == response.flags
+    assert trimmed.answer == response.answer and not trimmed.authority and not trimmed.additional
+    response.flags &= ~dns.flags.AA  # a referral or a recursive answer: decode it all
+    assert answer_only(response.to_wire()) is None
+    response.flags |= dns.flags.AA
+    response.set_rcode(dns.rcode.NXDOMAIN)
+    assert answer_only(response.to_wire()) is None
+    assert answer_only(b"\x00" * 5) is None
+
+
+@given(st.binary(max_size=300))
+def test_answer_only_never_raises(data):
+    from twisted_netapps.resolver.wire import answer_only
+
+    answer_only(b"\x12\x34\x84\x00" + data)

@@ -39,6 +39,16 @@ RANK_HINTS = 0
 NXDOMAIN_KEY = 0  # rdtype slot used for "the whole name does not exist"
 
 
+def name_key(name: dns.name.Name) -> bytes:
+    """*name* as lowercased wire-format bytes: the cache's key for a name.
+
+    dnspython's ``Name.__hash__`` folds case byte by byte in Python on every
+    lookup; this is one join and one ``bytes.lower`` (length bytes are below
+    64, so lowercasing leaves them alone), and unambiguous.
+    """
+    return b"".join([bytes((len(label),)) + label for label in name.labels]).lower()
+
+
 class LRU(Generic[V]):
     """A dict bounded to *max_entries*, evicting the least recently used."""
 
@@ -122,7 +132,8 @@ class ResolverCache:
         ttl = self.clamp(rrset.ttl)
         if ttl <= 0 or not len(rrset):
             return
-        key = (rrset.name, rrset.rdtype)
+        name = name_key(rrset.name)
+        key = (name, rrset.rdtype)
         now = self.clock()
         current = self._rrsets.peek(key)
         if current is not None and current.expires_at > now and current.rank > rank:
@@ -132,12 +143,14 @@ class ResolverCache:
         self._rrsets.put(key, RRsetEntry(stored, now + ttl, rank))
         if rank >= RANK_ANSWER:
             # Positive data for the name proves it exists and has this type.
-            self._negative.pop((rrset.name, NXDOMAIN_KEY))
-            self._negative.pop((rrset.name, rrset.rdtype))
+            self._negative.pop((name, NXDOMAIN_KEY))
+            self._negative.pop((name, rrset.rdtype))
 
     def get_rrset(self, name: dns.name.Name, rdtype: int, min_rank: int = RANK_GLUE) -> dns.rrset.RRset | None:
         """A copy of the cached RRset with its TTL counted down, or None."""
-        key = (name, rdtype)
+        return self._get_rrset((name_key(name), rdtype), min_rank)
+
+    def _get_rrset(self, key: tuple[bytes, int], min_rank: int) -> dns.rrset.RRset | None:
         entry = self._rrsets.get(key)
         if entry is None:
             return None
@@ -159,13 +172,14 @@ class ResolverCache:
             return
         stored = soa.copy()
         stored.ttl = ttl
-        key = (name, NXDOMAIN_KEY if rdtype is None else rdtype)
+        key = (name_key(name), NXDOMAIN_KEY if rdtype is None else rdtype)
         self._negative.put(key, NegativeEntry(stored, self.clock() + ttl))
 
     def get_negative(self, name: dns.name.Name, rdtype: int) -> tuple[bool, dns.rrset.RRset] | None:
         """(is_nxdomain, SOA with TTL counted down) or None."""
         now = self.clock()
-        for nxdomain, key in ((True, (name, NXDOMAIN_KEY)), (False, (name, rdtype))):
+        wire = name_key(name)
+        for nxdomain, key in ((True, (wire, NXDOMAIN_KEY)), (False, (wire, rdtype))):
             entry = self._negative.get(key)
             if entry is None:
                 continue
@@ -181,13 +195,16 @@ class ResolverCache:
     # -- delegations ---------------------------------------------------------
     def closest_delegation(self, name: dns.name.Name) -> dns.rrset.RRset | None:
         """The cached NS RRset of the deepest zone cut at or above *name* (not the root hints)."""
+        wire = name_key(name)
+        pos = 0
         while True:
-            ns = self.get_rrset(name, dns.rdatatype.NS)
+            # The wire form of each ancestor is a suffix of the name's own.
+            ns = self._get_rrset((wire[pos:], dns.rdatatype.NS), RANK_GLUE)
             if ns is not None:
                 return ns
-            if name == dns.name.root:
+            if pos >= len(wire) - 1:
                 return None
-            name = name.parent()
+            pos += 1 + wire[pos]
 
     def addresses(self, name: dns.name.Name, ipv6: bool) -> list[str]:
         types = (dns.rdatatype.A, dns.rdatatype.AAAA) if ipv6 else (dns.rdatatype.A,)
@@ -220,11 +237,11 @@ class ResolverCache:
         if answer.ttl > 0:
             self._answers.put(key, answer)
 
-    def get_answer(self, key: bytes) -> PreparedAnswer | None:
+    def get_answer(self, key: bytes, now: float | None = None) -> PreparedAnswer | None:
         answer = self._answers.get(key)
         if answer is None:
             return None
-        if self.clock() >= answer.expires_at:
+        if (self.clock() if now is None else now) >= answer.stored_at + answer.ttl:
             self._answers.pop(key)
             return None
         return answer

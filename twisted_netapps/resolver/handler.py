@@ -59,6 +59,10 @@ class ClientACL:
         self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
         self._memo: dict[str, bool] = {}
 
+    def known_allowed(self, host: str) -> bool:
+        """True if *host* was already checked and is allowed (a dict lookup)."""
+        return self._memo.get(host) is True
+
     def allows(self, host: str) -> bool:
         decision = self._memo.get(host)
         if decision is None:
@@ -117,6 +121,22 @@ class RecursiveQueryHandler:
         parsed = wire.parse_client_query(query)
         if parsed is None:
             return self._handle_unusual(query, peer, over_tcp)
+        # The hot path, inlined (profiled: method calls were a third of a
+        # hit's cost): a client already known to be allowed, an answer in
+        # the cache. Everything else goes through _answer's full checks.
+        if self.acl.known_allowed(peer[0]):
+            now = self.clock()
+            prepared = self.cache.get_answer(parsed.key, now)
+            if prepared is not None:
+                self.stats.incr("cache_hits")
+                payload = parsed.edns_payload
+                if over_tcp:
+                    limit = 65535
+                elif payload is None:
+                    limit = wire.MIN_UDP_PAYLOAD
+                else:
+                    limit = max(wire.MIN_UDP_PAYLOAD, min(payload, self.max_udp_payload))
+                return prepared.reply(parsed, now, limit=limit, our_payload=self.max_udp_payload)
         return self._answer(parsed, peer, over_tcp)
 
     def _answer(self, query: wire.ClientQuery, peer, over_tcp: bool):
@@ -124,10 +144,11 @@ class RecursiveQueryHandler:
             self.stats.incr("refused")
             return wire.error_reply(query, dns.rcode.REFUSED, recursion=False, our_payload=self.max_udp_payload)
         limit = 65535 if over_tcp else query.udp_limit(self.max_udp_payload)
-        prepared = self.cache.get_answer(query.key)
+        now = self.clock()
+        prepared = self.cache.get_answer(query.key, now)
         if prepared is not None:
             self.stats.incr("cache_hits")
-            return prepared.reply(query, self.clock(), limit=limit, our_payload=self.max_udp_payload)
+            return prepared.reply(query, now, limit=limit, our_payload=self.max_udp_payload)
         if query.qclass != dns.rdataclass.IN or query.key[-4:-2] in _REFUSED_QTYPE_BYTES:
             self.stats.incr("refused")
             return wire.error_reply(query, dns.rcode.REFUSED, recursion=True, our_payload=self.max_udp_payload)

@@ -51,6 +51,7 @@ import dns.rrset
 
 from twisted_netapps.resolver.cache import RANK_ANSWER, RANK_GLUE, RANK_REFERRAL, ResolverCache
 from twisted_netapps.resolver.hints import RootHints
+from twisted_netapps.resolver.wire import answer_only, build_query
 
 NS = dns.rdatatype.NS
 SOA = dns.rdatatype.SOA
@@ -127,6 +128,12 @@ class ResolutionFailed(Exception):
 @dataclass(frozen=True)
 class _Reply:
     message: dns.message.Message
+    wire: bytes
+    partial: bool  # only the answer section was decoded (see wire.answer_only)
+
+    def complete(self) -> dns.message.Message:
+        """The whole reply decoded (decoding it now if only the answers were)."""
+        return dns.message.from_wire(self.wire) if self.partial else self.message
 
 
 @dataclass(frozen=True)
@@ -190,8 +197,10 @@ class Resolution:
         upstream_port: int = 53,
         forwarders: list[tuple[str, int]] | None = None,
         rng: random.Random | None = None,
+        details: bool = False,
     ) -> None:
         self.qname = qname
+        self.details = details  # describe each step's records in the trace (for `netapps dns trace`)
         self.qtype = qtype
         self.cache = cache
         self.hints = hints
@@ -219,8 +228,9 @@ class Resolution:
             return None
         if len(wire) < 12 or int.from_bytes(wire[:2], "big") != pending.id:
             return None
+        answers = answer_only(wire)
         try:
-            message = dns.message.from_wire(wire)
+            message = dns.message.from_wire(answers if answers is not None else wire)
         except (dns.exception.DNSException, ValueError) as e:
             if wire[2] & 0x02:  # TC set and cut mid-record: retry over TCP
                 return self._advance(_NoReply("truncated", "truncated reply"))
@@ -230,7 +240,7 @@ class Resolution:
         question = message.question[0]
         if question.name != pending.qname or question.rdtype != pending.qtype or question.rdclass != dns.rdataclass.IN:
             return None
-        return self._advance(_Reply(message))
+        return self._advance(_Reply(message, wire, answers is not None))
 
     def timed_out(self) -> SendQuery | Done:
         return self._advance(_NoReply("timeout"))
@@ -331,12 +341,12 @@ class Resolution:
                 if address in tried:
                     continue
                 tried.add(address)
-                response = yield from self._exchange(address, self.upstream_port, zone, qname, qtype, depth, recursion=False)
-                if response is None:
+                reply = yield from self._exchange(address, self.upstream_port, zone, qname, qtype, depth, recursion=False)
+                if reply is None:
                     self.cache.server_failed(address)
                     problems.append(f"{address}: no usable reply")
                     continue
-                outcome = self._classify(response, zone, qname, qtype)
+                outcome = self._classify(reply, zone, qname, qtype)
                 self._note_outcome(outcome)
                 if isinstance(outcome, _Lame):
                     self.cache.server_failed(address)
@@ -381,10 +391,11 @@ class Resolution:
     def _forward(self, qname: dns.name.Name, qtype: int):
         problems = []
         for server, port in self.forwarders:
-            response = yield from self._exchange(server, port, dns.name.root, qname, qtype, 0, recursion=True)
-            if response is None:
+            reply = yield from self._exchange(server, port, dns.name.root, qname, qtype, 0, recursion=True)
+            if reply is None:
                 problems.append(f"{server}:{port}: no usable reply")
                 continue
+            response = reply.complete()
             rcode = response.rcode()
             if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
                 # A forwarder's SERVFAIL is not an NXDOMAIN: try the next, then SERVFAIL.
@@ -400,7 +411,7 @@ class Resolution:
             else:
                 # The forwarder followed the chain already: no data at its end.
                 step = _Step("nodata", chain.cnames, soa)
-            self._note(step.kind, _describe_step(step))
+            self._note(step.kind, _describe_step(step) if self.details else "")
             self._store_step(step, chain.name, qtype)
             return step
         raise ResolutionFailed(f"no forwarder answered {qname} ({'; '.join(problems[-4:])})")
@@ -416,16 +427,14 @@ class Resolution:
                 raise ResolutionFailed(f"time budget of {self.limits.time_budget}s exhausted", fatal=True)
             if self.queries_sent >= self.limits.max_queries:
                 raise ResolutionFailed(f"more than {self.limits.max_queries} upstream queries", fatal=True)
-            query = dns.message.make_query(
-                qname, qtype, use_edns=0 if edns else False, payload=self.limits.edns_payload
-            )
-            query.flags = dns.flags.RD if recursion else 0
-            query.id = self.rng.getrandbits(16)
+            qid = self.rng.getrandbits(16)
+            wire = build_query(qid, qname, qtype, recursion=recursion,
+                               edns_payload=self.limits.edns_payload if edns else None)
             self.queries_sent += 1
             timeout = self.limits.server_timeout * (2 if over_tcp else 1)
-            self._pending = _Pending(query.id, server, port, qname, qtype, over_tcp, now)
+            self._pending = _Pending(qid, server, port, qname, qtype, over_tcp, now)
             self._current = (depth, zone, server, port, qname, qtype, over_tcp, now)
-            outcome = yield SendQuery(server, port, query.to_wire(), over_tcp, max(0.001, min(timeout, self.deadline - now)))
+            outcome = yield SendQuery(server, port, wire, over_tcp, max(0.001, min(timeout, self.deadline - now)))
             if isinstance(outcome, _NoReply):
                 if outcome.outcome == "truncated" and not over_tcp:
                     self._note("truncated", "TC set, retrying over TCP")
@@ -442,11 +451,18 @@ class Resolution:
                 self._note("lame", f"{dns.rcode.to_text(response.rcode())} to EDNS, retrying without")
                 edns = False
                 continue
-            return response
+            return outcome
         return None
 
     # -- reading a reply ---------------------------------------------------
-    def _classify(self, response: dns.message.Message, zone, qname, qtype):
+    def _classify(self, reply: _Reply, zone, qname, qtype):
+        if reply.partial:
+            # Only the answer section was decoded: enough if it holds the
+            # final answer, else decode the whole reply and look again.
+            chain = self._chain(reply.message.answer, qname, qtype, zone)
+            if chain.finals:
+                return _Step("answer", chain.cnames + chain.finals)
+        response = reply.complete()
         rcode = response.rcode()
         if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
             return _Lame(dns.rcode.to_text(rcode))
@@ -552,6 +568,11 @@ class Resolution:
 
     # -- trace -------------------------------------------------------------
     def _note_outcome(self, outcome) -> None:
+        if not self.details:
+            self._note(outcome.kind if isinstance(outcome, _Step) else
+                       "referral" if isinstance(outcome, _Referral) else "lame",
+                       outcome.reason if isinstance(outcome, _Lame) else "")
+            return
         if isinstance(outcome, _Referral):
             servers = ", ".join(str(rdata.target) for rdata in outcome.ns)
             glue = sum(len(rrset) for rrset in outcome.glue)

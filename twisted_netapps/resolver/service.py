@@ -7,6 +7,10 @@ import importlib.resources
 import ipaddress
 from pathlib import Path
 
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+
 from twisted_netapps.config import DEFAULT_CONFIG_NAME
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.dns.transport import DNSDatagramProtocol, DNSStreamFactory
@@ -135,8 +139,22 @@ def build_handler(s: Settings, reactor, stats, hints: RootHints) -> RecursiveQue
     )
 
 
+COMMON_TYPES = ("A", "AAAA", "NS", "SOA", "CNAME", "DNAME", "MX", "TXT", "PTR", "SRV", "CAA", "DS", "OPT")
+
+
+def preload_rdata_classes() -> None:
+    """Import dnspython's per-type modules now, not during the first lookups.
+
+    dnspython imports each record type's module the first time it decodes
+    one; done lazily, the first resolution after start pays several ms.
+    """
+    for name in COMMON_TYPES:
+        dns.rdata.get_rdata_class(dns.rdataclass.IN, dns.rdatatype.from_text(name))
+
+
 def build(context: ServiceContext):
     s: Settings = context.settings
+    preload_rdata_classes()
     hints = load_hints(hints_path(s.root_hints, context.config.source))
     handler = build_handler(s, context.reactor, context.stats, hints)
     datagrams = DNSDatagramProtocol(handler, context.stats, service="resolver", reactor=context.reactor)

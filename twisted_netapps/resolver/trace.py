@@ -98,7 +98,7 @@ def format_step(index: int, step: TraceStep) -> str:
     server = f"{step.server}:{step.port}"
     question = f"{step.qname} {dns.rdatatype.to_text(step.qtype)}"
     return (
-        f"{index:3d} {indent}{str(step.zone):<16} @{server:<21} {transport} {step.rtt * 1000:7.1f} ms"
+        f"{index:3d} {indent}{str(step.zone):<18} @{server:<21} {transport} {step.rtt * 1000:7.1f} ms"
         f"  {question}: {step.outcome} {step.detail}".rstrip()
     )
 
@@ -112,7 +112,7 @@ def trace(name: str, rdtype: str, hints: RootHints, port: int, *, timeout: float
     cache = ResolverCache(time.monotonic)
     resolution = Resolution(
         qname, qtype, cache=cache, hints=hints, clock=time.monotonic, upstream_port=port,
-        limits=Limits(server_timeout=timeout, time_budget=max(10.0, timeout * 6)),
+        limits=Limits(server_timeout=timeout, time_budget=max(10.0, timeout * 6)), details=True,
     )
     started = time.monotonic()
     result = run_blocking(resolution)

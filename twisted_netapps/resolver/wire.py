@@ -16,6 +16,8 @@ record when the client sent one. No Twisted imports here.
 
 from __future__ import annotations
 
+import functools
+import io
 import struct
 from dataclasses import dataclass, field
 
@@ -28,6 +30,8 @@ import dns.rrset
 
 HEADER = struct.Struct("!HHHHHH")
 TTL = struct.Struct("!I")
+QTYPE_QCLASS = struct.Struct("!HH")
+OPT_FIXED = struct.Struct("!HHBBHH")
 MAX_NAME_WIRE = 255
 MIN_UDP_PAYLOAD = 512
 TYPE_OPT = 41
@@ -45,17 +49,28 @@ class WireError(ValueError):
     """Bytes that are not a well-formed message (for the TTL walker)."""
 
 
-@dataclass(frozen=True)
 class ClientQuery:
-    """A plain query, parsed without dnspython."""
+    """A plain query, parsed without dnspython.
 
-    id: int
-    flags: int
-    question: bytes  # the question exactly as the client sent it (name, type, class)
-    key: bytes  # the question with its name lowercased: the cache key
-    qtype: int
-    qclass: int
-    edns_payload: int | None  # None: the client sent no OPT record
+    A slotted class with a plain ``__init__``, not a frozen dataclass: one is
+    built per query on the hot path, and a frozen dataclass's ``__init__``
+    costs several times more.
+    """
+
+    __slots__ = ("id", "flags", "question", "key", "qtype", "qclass", "edns_payload")
+
+    def __init__(self, id: int, flags: int, question: bytes, key: bytes, qtype: int, qclass: int,
+                 edns_payload: int | None) -> None:
+        self.id = id
+        self.flags = flags
+        self.question = question  # exactly as the client sent it (name, type, class)
+        self.key = key  # the question with its name lowercased: the cache key
+        self.qtype = qtype
+        self.qclass = qclass
+        self.edns_payload = edns_payload  # None: the client sent no OPT record
+
+    def __repr__(self) -> str:
+        return f"ClientQuery(id={self.id}, key={self.key!r}, edns_payload={self.edns_payload})"
 
     @property
     def rd(self) -> bool:
@@ -90,14 +105,14 @@ def parse_client_query(data: bytes) -> ClientQuery | None:
     end = pos + 4
     if end > size:
         return None
-    qtype, qclass = struct.unpack_from("!HH", data, pos)
+    qtype, qclass = QTYPE_QCLASS.unpack_from(data, pos)
     question = data[12:end]
     edns_payload = None
     if arcount:
         # Exactly one OPT record: root owner, type 41, version 0.
         if end + 11 > size or data[end] != 0:
             return None
-        rtype, payload, ext_rcode, version, _flags, rdlen = struct.unpack_from("!HHBBHH", data, end + 1)
+        rtype, payload, ext_rcode, version, _flags, rdlen = OPT_FIXED.unpack_from(data, end + 1)
         if rtype != TYPE_OPT or version != 0 or ext_rcode != 0 or end + 11 + rdlen != size:
             return None
         edns_payload = payload
@@ -137,6 +152,36 @@ def ttl_offsets(body: bytes, count: int) -> list[int]:
     return offsets
 
 
+def answer_only(data: bytes) -> bytes | None:
+    """*data* (a reply) cut down to header, question and answer section, or None.
+
+    For an authoritative NOERROR reply with answers, the authority and
+    additional sections (NS, glue, OPT) are usually not needed, and decoding
+    them costs as much as the answer: the core decodes this first and the
+    whole reply only if the answer alone does not settle the question.
+    """
+    if len(data) < 12:
+        return None
+    _id, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+    if not flags & FLAG_AA or flags & (FLAG_TC | 0x000F) or qdcount != 1 or not ancount:
+        return None
+    if not nscount and not arcount:
+        return None  # nothing to cut
+    try:
+        pos = _skip_name(data, 12) + 4
+        for _ in range(ancount):
+            pos = _skip_name(data, pos)
+            if pos + 10 > len(data):
+                return None
+            pos += 10 + struct.unpack_from("!H", data, pos + 8)[0]
+    except WireError:
+        return None
+    if pos > len(data):
+        return None
+    return HEADER.pack(_id, flags, 1, ancount, 0, 0) + data[12:pos]
+
+
+@functools.lru_cache(maxsize=8)
 def opt_record(payload: int) -> bytes:
     """Our OPT record: root owner, our UDP payload size, version 0, no options."""
     return b"\x00" + struct.pack("!HHIH", TYPE_OPT, payload, 0, 0)
@@ -182,21 +227,28 @@ class PreparedAnswer:
 
     def reply(self, query: ClientQuery, now: float, *, limit: int, our_payload: int, recursion: bool = True) -> bytes:
         """The reply to *query* (TC and no records if it exceeds *limit* bytes)."""
-        if len(query.question) != self.question_len:
+        question = query.question
+        if len(question) != self.question_len:
             raise ValueError("question length differs from the prepared answer's")
         flags = FLAG_QR | (query.flags & (FLAG_RD | FLAG_CD)) | self.rcode
         if recursion:
             flags |= FLAG_RA
-        opt = opt_record(our_payload) if query.edns_payload is not None else b""
-        additional = 1 if opt else 0
-        body = self.body_after(max(0, int(now - self.stored_at)))
+        if query.edns_payload is None:
+            opt = b""
+            additional = 0
+        else:
+            opt = opt_record(our_payload)
+            additional = 1
+        elapsed = int(now - self.stored_at)
+        done, body = self._patched
+        if done != elapsed:
+            body = self.body_after(elapsed if elapsed > 0 else 0)
         an, ns = self.counts
-        size = 12 + len(query.question) + len(body) + len(opt)
-        if size > limit:
+        if 12 + len(question) + len(body) + len(opt) > limit:
             flags |= FLAG_TC
             an = ns = 0
             body = b""
-        return HEADER.pack(query.id, flags, 1, an, ns, additional) + query.question + body + opt
+        return HEADER.pack(query.id, flags, 1, an, ns, additional) + question + body + opt
 
 
 def prepare_answer(
@@ -208,28 +260,46 @@ def prepare_answer(
     authority: list[dns.rrset.RRset],
     now: float,
 ) -> PreparedAnswer:
-    """Encode a final answer once (dnspython), remembering its TTL fields."""
-    message = dns.message.Message(id=0)
-    message.flags = dns.flags.QR
-    message.set_rcode(rcode)
-    message.question = [dns.rrset.RRset(qname.canonicalize(), qclass, qtype)]
-    message.answer = [rrset.copy() for rrset in answer]
-    message.authority = [rrset.copy() for rrset in authority]
-    wire = message.to_wire()
-    question_len = len(qname.canonicalize().to_wire()) + 4
-    body = wire[12 + question_len:]
-    an, ns = HEADER.unpack_from(wire)[3:5]
+    """Encode a final answer once (dnspython's RRset encoder), remembering its TTL fields.
+
+    The RRsets are written straight after a placeholder header and the
+    question, with names compressed against the question: cheaper than
+    building and rendering a whole ``dns.message.Message``.
+    """
+    canonical = qname.canonicalize()
+    question = canonical.to_wire() + struct.pack("!HH", qtype, qclass)
+    out = io.BytesIO()
+    out.write(bytes(12) + question)
+    compress: dict = {canonical: 12}
+    counts = []
+    for section in (answer, authority):
+        count = 0
+        for rrset in section:
+            count += rrset.to_wire(out, compress)
+        counts.append(count)
+    body = out.getvalue()[12 + len(question):]
+    an, ns = counts
     offsets = ttl_offsets(body, an + ns)
     ttls = [TTL.unpack_from(body, o)[0] for o in offsets]
     return PreparedAnswer(
         rcode=rcode,
-        question_len=question_len,
+        question_len=len(question),
         counts=(an, ns),
         body=body,
         offsets=offsets,
         ttls=ttls,
         stored_at=now,
         ttl=min(ttls, default=0),
+    )
+
+
+def build_query(qid: int, qname: dns.name.Name, qtype: int, *, recursion: bool, edns_payload: int | None) -> bytes:
+    """An upstream query's wire form, by hand (dnspython's make_query + to_wire costs ~10x more)."""
+    flags = FLAG_RD if recursion else 0
+    opt = opt_record(edns_payload) if edns_payload is not None else b""
+    return (
+        HEADER.pack(qid, flags, 1, 0, 0, 1 if opt else 0)
+        + qname.to_wire() + struct.pack("!HH", qtype, dns.rdataclass.IN) + opt
     )
 
 
