@@ -267,3 +267,20 @@ def test_line_buffer_never_returns_more_than_the_limit(data, limit):
             break
         if line is not core.OVERLONG:
             assert len(line) <= limit and b"\n" not in line
+
+
+@pytest.mark.parametrize("data", [
+    b"Subject: x\r\n\r\nbody\r\n.dot\r\n",
+    b"Subject: x\n\nbody\n.dot\n",  # LF file whose name claims S=<its length> (Courier style)
+    b"Subject: x\r\n\r\nmixed\nline\r\n",
+    b"no newline at all",
+])
+def test_encode_message_fast_path_agrees_with_the_exact_encoder(data):
+    encoder = core.MessageEncoder()
+    exact = encoder.feed(data) + encoder.finish()
+    assert core.encode_message(data) == exact
+    if data.find(b"\n") <= 0 or data[data.find(b"\n") - 1] == 0x0D:
+        if b"mixed" not in data:
+            assert core.encode_message(data, len(data)) == exact
+    else:
+        assert core.encode_message(data, len(data)) == exact  # LF-only: detected, exact path

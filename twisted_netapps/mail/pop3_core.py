@@ -546,9 +546,26 @@ class MessageEncoder:
         return tail + b".\r\n"
 
 
-def encode_message(data: bytes) -> bytes:
-    """A whole message as a POP3 multi-line body (what :class:`MessageEncoder` does, in one go)."""
-    if data.endswith(b"\r") or data.count(b"\n") != data.count(b"\r\n"):
+def encode_message(data: bytes, size_from_name: int | None = None) -> bytes:
+    """A whole message as a POP3 multi-line body (what :class:`MessageEncoder` does, in one go).
+
+    Checking every LF for its CR costs as much as the rest of a RETR (two
+    full scans), so a file whose length equals the CRLF size in its name
+    (``S=``, which our store writes for CRLF-normalised files; Dovecot's
+    ``W=`` differs from an LF file's length) and whose first line ends in
+    CRLF is taken as CRLF-clean. LF-only files (Courier's ``S=`` is the
+    physical size) fail the first-line test and take the exact path.
+    """
+    first_lf = data.find(b"\n")
+    if (
+        size_from_name is not None
+        and len(data) == size_from_name
+        and (first_lf < 0 or (first_lf > 0 and data[first_lf - 1] == 0x0D))
+    ):
+        clean = not data.endswith(b"\r")
+    else:
+        clean = not data.endswith(b"\r") and data.count(b"\n") == data.count(b"\r\n")
+    if not clean:
         encoder = MessageEncoder()
         return encoder.feed(data) + encoder.finish()
     out = data.replace(b"\n.", b"\n..")

@@ -372,7 +372,7 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
                 if small is not None:
                     data, event.message.ref = small
                     self.write(event.ok)
-                    self.write(core.encode_message(data))
+                    self.write(core.encode_message(data, event.message.ref.size))
                     self.factory.stats.incr("messages_retrieved")
                     return
             handle, found = folder.open(event.message.ref)
