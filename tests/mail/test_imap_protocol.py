@@ -61,6 +61,7 @@ def connect(factory):
 def say(proto, transport, line: bytes) -> bytes:
     transport.clear()
     proto.dataReceived(line + b"\r\n")
+    proto.factory.reactor.advance(0)  # commands queued behind a LOGIN run on the next turn
     return transport.value()
 
 
@@ -146,3 +147,22 @@ def test_every_command_gets_its_tagged_reply_and_the_session_lives(tmp_path_fact
         assert re.search(rb"(^|\n)" + tag + rb" (OK|NO|BAD)", out) or re.search(rb"(^|\n)\* BAD", out), (command, out)
     say(proto, transport, b"z LOGOUT")
     assert transport.disconnecting
+
+
+def test_commands_pipelined_behind_login_wait_for_it(tmp_path):
+    store, clock, factory = make(tmp_path)
+    proto, transport = connect(factory)
+    transport.clear()
+    proto.dataReceived(b"a LOGIN alice pw\r\nb SELECT INBOX\r\nc NOOP\r\n")
+    clock.advance(0)
+    out = transport.value()
+    assert out.index(b"a OK") < out.index(b"b OK [READ-WRITE]") < out.index(b"c OK"), out
+    proto2, transport2 = connect(factory)
+    transport2.clear()
+    proto2.dataReceived(b"a LOGIN alice wrong\r\nb SELECT INBOX\r\n")
+    clock.advance(0)
+    assert transport2.value() == b""  # both wait out the failure delay, in order
+    clock.advance(1.0)
+    clock.advance(0)
+    out = transport2.value()
+    assert out.startswith(b"a NO") and b"\r\nb BAD" in out

@@ -56,27 +56,48 @@ def _is_loopback(address) -> bool:
 
 
 class SlowFailurePortal:
-    """A portal whose failed logins answer only after *delay* seconds (a timer, not a sleep)."""
+    """The server's view of the portal: failed logins answer only after *delay*
+    seconds (a timer, not a sleep), and commands pipelined behind a LOGIN or
+    AUTHENTICATE wait for its outcome (Twisted ran them at once, in the
+    not-authenticated state: ``a LOGIN ..`` + ``b SELECT INBOX`` got ``b BAD``)."""
 
-    def __init__(self, portal, delay: float, reactor, stats) -> None:
+    def __init__(self, portal, delay: float, reactor, stats, server) -> None:
         self.portal = portal
         self.delay = delay
         self.reactor = reactor
         self.stats = stats
+        self.server = server
 
     def login(self, creds, mind, *interfaces):
+        server = self.server
+        if server.blocked is None:
+            server.blocked = []
         d = self.portal.login(creds, mind, *interfaces)
+
+        def finished(result):
+            # After the server's own callbacks (added to this Deferred later) changed state.
+            self.reactor.callLater(0, server._unblock)
+            return result
+
 
         def failed(failure):
             self.stats.incr("login_failures")
-            log.info("imap: failed login for {user}", user=getattr(creds, "username", b"?"))
+            log.info("imap: {peer}: failed login for {user}", peer=server.peer, user=_name(creds))
             return _later(self.reactor, self.delay, failure)
 
         def succeeded(result):
             self.stats.incr("logins")
+            log.info("imap: {peer}: {user} logged in", peer=server.peer, user=_name(creds))
             return result
 
-        return d.addCallbacks(succeeded, failed)
+        d.addCallbacks(succeeded, failed)
+        d.addBoth(finished)  # after the failure delay, too
+        return d
+
+
+def _name(creds) -> str:
+    name = getattr(creds, "username", b"?")
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
 
 
 def _later(reactor, delay: float, failure):
@@ -92,7 +113,7 @@ class ImapServer(imap4.IMAP4Server):
         chal = {b"PLAIN": imap4.PLAINCredentials}
         super().__init__(chal=chal, contextFactory=factory.tls_options, scheduler=factory.scheduler)
         self.factory = factory
-        self.portal = SlowFailurePortal(factory.portal, factory.login_failure_delay, factory.reactor, factory.stats)
+        self.portal = SlowFailurePortal(factory.portal, factory.login_failure_delay, factory.reactor, factory.stats, self)
         self.callLater = factory.reactor.callLater
         self.timeOut = factory.login_timeout
         self.POSTAUTH_TIMEOUT = factory.idle_timeout
