@@ -201,8 +201,35 @@ www          IN A   192.0.2.81
     }
 
 
-def bind_hierarchy(workdir: Path, *, port: int | None = None, addresses: list[str] | None = None) -> Hierarchy:
-    """Start ``named`` serving the hierarchy; the caller must ``stop()`` it."""
+def _cold_tld_zones(count: int, tld: str, domain: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """Extra TLDs ``c0.`` ... for cold-cache measurements in a warm process.
+
+    Returns (lines for the root zone, zones for the TLD server, zones for the
+    domain server): ``www.example.cK.`` needs a root referral, a TLD
+    referral and an answer, none of which any earlier lookup cached.
+    """
+    root_lines = []
+    tld_zones, domain_zones = {}, {}
+    for k in range(count):
+        root_lines.append(f"c{k}. 172800 IN NS ns1.c{k}.\nns1.c{k}. 172800 IN A {tld}\n")
+        tld_zones[f"c{k}."] = (
+            f"$TTL 86400\n@ IN SOA ns1 hostmaster 1 1800 900 604800 900\n@ IN NS ns1\nns1 IN A {tld}\n"
+            f"example IN NS ns1.example\nns1.example IN A {domain}\n"
+        )
+        domain_zones[f"example.c{k}."] = (
+            "$TTL 300\n@ IN SOA ns1 hostmaster 1 1800 900 604800 60\n@ IN NS ns1\n"
+            f"ns1 IN A {domain}\nwww IN A 192.0.2.80\n"
+        )
+    return "".join(root_lines), tld_zones, domain_zones
+
+
+def bind_hierarchy(workdir: Path, *, port: int | None = None, addresses: list[str] | None = None,
+                   cold_tlds: int = 0) -> Hierarchy:
+    """Start ``named`` serving the hierarchy; the caller must ``stop()`` it.
+
+    *cold_tlds* adds TLDs ``c0.`` ... ``c<N-1>.`` (each with ``www.example.cK.``)
+    for measuring cold resolutions without restarting the resolver.
+    """
     named = tool("named")
     if named is None:
         raise FileNotFoundError("named")
@@ -212,16 +239,23 @@ def bind_hierarchy(workdir: Path, *, port: int | None = None, addresses: list[st
         port = free_udp_tcp_port(addresses)
     root, tld, domain, other = addresses
     zones = _zones(root, tld, domain, other)
+    extra_root, tld_zones, domain_zones = _cold_tld_zones(cold_tlds, tld, domain)
+    zones["."] += extra_root
+    extra = {root: {}, tld: tld_zones, domain: domain_zones, other: {}}
     views = []
     for (zone, text), address in zip(zones.items(), addresses):
-        filename = "root.zone" if zone == "." else f"{zone}zone"
-        (workdir / filename).write_text(text)
+        statements = []
+        for name, body in {zone: text, **extra[address]}.items():
+            filename = "root.zone" if name == "." else f"{name}zone"
+            (workdir / filename).write_text(body)
+            statements.append(f'    zone "{name}" {{ type primary; file "{workdir / filename}"; }};')
+        joined = "\n".join(statements)
         views.append(f"""
 view "v{address.replace('.', '_')}" {{
     match-clients {{ any; }};
     match-destinations {{ {address}; }};
     recursion no;
-    zone "{zone}" {{ type primary; file "{workdir / filename}"; }};
+{joined}
 }};""")
     conf = workdir / "named.conf"
     conf.write_text(f"""

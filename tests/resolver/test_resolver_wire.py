@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.name
@@ -116,8 +117,8 @@ def test_ttl_never_goes_below_zero():
     assert reply.answer[0].ttl == 0
 
 
-def test_answer_only_keeps_header_question_and_answers():
-    from twisted_netapps.resolver.wire import answer_only
+def test_trim_reply_keeps_what_the_core_reads():
+    from twisted_netapps.resolver.wire import trim_reply
 
     query = dns.message.make_query("www.example.test.", "A", use_edns=0)
     response = dns.message.make_response(query)
@@ -125,19 +126,37 @@ def test_answer_only_keeps_header_question_and_answers():
     response.answer.append(dns.rrset.from_text("www.example.test.", 300, "IN", "A", "192.0.2.1"))
     response.authority.append(dns.rrset.from_text("example.test.", 300, "IN", "NS", "ns1.example.test."))
     response.additional.append(dns.rrset.from_text("ns1.example.test.", 300, "IN", "A", "192.0.2.53"))
-    trimmed = dns.message.from_wire(answer_only(response.to_wire()))
-    assert trimmed.id == response.id and trimmed.flags == response.flags
+    data, answers_only = trim_reply(response.to_wire())
+    trimmed = dns.message.from_wire(data)
+    assert answers_only and trimmed.id == response.id and trimmed.flags == response.flags
     assert trimmed.answer == response.answer and not trimmed.authority and not trimmed.additional
-    response.flags &= ~dns.flags.AA  # a referral or a recursive answer: decode it all
-    assert answer_only(response.to_wire()) is None
-    response.flags |= dns.flags.AA
+    # a referral: everything kept but the OPT record
+    response.flags &= ~dns.flags.AA
+    response.answer = []
+    data, answers_only = trim_reply(response.to_wire())
+    trimmed = dns.message.from_wire(data)
+    assert not answers_only and trimmed.edns < 0
+    assert trimmed.authority == response.authority and trimmed.additional == response.additional
+    # NXDOMAIN keeps its SOA; FORMERR, TC and BADVERS (extended RCODE in the OPT) stay whole
     response.set_rcode(dns.rcode.NXDOMAIN)
-    assert answer_only(response.to_wire()) is None
-    assert answer_only(b"\x00" * 5) is None
+    assert dns.message.from_wire(trim_reply(response.to_wire())[0]).rcode() == dns.rcode.NXDOMAIN
+    for rcode in (dns.rcode.FORMERR, dns.rcode.BADVERS):
+        response.set_rcode(rcode)
+        assert trim_reply(response.to_wire())[0] == response.to_wire()
+    response.set_rcode(dns.rcode.NOERROR)
+    response.flags |= dns.flags.TC
+    assert trim_reply(response.to_wire())[0] == response.to_wire()
+    assert trim_reply(b"\x00" * 5) == (b"\x00" * 5, False)
 
 
 @given(st.binary(max_size=300))
-def test_answer_only_never_raises(data):
-    from twisted_netapps.resolver.wire import answer_only
+def test_trim_reply_never_raises_and_keeps_valid_replies_decodable(data):
+    from twisted_netapps.resolver.wire import trim_reply
 
-    answer_only(b"\x12\x34\x84\x00" + data)
+    whole = b"\x12\x34\x84\x00" + data
+    trimmed, _ = trim_reply(whole)
+    try:
+        dns.message.from_wire(whole)
+    except (dns.exception.DNSException, ValueError):
+        return  # invalid to begin with: nothing to keep
+    dns.message.from_wire(trimmed)

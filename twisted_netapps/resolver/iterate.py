@@ -51,7 +51,7 @@ import dns.rrset
 
 from twisted_netapps.resolver.cache import RANK_ANSWER, RANK_GLUE, RANK_REFERRAL, ResolverCache
 from twisted_netapps.resolver.hints import RootHints
-from twisted_netapps.resolver.wire import answer_only, build_query
+from twisted_netapps.resolver.wire import build_query, trim_reply
 
 NS = dns.rdatatype.NS
 SOA = dns.rdatatype.SOA
@@ -129,7 +129,7 @@ class ResolutionFailed(Exception):
 class _Reply:
     message: dns.message.Message
     wire: bytes
-    partial: bool  # only the answer section was decoded (see wire.answer_only)
+    partial: bool  # only the answer section was decoded (see wire.trim_reply)
 
     def complete(self) -> dns.message.Message:
         """The whole reply decoded (decoding it now if only the answers were)."""
@@ -228,9 +228,9 @@ class Resolution:
             return None
         if len(wire) < 12 or int.from_bytes(wire[:2], "big") != pending.id:
             return None
-        answers = answer_only(wire)
+        trimmed, answers_only = trim_reply(wire)
         try:
-            message = dns.message.from_wire(answers if answers is not None else wire)
+            message = dns.message.from_wire(trimmed)
         except (dns.exception.DNSException, ValueError) as e:
             if wire[2] & 0x02:  # TC set and cut mid-record: retry over TCP
                 return self._advance(_NoReply("truncated", "truncated reply"))
@@ -240,7 +240,7 @@ class Resolution:
         question = message.question[0]
         if question.name != pending.qname or question.rdtype != pending.qtype or question.rdclass != dns.rdataclass.IN:
             return None
-        return self._advance(_Reply(message, wire, answers is not None))
+        return self._advance(_Reply(message, wire, answers_only))
 
     def timed_out(self) -> SendQuery | Done:
         return self._advance(_NoReply("timeout"))

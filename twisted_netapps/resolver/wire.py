@@ -152,33 +152,49 @@ def ttl_offsets(body: bytes, count: int) -> list[int]:
     return offsets
 
 
-def answer_only(data: bytes) -> bytes | None:
-    """*data* (a reply) cut down to header, question and answer section, or None.
+def trim_reply(data: bytes) -> tuple[bytes, bool]:
+    """*data* (an upstream reply) without what the core will not read; (bytes, answers_only).
 
-    For an authoritative NOERROR reply with answers, the authority and
-    additional sections (NS, glue, OPT) are usually not needed, and decoding
-    them costs as much as the answer: the core decodes this first and the
-    whole reply only if the answer alone does not settle the question.
+    Decoding is the dominant cost of a cache miss, and dnspython decodes
+    every record it is given, so before decoding:
+
+    - an authoritative NOERROR reply with answers is cut to header, question
+      and answer section (``answers_only`` True): the NS/SOA/glue after it
+      are needed only if the answers do not settle the question, and then
+      the core decodes the whole reply;
+    - otherwise a trailing OPT record is dropped (the core reads EDNS only
+      from FORMERR/NOTIMP replies, which are left whole, as are truncated
+      replies and any OPT carrying an extended RCODE).
+
+    Anything that does not walk cleanly is returned unchanged.
     """
     if len(data) < 12:
-        return None
-    _id, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
-    if not flags & FLAG_AA or flags & (FLAG_TC | 0x000F) or qdcount != 1 or not ancount:
-        return None
-    if not nscount and not arcount:
-        return None  # nothing to cut
+        return data, False
+    qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+    rcode = flags & 0x000F
+    if flags & FLAG_TC or rcode not in (0, 3) or qdcount != 1:
+        return data, False
     try:
         pos = _skip_name(data, 12) + 4
-        for _ in range(ancount):
+        starts = []
+        for _ in range(ancount + nscount + arcount):
+            starts.append(pos)
             pos = _skip_name(data, pos)
             if pos + 10 > len(data):
-                return None
+                return data, False
             pos += 10 + struct.unpack_from("!H", data, pos + 8)[0]
     except WireError:
-        return None
-    if pos > len(data):
-        return None
-    return HEADER.pack(_id, flags, 1, ancount, 0, 0) + data[12:pos]
+        return data, False
+    if pos != len(data):
+        return data, False
+    if flags & FLAG_AA and rcode == 0 and ancount and (nscount or arcount):
+        cut = starts[ancount] if ancount < len(starts) else pos
+        return HEADER.pack(qid, flags, 1, ancount, 0, 0) + data[12:cut], True
+    if arcount:
+        last = starts[-1]
+        if data[last] == 0 and data[last + 1:last + 3] == b"\x00\x29" and data[last + 5] == 0:
+            return HEADER.pack(qid, flags, 1, ancount, nscount, arcount - 1) + data[12:last], False
+    return data, False
 
 
 @functools.lru_cache(maxsize=8)
