@@ -166,3 +166,21 @@ def test_commands_pipelined_behind_login_wait_for_it(tmp_path):
     clock.advance(0)
     out = transport2.value()
     assert out.startswith(b"a NO") and b"\r\nb BAD" in out
+
+
+def test_commands_pipelined_behind_append_see_its_result(tmp_path):
+    store, clock, factory = make(tmp_path)
+    factory.registry.run_blocking = lambda f, *a: task.deferLater(clock, 0.5, f, *a)  # a slow disk
+    proto, transport = connect(factory)
+    say(proto, transport, b"a LOGIN alice pw")
+    say(proto, transport, b"a CREATE Sent")
+    transport.clear()
+    proto.dataReceived(b"b APPEND Sent {3}\r\n")
+    assert transport.value().startswith(b"+")
+    proto.dataReceived(b"x\r\n\r\nc STATUS Sent (MESSAGES)\r\n")
+    clock.advance(0)
+    assert b"c OK" not in transport.value()
+    clock.advance(0.5)
+    clock.advance(0)
+    out = transport.value()
+    assert out.index(b"b OK APPEND") < out.index(b"MESSAGES 1") < out.index(b"c OK"), out

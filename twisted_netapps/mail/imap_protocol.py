@@ -357,9 +357,20 @@ class ImapServer(imap4.IMAP4Server):
             self.sendNegativeResponse(tag, b"[TRYCREATE] No such mailbox")
             return
         flag_names = [f.decode("ascii", "replace") if isinstance(f, bytes) else f for f in (flags or [])]
+        self._hold_commands()
         d = mbox.addMessage(message, flag_names, date)
         d.addCallback(lambda uid: self.sendPositiveResponse(tag, b"APPEND completed"))
         d.addErrback(self._failed, tag, "APPEND")
+        d.addBoth(self._release_commands)
+
+    def _hold_commands(self) -> None:
+        """Queue the commands that follow until the current one (waiting on a thread) is done."""
+        if self.blocked is None:
+            self.blocked = []
+
+    def _release_commands(self, result=None):
+        self.callLater(0, self._unblock)
+        return result
 
     auth_APPEND = (
         do_APPEND,
@@ -393,6 +404,7 @@ class ImapServer(imap4.IMAP4Server):
         if move and not self.mbox.isWriteable():
             self.sendNegativeResponse(tag, b"MOVE needs a read-write mailbox")
             return
+        self._hold_commands()
         d = defer.gatherResults([target.copy(msg) for _seq, msg in selected], consumeErrors=True)
 
         def copied(_):
@@ -407,6 +419,7 @@ class ImapServer(imap4.IMAP4Server):
             self._failed(failure, tag, what)
 
         d.addCallbacks(copied, failed)
+        d.addBoth(self._release_commands)
 
     def do_COPY(self, tag, messages, mailbox, uid=0):
         self._copy_or_move(tag, messages, mailbox, uid, move=False)
