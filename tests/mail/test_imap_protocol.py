@@ -184,3 +184,12 @@ def test_commands_pipelined_behind_append_see_its_result(tmp_path):
     clock.advance(0)
     out = transport.value()
     assert out.index(b"b OK APPEND") < out.index(b"MESSAGES 1") < out.index(b"c OK"), out
+
+
+def test_store_on_examined_mailbox_is_no(session):
+    store, clock, proto, transport = session
+    say(proto, transport, b"e EXAMINE INBOX")
+    assert say(proto, transport, b"s STORE 1 +FLAGS (\\Seen)").startswith(b"s NO [READ-ONLY]")
+    assert say(proto, transport, b"s STORE 7 +FLAGS (\\Seen)").startswith(b"s NO [READ-ONLY]")
+    say(proto, transport, b"e SELECT INBOX")
+    assert say(proto, transport, b"s STORE 7 +FLAGS (\\Seen)").startswith(b"s BAD")

@@ -438,6 +438,23 @@ class ImapServer(imap4.IMAP4Server):
 
     select_UID = (do_UID, imap4.IMAP4Server.arg_atom, imap4.IMAP4Server.arg_line)
 
+    # ------------------------------------------------------------ STORE
+
+    def do_STORE(self, tag, messages, mode, flags, uid=0):
+        if not self.mbox.isWriteable():
+            self.sendNegativeResponse(tag, b"[READ-ONLY] mailbox was opened with EXAMINE")
+            return
+        try:
+            self.mbox.select_uids(messages.__class__(list(messages.ranges)), uid)
+        except imap4.IllegalClientResponse as e:
+            self.sendBadResponse(tag, str(e))
+            return
+        super().do_STORE(tag, messages, mode, flags, uid)
+
+    select_STORE = (
+        do_STORE, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_atom, imap4.IMAP4Server.arg_flaglist
+    )
+
     # ------------------------------------------------------------ SEARCH
 
     def do_SEARCH(self, tag, charset, query, uid=0):
