@@ -284,3 +284,12 @@ def test_encode_message_fast_path_agrees_with_the_exact_encoder(data):
             assert core.encode_message(data, len(data)) == exact
     else:
         assert core.encode_message(data, len(data)) == exact  # LF-only: detected, exact path
+
+
+def test_uidl_is_the_unique_name_or_a_stable_digest():
+    short = "1795257058.M486035P23683Q1Rdeadea1ed104a3c6.vm,S=4111"
+    assert core.uidl_for(short) == short
+    long = "1795257058.M486035P23683Q1Rdeadea1ed104a3c6.mail-server-01.example.com,S=4111"
+    digest = core.uidl_for(long)
+    assert digest == core.uidl_for(long) and len(digest) <= 70 and digest != long
+    assert core.uidl_for("with space") != "with space"

@@ -151,6 +151,15 @@ def parse_command(line: bytes) -> tuple[str, list[str], str]:
 _CONTROL_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
+def uidl_for(unique_name: str) -> str:
+    """The UIDL of a Maildir message: its unique name when RFC 1939 allows it
+    (1-70 characters in 0x21-0x7E), else a stable digest of it (long host names
+    make Maildir names longer than 70)."""
+    if 1 <= len(unique_name) <= 70 and all(0x21 <= ord(c) <= 0x7E for c in unique_name):
+        return unique_name
+    return "h" + hashlib.sha256(unique_name.encode("utf-8", "surrogateescape")).hexdigest()[:40]
+
+
 def _ok(text: str) -> bytes:
     return f"+OK {text}\r\n".encode("utf-8")
 

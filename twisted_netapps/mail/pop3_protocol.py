@@ -329,7 +329,7 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
         try:
             files = maildrop.folder.scan()
             messages = [
-                core.Pop3Message(i, m.uid, maildrop.folder.size(m), m) for i, m in enumerate(files, 1)
+                core.Pop3Message(i, core.uidl_for(m.uid), maildrop.folder.size(m), m) for i, m in enumerate(files, 1)
             ]
         except OSError:
             lock.release()
