@@ -5,7 +5,8 @@ Storage layer only (no Twisted). :mod:`twisted_netapps.mail.maildir` writes
 
 - A message is a file in ``new/`` (unseen by any reader) or ``cur/``. Its
   *unique name* (the part before ``:2,``) never changes: it is the POP3
-  ``UIDL`` and the key of the IMAP UID map.
+  ``UIDL`` (a digest of it when longer than RFC 1939's 70 characters) and
+  the key of the IMAP UID map.
 - Flags are Maildir info letters persisted by renaming into
   ``cur/<unique>:2,<letters>`` (letters sorted, as Maildir requires):
   ``D`` \\Draft, ``F`` \\Flagged, ``P`` $Forwarded, ``R`` \\Answered,
