@@ -339,3 +339,19 @@ def test_ixfr_over_udp_answers_our_soa(example):
     q = dns.message.make_query("example.test", "IXFR")
     r = dns.message.from_wire(example.handle(q.to_wire(), PEER, False))
     assert [rr.rdtype for rr in r.answer] == [dns.rdatatype.SOA]
+
+
+def test_without_prepared_replies():
+    responder = Responder(demo_zones("example.test."), max_prepared=0)
+    for _ in range(3):
+        assert texts(ask(responder, "www.example.test").answer) == ["127.0.0.1"]
+    firsts = [ask(responder, "pool.example.test").answer[0][0].to_text() for _ in range(4)]
+    assert len(set(firsts)) > 1  # still rotating
+
+
+def test_query_logging_hook():
+    seen = []
+    responder = Responder(demo_zones("example.test."), log_query=lambda *a: seen.append(a))
+    ask(responder, "www.example.test")
+    ask(responder, "www.example.test")
+    assert len(seen) == 2 and seen[1][2] == PEER

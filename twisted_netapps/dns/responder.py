@@ -142,11 +142,15 @@ class Responder:
         max_prepared: int = 20000,
         counters: Counters | None = None,
         log_transfer: Callable[..., None] | None = None,
+        log_query: Callable[..., None] | None = None,
     ) -> None:
         self.max_udp_payload = max_udp_payload
         self.max_prepared = max_prepared
         self.counters = counters or Counters()
         self.log_transfer = log_transfer or (lambda **kw: None)
+        self.log_query = log_query
+        if log_query is not None:  # chosen once: the unlogged hot path pays nothing for it
+            self.handle = self._handle_logged
         # normalised key -> (flags for RD clear/set, tails, turn counter)
         self._prepared: dict[bytes, tuple[tuple[bytes, bytes], list[bytes], itertools.count]] = {}
         # exact query bytes after the ID -> cycle over whole replies after the ID,
@@ -168,6 +172,11 @@ class Responder:
 
     # -- IQueryHandler
 
+    def _handle_logged(self, query: bytes, peer, over_tcp: bool):
+        reply = Responder.handle(self, query, peer, over_tcp)
+        self.log_query(query, reply, peer, over_tcp)
+        return reply
+
     def handle(self, query: bytes, peer, over_tcp: bool):
         # 1. The very same question bytes seen before (same flags, case, EDNS):
         #    one dict lookup, the ID spliced in.
@@ -185,10 +194,12 @@ class Responder:
 
     def _splice(self, entry, query: bytes, qend: int, exact: dict) -> bytes:
         mids, tails, turn = entry
-        if len(exact) >= self.max_prepared:
-            del exact[next(iter(exact))]  # oldest first
         head = mids[query[2] & 1] + query[12:qend]
         k = next(turn) % len(tails)
+        if self.max_prepared <= 0:
+            return query[:2] + head + tails[k]
+        if len(exact) >= self.max_prepared:
+            del exact[next(iter(exact))]  # oldest first
         # this form of the question continues the rotation where it stands
         exact[query[2:]] = itertools.cycle([head + tail for tail in tails[k + 1:] + tails[:k + 1]])
         return query[:2] + head + tails[k]
@@ -223,9 +234,9 @@ class Responder:
         if qtype in (dns.rdatatype.MAILA, dns.rdatatype.MAILB):
             return self._error(msg, dns.rcode.NOTIMP)
         result = authority.answer(self.zones, question.name, qtype)
-        self.counters.incr(f"rcode_{dns.rcode.to_text(result.rcode).lower()}", 1)
+        self.counters.incr(f"built_{dns.rcode.to_text(result.rcode).lower()}", 1)
         variants = self._render_variants(msg, result, self._size_limit(msg, over_tcp))
-        if fast is not None and msg.tsig is None:
+        if fast is not None and msg.tsig is None and self.max_prepared > 0:
             return self._prepare(fast, variants, query, over_tcp)
         return variants[next(self._turn) % len(variants)]
 
@@ -263,19 +274,20 @@ class Responder:
         tails = [v[qend:] for v in variants]
         entry = (mids, tails, itertools.count())
         prepared = self._prepared
-        if len(prepared) >= self.max_prepared:
-            del prepared[next(iter(prepared))]  # oldest first
-        prepared[key] = entry
+        if self.max_prepared > 0:
+            if len(prepared) >= self.max_prepared:
+                del prepared[next(iter(prepared))]  # oldest first
+            prepared[key] = entry
         return self._splice(entry, query, qend, self._exact[over_tcp])
 
     def _error(self, msg: dns.message.Message, rcode: int) -> bytes:
-        self.counters.incr(f"rcode_{dns.rcode.to_text(rcode).lower()}", 1)
+        self.counters.incr(f"built_{dns.rcode.to_text(rcode).lower()}", 1)
         response = self._response(msg)
         response.set_rcode(rcode)
         return response.to_wire(max_size=65535)
 
     def _raw_error(self, query: bytes, rcode: int) -> bytes | None:
-        self.counters.incr(f"rcode_{dns.rcode.to_text(rcode).lower()}", 1)
+        self.counters.incr(f"built_{dns.rcode.to_text(rcode).lower()}", 1)
         return wire.error_reply(query, rcode)
 
     # -- zone transfers

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import dns.exception
 import dns.name
+import dns.rcode
+import dns.rdatatype
 
 from twisted_netapps.config import DEFAULT_CONFIG_NAME
 from twisted_netapps.context import ServiceContext
@@ -78,6 +80,7 @@ class Settings:
     reload_interval: float = setting(2.0, "seconds between zone file change checks (0: only on SIGHUP)")
     max_prepared: int = setting(20000, "prepared replies kept per view (the hot-path cache)")
     notify_source: str = setting("127.0.0.1", "address NOTIFY messages are sent from")
+    log_queries: bool = setting(False, "log every query and its rcode at info (costs throughput)")
 
     def validate(self, where: str) -> None:
         if not 512 <= self.max_udp_payload <= 65535:
@@ -134,6 +137,22 @@ def _log_transfer(*, event: str, zone: str, peer: str, records: int) -> None:
                  records=records)
 
 
+def _log_query(query: bytes, reply, peer, over_tcp: bool) -> None:
+    try:
+        qname, used = dns.name.from_wire(query, 12)
+        name = qname.to_text()
+        qtype = dns.rdatatype.to_text(int.from_bytes(query[12 + used:14 + used], "big"))
+    except (dns.exception.DNSException, ValueError, IndexError):
+        name, qtype = "<malformed>", "-"
+    if reply is None:
+        outcome = "dropped"
+    else:
+        first = reply if isinstance(reply, bytes) else reply[0]
+        outcome = dns.rcode.to_text(first[3] & 0x0F) + (" TC" if first[2] & 0x02 else "")
+    log.info("dns: {peer} {transport} {name} {qtype}: {outcome}", peer=f"{peer[0]}:{peer[1]}",
+             transport="tcp" if over_tcp else "udp", name=name, qtype=qtype, outcome=outcome)
+
+
 def build(context: ServiceContext):
     s: Settings = context.settings
     where = f"{context.config.source}: dns"
@@ -142,12 +161,15 @@ def build(context: ServiceContext):
         reload_interval=s.reload_interval, notify_source=s.notify_source,
     )
     zoneset.load_all()
+    if not s.zones:
+        log.warn("dns: no zones configured ([[dns.zones]]): every query will be REFUSED")
     counters = Counters(context.stats.incr)
     children = [zoneset]
 
     def serve(endpoints: list[str], origins, setting_name: str) -> None:
         responder = Responder(max_udp_payload=s.max_udp_payload, max_prepared=s.max_prepared,
-                              counters=counters, log_transfer=_log_transfer)
+                              counters=counters, log_transfer=_log_transfer,
+                              log_query=_log_query if s.log_queries else None)
         zoneset.add_view(responder, origins)
         factory = DNSStreamFactory(responder, context.stats, context.reactor, s.idle_timeout,
                                    service=context.name, max_connections=s.max_tcp_connections)
