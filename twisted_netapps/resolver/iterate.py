@@ -42,7 +42,6 @@ from typing import Callable, Generator
 
 import dns.exception
 import dns.flags
-import dns.message
 import dns.name
 import dns.rcode
 import dns.rdataclass
@@ -51,6 +50,7 @@ import dns.rrset
 
 from twisted_netapps.resolver.cache import RANK_ANSWER, RANK_GLUE, RANK_REFERRAL, ResolverCache
 from twisted_netapps.resolver.hints import RootHints
+from twisted_netapps.resolver.reply import Reply, decode_reply
 from twisted_netapps.resolver.wire import build_query, trim_reply
 
 NS = dns.rdatatype.NS
@@ -127,13 +127,13 @@ class ResolutionFailed(Exception):
 
 @dataclass(frozen=True)
 class _Reply:
-    message: dns.message.Message
+    message: Reply
     wire: bytes
     partial: bool  # only the answer section was decoded (see wire.trim_reply)
 
-    def complete(self) -> dns.message.Message:
+    def complete(self) -> Reply:
         """The whole reply decoded (decoding it now if only the answers were)."""
-        return dns.message.from_wire(self.wire) if self.partial else self.message
+        return decode_reply(self.wire) if self.partial else self.message
 
 
 @dataclass(frozen=True)
@@ -230,7 +230,7 @@ class Resolution:
             return None
         trimmed, answers_only = trim_reply(wire)
         try:
-            message = dns.message.from_wire(trimmed)
+            message = decode_reply(trimmed)
         except (dns.exception.DNSException, ValueError) as e:
             if wire[2] & 0x02:  # TC set and cut mid-record: retry over TCP
                 return self._advance(_NoReply("truncated", "truncated reply"))
