@@ -103,6 +103,8 @@ def wait_answering(port: int, proc: subprocess.Popen, log: Path, timeout: float 
 
 @contextmanager
 def running(cmd: list[str], port: int, log: Path, cwd: Path):
+    if PIN_SERVER is not None:
+        cmd = ["taskset", "-c", PIN_SERVER, *cmd]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd)
     try:
@@ -168,8 +170,9 @@ def dnsperf(port: int, queries: Path, seconds: float, outstanding: int) -> tuple
     """(queries/s, dnsperf's own CPU use in cores)."""
     tool = shutil.which("dnsperf", path=SEARCH_PATH)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    pin = ["taskset", "-c", PIN_CLIENT] if PIN_CLIENT is not None else []
     result = subprocess.run(
-        [tool, "-s", "127.0.0.1", "-p", str(port), "-d", str(queries), "-l", str(seconds),
+        [*pin, tool, "-s", "127.0.0.1", "-p", str(port), "-d", str(queries), "-l", str(seconds),
          "-c", "1", "-T", "1", "-q", str(outstanding), "-t", "2"],
         capture_output=True, text=True, timeout=seconds + 60,
     )
@@ -184,6 +187,9 @@ def dnsperf(port: int, queries: Path, seconds: float, outstanding: int) -> tuple
     return float(match.group(1)), client_cpu
 
 
+PIN_SERVER: str | None = None  # CPU lists for taskset (--pin)
+PIN_CLIENT: str | None = None
+
 SERVERS = {"ours": ours, "twisted": stock_twisted, "bind": bind}
 LABELS = {"ours": "ours (twistd netapps dns)", "twisted": "stock twistd dns", "bind": "BIND named -n 1"}
 
@@ -195,7 +201,12 @@ def main() -> int:
     parser.add_argument("--only", default="ours,bind,twisted", help="comma-separated subset")
     parser.add_argument("--rounds", type=int, default=2,
                         help="runs per server, interleaved (the machine is shared: load drifts)")
+    parser.add_argument("--pin", metavar="SERVER_CPU,CLIENT_CPU",
+                        help="pin the server and dnsperf to these CPUs (taskset), e.g. 1,0")
     args = parser.parse_args()
+    if args.pin:
+        global PIN_SERVER, PIN_CLIENT
+        PIN_SERVER, PIN_CLIENT = args.pin.split(",")
     for tool in ("dnsperf", "named"):
         if shutil.which(tool, path=SEARCH_PATH) is None:
             print(f"needs {tool} (apt-get install dnsperf bind9)", file=sys.stderr)
