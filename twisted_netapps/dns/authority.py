@@ -64,7 +64,8 @@ def find_zone(zones: Mapping[dns.name.Name, LoadedZone], name: dns.name.Name) ->
         name = name.parent()
 
 
-def _rrset(owner: dns.name.Name, rdataset) -> dns.rrset.RRset:
+def rrset_of(owner: dns.name.Name, rdataset) -> dns.rrset.RRset:
+    """*rdataset* as an RRset owned by *owner* (a wildcard's data under the queried name)."""
     rrset = dns.rrset.RRset(owner, rdataset.rdclass, rdataset.rdtype)
     rrset.update(rdataset)
     rrset.ttl = rdataset.ttl
@@ -134,15 +135,15 @@ class _Lookup:
                 self._negative(zone, dns.rcode.NXDOMAIN)
                 return None
         if self.qtype == ANY:
-            result.answer.extend(_rrset(owner, rds) for rds in node.rdatasets)
+            result.answer.extend(rrset_of(owner, rds) for rds in node.rdatasets)
             return None
         rdataset = node.get_rdataset(IN, self.qtype)
         if rdataset is not None:
-            result.answer.append(_rrset(owner, rdataset))
+            result.answer.append(rrset_of(owner, rdataset))
             return None
         cname = node.get_rdataset(IN, CNAME)
         if cname is not None:
-            result.answer.append(_rrset(owner, cname))
+            result.answer.append(rrset_of(owner, cname))
             return cname[0].target
         self._negative(zone, dns.rcode.NOERROR)
         return None
@@ -156,7 +157,7 @@ class _Lookup:
         result = self.result
         if not result.answer:  # a CNAME before the cut stays authoritative
             result.authoritative = False
-        result.authority.append(_rrset(cut, ns))
+        result.authority.append(rrset_of(cut, ns))
 
     def _add_additional(self) -> None:
         result = self.result
@@ -181,7 +182,7 @@ class _Lookup:
                     continue
                 rdataset = node.get_rdataset(IN, rdtype)
                 if rdataset is not None:
-                    result.additional.append(_rrset(target, rdataset))
+                    result.additional.append(rrset_of(target, rdataset))
                     present.add((target, rdtype))
 
 

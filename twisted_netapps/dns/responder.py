@@ -332,7 +332,7 @@ def transfer_messages(msg, zone: LoadedZone, make_response) -> tuple[list[bytes]
         for rdataset in node.rdatasets:
             if rdataset.rdtype == dns.rdatatype.SOA and name == zone.origin:
                 continue
-            rrsets.append(authority._rrset(name, rdataset))
+            rrsets.append(authority.rrset_of(name, rdataset))
     rrsets.append(soa)
     batches, batch, count = [], [], 0
     for rrset in rrsets:

@@ -27,6 +27,8 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 
+from twisted.logger import Logger
+
 from twisted_netapps.config import DEFAULT_CONFIG_NAME
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.dns.responder import DEFAULT_UDP_PAYLOAD, Counters, Responder
@@ -35,7 +37,6 @@ from twisted_netapps.dns.zoneset import ZoneSet, ZoneSpec, parse_notify_targets,
 from twisted_netapps.errors import ConfigError
 from twisted_netapps.listeners import is_datagram
 from twisted_netapps.settings import setting
-from twisted.logger import Logger
 
 log = Logger(namespace="netapps.dns")
 
