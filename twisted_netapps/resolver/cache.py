@@ -207,12 +207,15 @@ class ResolverCache:
             pos += 1 + wire[pos]
 
     def addresses(self, name: dns.name.Name, ipv6: bool) -> list[str]:
+        """Cached addresses of name server *name* (any rank; no RRset copies)."""
         types = (dns.rdatatype.A, dns.rdatatype.AAAA) if ipv6 else (dns.rdatatype.A,)
+        wire = name_key(name)
+        now = self.clock()
         out = []
         for rdtype in types:
-            rrset = self.get_rrset(name, rdtype)
-            if rrset is not None:
-                out.extend(rdata.address for rdata in rrset)
+            entry = self._rrsets.get((wire, rdtype))
+            if entry is not None and entry.expires_at - now >= 1:
+                out.extend(rdata.address for rdata in entry.rrset)
         return out
 
     # -- name server health (Unbound's infrastructure cache, reduced) --------

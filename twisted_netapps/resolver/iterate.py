@@ -326,13 +326,16 @@ class Resolution:
     def _ask_zone(self, zone, servers, from_hints: bool, qname, qtype, depth):
         names = list(servers)
         self.rng.shuffle(names)
-        names.sort(key=lambda n: min(map(self.cache.server_penalty, self._addresses_of(n, from_hints)), default=0))
-        known = [n for n in names if self._addresses_of(n, from_hints)]
-        unknown = [n for n in names if n not in known]
+        known_addresses = {n: self._addresses_of(n, from_hints) for n in names}
+        penalty = self.cache.server_penalty
+        names.sort(key=lambda n: min(map(penalty, known_addresses[n]), default=0))
+        known = [n for n in names if known_addresses[n]]
+        unknown = [n for n in names if not known_addresses[n]]
         tried: set[str] = set()
         problems: list[str] = []
         for ns_name in known + unknown:
-            addresses = self._addresses_of(ns_name, from_hints)
+            # (a sub-resolution for an earlier name may have cached this one's address)
+            addresses = known_addresses[ns_name] or self._addresses_of(ns_name, from_hints)
             if not addresses:
                 addresses = yield from self._resolve_server(ns_name, zone, depth, problems)
             self.rng.shuffle(addresses)
