@@ -62,3 +62,10 @@ def test_mistakes_are_one_line_errors(tmp_path, extra, message):
 def test_limits(tmp_path):
     with pytest.raises(ConfigError, match="max_udp_payload"):
         load(tmp_path, BASE.replace("[dns]\n", "[dns]\nmax_udp_payload = 100\n"))
+
+
+def test_etc_zones_is_the_packaged_zones_dir():
+    root = Path(__file__).resolve().parents[2]
+    assert (root / "etc" / "zones").resolve() == (root / "twisted_netapps" / "data" / "zones").resolve()
+    # --config=etc/netapps.toml finds them too (relative to the config file)
+    assert (zone_base_dir(str(root / "etc" / "netapps.toml")) / "zones" / "test.zone").is_file()
