@@ -355,3 +355,11 @@ def test_query_logging_hook():
     ask(responder, "www.example.test")
     ask(responder, "www.example.test")
     assert len(seen) == 2 and seen[1][2] == PEER
+
+
+def test_ds_for_a_child_apex_comes_from_the_parent_when_both_are_served():
+    both = Responder(demo_zones("example.test.", "lab.example.test."))
+    r = ask(both, "lab.example.test", "DS")
+    assert r.rcode() == dns.rcode.NOERROR and r.authority[0].name == N("example.test.")
+    r = ask(both, "lab.example.test", "NS")  # everything else from the child
+    assert r.flags & dns.flags.AA and r.answer[0].name == N("lab.example.test.")

@@ -48,10 +48,6 @@ class Answer:
     authority: list[dns.rrset.RRset] = field(default_factory=list)
     additional: list[dns.rrset.RRset] = field(default_factory=list)
 
-    @property
-    def is_referral(self) -> bool:
-        return not self.authoritative and any(r.rdtype == NS for r in self.authority)
-
 
 def find_zone(zones: Mapping[dns.name.Name, LoadedZone], name: dns.name.Name) -> LoadedZone | None:
     """The closest enclosing zone of *name* among *zones* (longest origin match)."""
@@ -102,6 +98,12 @@ class _Lookup:
         zone = find_zone(self.zones, qname)
         if zone is None:
             return Answer(dns.rcode.REFUSED, authoritative=False)
+        if self.qtype == DS and qname == zone.origin and qname != dns.name.root:
+            # DS lives on the parent side of a cut (RFC 4035 3.1.4.1): if we
+            # serve the parent too, it answers.
+            parent = find_zone(self.zones, qname.parent())
+            if parent is not None:
+                zone = parent
         seen = {qname}
         for _ in range(MAX_CNAME_CHAIN + 1):
             target = self._step(zone, qname)
