@@ -195,7 +195,7 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
     def __init__(self, factory: "DNSStreamFactory") -> None:
         self.factory = factory
         self.callLater = factory.reactor.callLater  # TimeoutMixin's clock
-        self._buffer = b""
+        self._buffer = bytearray()  # an incomplete message; grows in place (no quadratic joins)
         self._in_flight = 0
         self._paused = False
         self._closed = False
@@ -246,7 +246,11 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
         self.resetTimeout()
         stats = self.factory.stats
         stats.incr("bytes_in", len(data))
-        buf = self._buffer + data if self._buffer else data
+        if self._buffer:
+            self._buffer += data
+            buf = self._buffer
+        else:
+            buf = data  # the usual case: whole messages in one read, no copy
         out: list[bytes] = []
         offset = 0
         size = len(buf)
@@ -265,9 +269,12 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
             end = offset + 2 + length
             if end > size:
                 break
-            self._handle(buf[offset + 2:end], out)
+            self._handle(bytes(buf[offset + 2:end]), out)
             offset = end
-        self._buffer = buf[offset:] if offset else buf
+        if buf is self._buffer:
+            del buf[:offset]
+        elif offset < size:
+            self._buffer += buf[offset:]
         self._write(out)
         if self._in_flight >= self.factory.max_in_flight and not self._paused:
             self._paused = True
