@@ -3,7 +3,7 @@ stock ``twistd dns --bindzone`` and BIND (``named``), same zone, same query mix
 (answers, CNAME, NXDOMAIN, NODATA, referral), one after the other in one run,
 one worker each (BIND ``-n 1 -U 1``; dnsperf ``-c 1 -T 1``), on loopback.
 
-    python bench/dns_auth.py [--seconds 10] [--rounds 2] [--outstanding 100] [--only ours,bind,twisted]
+    python bench/dns_auth.py [--seconds 10] [--rounds 2] [--mode udp|tcp] [--pin 1,0] [--only ours,bind,twisted]
 
 Runs are interleaved over --rounds (the machine is shared and its load
 drifts); prints every run, each server's best and mean, and our ratios.
@@ -166,6 +166,9 @@ zone "example.test" {{ type primary; file "{zone}"; }};
     return running(cmd, port, tmp / "named.log", workdir)
 
 
+MODE = "udp"  # dnsperf -m (--mode)
+
+
 def dnsperf(port: int, queries: Path, seconds: float, outstanding: int) -> tuple[float, float]:
     """(queries/s, dnsperf's own CPU use in cores)."""
     tool = shutil.which("dnsperf", path=SEARCH_PATH)
@@ -173,7 +176,7 @@ def dnsperf(port: int, queries: Path, seconds: float, outstanding: int) -> tuple
     pin = ["taskset", "-c", PIN_CLIENT] if PIN_CLIENT is not None else []
     result = subprocess.run(
         [*pin, tool, "-s", "127.0.0.1", "-p", str(port), "-d", str(queries), "-l", str(seconds),
-         "-c", "1", "-T", "1", "-q", str(outstanding), "-t", "2"],
+         "-c", "1", "-T", "1", "-q", str(outstanding), "-t", "2", "-m", MODE],
         capture_output=True, text=True, timeout=seconds + 60,
     )
     match = re.search(r"Queries per second:\s+([\d.]+)", result.stdout)
@@ -203,9 +206,13 @@ def main() -> int:
                         help="runs per server, interleaved (the machine is shared: load drifts)")
     parser.add_argument("--pin", metavar="SERVER_CPU,CLIENT_CPU",
                         help="pin the server and dnsperf to these CPUs (taskset), e.g. 1,0")
+    parser.add_argument("--mode", choices=["udp", "tcp"], default="udp",
+                        help="transport dnsperf uses (tcp: one connection, pipelined queries)")
     args = parser.parse_args()
+    global MODE
+    MODE = args.mode
     if args.pin:
-        global PIN_SERVER, PIN_CLIENT
+        global PIN_SERVER, PIN_CLIENT  # noqa: PLW0603
         PIN_SERVER, PIN_CLIENT = args.pin.split(",")
     for tool in ("dnsperf", "named"):
         if shutil.which(tool, path=SEARCH_PATH) is None:
