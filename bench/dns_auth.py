@@ -185,6 +185,9 @@ def dnsperf(port: int, queries: Path, seconds: float, outstanding: int) -> tuple
         raise RuntimeError(f"dnsperf failed:\n{result.stdout}\n{result.stderr}")
     if lost and int(lost.group(1)):
         print(f"  (dnsperf: {lost.group(1)} queries lost)")
+    codes = re.search(r"Response codes:\s+(.*)", result.stdout)
+    if codes:
+        print(f"  (responses: {codes.group(1)})")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     client_cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / seconds
     return float(match.group(1)), client_cpu
