@@ -3,6 +3,7 @@
 Layers, imports flowing one way:
 
 - :mod:`.wire`: raw-header helpers on bytes (no dnspython, no Twisted);
+- :mod:`.interfaces`: ``IQueryHandler``, query bytes in, reply bytes out;
 - :mod:`.zones`: BIND master files -> dnspython zones, with file:line errors;
 - :mod:`.authority`: answers from zones, pure (RFC 1034/2181/2308/4592);
 - :mod:`.responder`: query bytes -> response bytes, with the prepared-reply

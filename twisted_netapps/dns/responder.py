@@ -41,7 +41,7 @@ import dns.rrset
 from zope.interface import implementer
 
 from twisted_netapps.dns import authority, wire
-from twisted_netapps.dns.transport import IQueryHandler
+from twisted_netapps.dns.interfaces import IQueryHandler
 from twisted_netapps.dns.zones import LoadedZone
 
 DEFAULT_UDP_PAYLOAD = 1232  # DNS flag day 2020: no fragmentation on any path

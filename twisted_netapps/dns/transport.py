@@ -22,25 +22,17 @@ from typing import Union
 from twisted.internet import defer, protocol, task
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
-from zope.interface import Interface
 
 from twisted_netapps.dns import wire
+from twisted_netapps.dns.interfaces import IQueryHandler
 from twisted_netapps.stats import ServiceStats
 
 #: What a handler may return: one message, several (TCP only: AXFR), or None.
 Reply = Union[bytes, Sequence[bytes], None]
 
+__all__ = ["IQueryHandler", "DNSDatagramProtocol", "DNSStreamFactory", "DNSStreamProtocol"]
+
 MAX_TCP_MESSAGE = 65535
-
-
-class IQueryHandler(Interface):
-    def handle(query: bytes, peer: tuple[str, int], over_tcp: bool):
-        """Wire-format query in, wire-format response out.
-
-        Returns ``bytes``, ``None`` (drop), a sequence of ``bytes`` (several
-        messages, e.g. an AXFR over TCP), or a Deferred firing with one of
-        those. The handler does EDNS, size limits and TC.
-        """
 
 
 def _peer_text(peer) -> str:
