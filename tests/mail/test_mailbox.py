@@ -137,3 +137,16 @@ def test_rename_inbox_moves_messages(store):
     boxes.rename("INBOX", "Saved")
     assert inbox(store).scan() == []
     assert len(boxes.folder("Saved").scan()) == 1
+
+
+def test_read_small(store):
+    folder = inbox(store)
+    store.deliver("alice", b"x" * 100 + b"\r\n")
+    (m,) = folder.scan()
+    data, found = folder.read_small(m, 1000)
+    assert data == b"x" * 100 + b"\r\n" and found == m
+    assert folder.read_small(m, 50) is None  # over the limit: stream it
+    (folder.path / "new" / "1.lying.host,S=3").write_bytes(b"y" * 5000)  # S= smaller than the file
+    lying = [x for x in folder.scan() if x.uid.endswith("S=3")][0]
+    assert folder.read_small(lying, 10000)[0] == b"y" * 5000
+    assert folder.read_small(lying, 4000) is None

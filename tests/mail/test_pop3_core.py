@@ -293,3 +293,14 @@ def test_uidl_is_the_unique_name_or_a_stable_digest():
     digest = core.uidl_for(long)
     assert digest == core.uidl_for(long) and len(digest) <= 70 and digest != long
     assert core.uidl_for("with space") != "with space"
+
+
+def test_quick_retr_matches_receive_line_or_declines():
+    s = logged_in()
+    (general,) = s.receive_line(b"RETR 2")
+    quick = s.quick_retr(b"2")
+    assert quick == general
+    s.receive_line(b"DELE 3")
+    for arg in (b"3", b"0", b"4", b"x", b"", b"1 2", b"0001234567890"):
+        assert s.quick_retr(arg) is None  # errors and oddities take the general path
+    assert session().quick_retr(b"1") is None  # not in TRANSACTION

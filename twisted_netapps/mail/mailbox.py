@@ -179,24 +179,22 @@ class MaildirFolder:
             message = moved
             fd = os.open(f"{self._path_str}/{message.subdir}/{message.filename}", os.O_RDONLY)
         try:
-            # A regular file's read() returns short only at end of file.
-            want = (message.size or 0) + 1 if message.size is not None and message.size < limit else limit + 1
-            chunks = []
-            total = 0
-            while True:
-                chunk = os.read(fd, want)
+            # A regular file's read() returns short only at end of file, so a
+            # message whose size we know (S=) is one read, not read-until-EOF.
+            want = message.size + 1 if message.size is not None and message.size < limit else limit + 1
+            data = os.read(fd, want)
+            if len(data) < want:
+                return data, message
+            chunks, total = [data], len(data)
+            while total <= limit:
+                chunk = os.read(fd, limit + 1 - total)
                 if not chunk:
-                    break
+                    return b"".join(chunks), message
                 chunks.append(chunk)
                 total += len(chunk)
-                if total > limit:
-                    return None
-                if len(chunk) < want:
-                    break
-                want = limit + 1 - total
+            return None
         finally:
             os.close(fd)
-        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), message
 
     def read(self, message: MessageFile) -> bytes:
         handle, _ = self.open(message)

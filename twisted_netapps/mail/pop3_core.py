@@ -69,7 +69,7 @@ class StartTls:
     """The ``+OK`` for STLS has been queued: start TLS now, discard anything buffered."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: created per RETR, and frozen __init__ is slow
 class SendMessage:
     """Send *ok* then message *message*, dot-stuffed, then ``.``.
 
@@ -198,15 +198,30 @@ class Pop3Session:
             keyword, args, rest = parse_command(line)
         except CommandError as e:
             return self._bad(str(e))
-        handler = getattr(self, f"_{self.state.lower()}_{keyword}", None)
+        handler = _HANDLERS[self.state].get(keyword)
         if handler is None:
             if keyword in _ALL_COMMANDS:
                 return self._bad(f"{keyword} not allowed in the {self.state} state")
             return self._bad("unknown command")
         try:
-            return handler(args, rest)
+            return handler(self, args, rest)
         except CommandError as e:
             return self._bad(str(e))
+
+    def quick_retr(self, arg: bytes) -> "SendMessage | None":
+        """``RETR <arg>`` when it is plainly valid: the event :meth:`receive_line`
+        would return, without the general parser (the download loop's hot path).
+        None means "not that simple": pass the line to :meth:`receive_line`."""
+        if self.state != TRANSACTION or self.waiting or self._sasl_pending or not (0 < len(arg) < 10 and arg.isdigit()):
+            return None
+        number = int(arg)
+        if not 1 <= number <= len(self.messages):
+            return None
+        message = self.messages[number - 1]
+        if message.deleted:
+            return None
+        message.retrieved = True
+        return SendMessage(message, None, b"+OK %d octets\r\n" % message.size)
 
     def line_too_long(self) -> list:
         return self._bad("line too long")
@@ -439,6 +454,18 @@ class Pop3Session:
         return [Commit(deleted, retrieved)]
 
 
+# state -> keyword -> handler, from the _<state>_<KEYWORD> methods.
+_HANDLERS = {
+    state: {
+        name.split("_", 2)[2]: getattr(Pop3Session, name)
+        for name in dir(Pop3Session)
+        if name.startswith(f"_{state.lower()}_") and name.split("_", 2)[2].isupper()
+    }
+    for state in (AUTHORIZATION, TRANSACTION)
+}
+_HANDLERS[UPDATE] = _HANDLERS[CLOSED] = {}
+
+
 class _NoSuchMessage(Exception):
     def __init__(self, number: int, deleted: bool = False) -> None:
         super().__init__(f"message {number} already deleted" if deleted else f"no such message {number}")
@@ -477,6 +504,9 @@ class LineBuffer:
 
     def feed(self, data: bytes) -> None:
         self._buffer += data
+
+    def is_empty(self) -> bool:
+        return not self._buffer and not self._discarding
 
     def clear(self) -> None:
         self._buffer.clear()

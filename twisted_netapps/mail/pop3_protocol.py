@@ -161,6 +161,7 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
         self.maildrop: Maildrop | None = None
         self.lock: MailboxLock | None = None
         self.tls_active = False
+        self._raw_socket = None
 
     # ------------------------------------------------------------ connection
 
@@ -170,6 +171,10 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
             self.transport.setTcpNoDelay(True)
         except (AttributeError, OSError):
             pass  # not TCP (UNIX socket)
+        # Direct sends (see _send) only on a plain Twisted TCP transport, never under TLS.
+        transport = self.transport
+        plain_tcp = all(hasattr(transport, a) for a in ("socket", "dataBuffer", "_tempDataLen", "producer", "TLS"))
+        self._raw_socket = transport.socket if plain_tcp and not transport.TLS else None
         peer = self.transport.getPeer()
         self.peer = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
         self.loopback = _is_loopback(peer)
@@ -234,14 +239,12 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
         unsent rest to transport.write() so ordering and back-pressure stay Twisted's.
         """
         transport = self.transport
-        sock = getattr(transport, "socket", None)
+        sock = self._raw_socket
         if (
             sock is not None
-            and not getattr(transport, "TLS", True)
-            and not getattr(transport, "dataBuffer", True)
-            and getattr(transport, "_tempDataLen", 1) == 0
+            and not transport.dataBuffer
+            and not transport._tempDataLen
             and transport.producer is None
-            and transport.connected
             and not transport.disconnecting
         ):
             try:
@@ -258,7 +261,24 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
-        self.factory.stats.incr("bytes_in", len(data))
+        stats = self.factory.stats
+        stats.incr("bytes_in", len(data))
+        # Download loops send "RETR n" and wait, one at a time: answer a lone,
+        # plainly valid RETR without the general line/command machinery
+        # (measured: a third of our per-message CPU in the RETR benchmark).
+        if (
+            data[:5].upper() == b"RETR "
+            and data.endswith(b"\r\n")
+            and data.find(b"\n") == len(data) - 1
+            and not (self._streaming or self._closing)
+            and self.buffer.is_empty()
+        ):
+            event = self.session.quick_retr(data[5:-2])
+            if event is not None:
+                stats.incr("requests")
+                self.send_message(event)
+                self.flush()
+                return
         self.buffer.feed(data)
         self.process()
 
@@ -279,7 +299,9 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
 
     def handle(self, events: list) -> None:
         for event in events:
-            if isinstance(event, core.Send):
+            if type(event) is core.SendMessage:  # the hot path first
+                self.send_message(event)
+            elif isinstance(event, core.Send):
                 if event.data.startswith(b"-ERR"):
                     self.factory.stats.incr("errors")
                 self.write(event.data)
@@ -302,6 +324,7 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
 
     def start_tls(self) -> None:
         self.flush()
+        self._raw_socket = None  # from now on every byte goes through the TLS layer
         # Anything pipelined after STLS was sent in the clear: drop it (CVE-2011-0411 class).
         self.buffer.clear()
         self.transport.startTLS(self.factory.tls_options)
