@@ -180,3 +180,21 @@ def test_query_logging_when_configured(dns_daemon):
     tcp_query(d, "www.example.test", "AAAA")
     wait_for(lambda: "tcp www.example.test. AAAA: NOERROR" in d.log, timeout=10, what="query log line")
     assert "udp nope.example.test. A: NXDOMAIN" in d.log
+
+
+def test_ipv6_listeners_and_transfer_acl(dns_daemon):
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    d = dns_daemon(listen=["udp6:0:interface=\\:\\:1", "tcp6:0:interface=\\:\\:1"])
+    host, port = d.address("dns", "udp")
+    assert host == "::1"
+    r = dns.query.udp(dns.message.make_query("www.example.test", "AAAA"), "::1", port=port, timeout=5)
+    assert [rd.to_text() for rd in r.answer[0]] == ["::1"]
+    # ::1 is not in allow_transfer (127.0.0.0/8): refused over IPv6
+    tcp_port = d.port("dns", "tcp")
+    r = dns.query.tcp(dns.message.make_query("example.test", "AXFR"), "::1", port=tcp_port, timeout=5)
+    assert r.rcode() == dns.rcode.REFUSED
