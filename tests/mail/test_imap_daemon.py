@@ -385,3 +385,13 @@ def test_starttls_drops_commands_pipelined_in_the_clear(imap):
             replies = tls.makefile("rb")
             line = replies.readline()
             assert line.startswith(b"c BAD"), line  # not logged in: "b LOGIN" was never run
+
+
+def test_search_with_a_literal(imap):
+    m = login(imap)
+    m.select("INBOX")
+    m.literal = "café".encode()
+    assert m.search("UTF-8", "SUBJECT") == ("OK", [b"2"])
+    m.literal = b'say "hi"'
+    assert m.search(None, "OR", "SUBJECT", "plain", "BODY") == ("OK", [b"1"])  # OR x {literal}
+    m.logout()

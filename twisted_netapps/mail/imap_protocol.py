@@ -30,6 +30,7 @@ stalls); Twisted already coalesces the writes of one reactor turn.
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
@@ -478,11 +479,21 @@ class ImapServer(imap4.IMAP4Server):
         self._respond(b"SEARCH" + b"".join(b" %d" % h for h in hits), None, None)
         self.sendPositiveResponse(tag, b"SEARCH completed")
 
-    def arg_searchkeys(self, line):
-        try:
-            return (imap4.parseNestedParens(line), b"")
-        except imap4.MismatchedNesting as e:
-            raise imap4.IllegalClientResponse(f"unbalanced parentheses: {e}") from None
+    def arg_searchkeys(self, line, _before=b""):
+        """Search keys, with literals (``SUBJECT {5}`` + ``café``: how MUAs send
+        non-ASCII strings; Twisted's parser took only one line). Each literal is
+        read, then put back into the line as a quoted string."""
+        match = _LITERAL_AT_END.search(line)
+        if match is None:
+            try:
+                return (imap4.parseNestedParens(_before + line), b"")
+            except imap4.MismatchedNesting as e:
+                raise imap4.IllegalClientResponse(f"unbalanced parentheses: {e}") from None
+        before = _before + line[: match.start()]
+        if len(before) > self.MAX_LENGTH:
+            raise imap4.IllegalClientResponse("search too long")
+        d = self._stringLiteral(int(match.group(1)))  # bounded by _literalStringLimit
+        return d.addCallback(lambda result: self.arg_searchkeys(result[1], before + _quoted(result[0])))
 
     select_SEARCH = (do_SEARCH, imap4.IMAP4Server.opt_charset, arg_searchkeys)
 
@@ -566,6 +577,15 @@ class ImapServer(imap4.IMAP4Server):
     def sendLine(self, line):
         self.factory.stats.incr("bytes_out", len(line) + 2)
         return super().sendLine(line)
+
+
+_LITERAL_AT_END = re.compile(rb"\{(\d{1,9})\+?\}$")
+
+
+def _quoted(value: bytes) -> bytes:
+    if b"\r" in value or b"\n" in value:
+        raise imap4.IllegalClientResponse("line breaks in a search string")
+    return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
 def _sets_seen(part) -> bool:
