@@ -244,3 +244,17 @@ def test_apop_offered_only_with_secrets(setup, tmp_path):
     transport2 = Transport()
     proto2.makeConnection(transport2)
     assert b"<" not in transport2.value()
+
+
+def test_lock_held_until_a_running_update_finishes(setup):
+    store, clock, factory = setup
+    store.deliver("alice", b"a\r\n")
+    pending = []
+    factory.run_blocking = lambda f, *args: pending.append((f, args)) or defer.Deferred()
+    proto, transport = connect(factory)
+    login(proto, transport)
+    proto.dataReceived(b"DELE 1\r\nQUIT\r\n")
+    proto.connectionLost(None)  # the client hangs up while the update runs
+    proto2, transport2 = connect(factory)
+    proto2.dataReceived(b"USER alice\r\nPASS pw\r\n")
+    assert b"[IN-USE]" in transport2.value()

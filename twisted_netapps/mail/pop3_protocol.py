@@ -205,8 +205,10 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
         self.setTimeout(None)
         if self._delayed is not None and self._delayed.active():
             self._delayed.cancel()
-        if self.lock is not None:
-            self.lock.release()  # a dropped session deletes nothing: no UPDATE phase
+        if self.lock is not None and self.session.state != core.UPDATE:
+            # A dropped session deletes nothing (no UPDATE phase). An UPDATE
+            # already running keeps the lock until it has finished.
+            self.lock.release()
             self.lock = None
         self.factory.stats.connection_closed()
         log.info("pop3: connection from {peer} closed", peer=self.peer)
