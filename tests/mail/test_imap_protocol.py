@@ -193,3 +193,13 @@ def test_store_on_examined_mailbox_is_no(session):
     assert say(proto, transport, b"s STORE 7 +FLAGS (\\Seen)").startswith(b"s NO [READ-ONLY]")
     say(proto, transport, b"e SELECT INBOX")
     assert say(proto, transport, b"s STORE 7 +FLAGS (\\Seen)").startswith(b"s BAD")
+
+
+def test_no_plaintext_login_for_remote_clients_without_tls(tmp_path):
+    store, clock, factory = make(tmp_path)
+    proto = factory.buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 4000))
+    proto.makeConnection(transport)
+    assert b"LOGINDISABLED" in transport.value() and b"AUTH=PLAIN" not in transport.value()
+    assert say(proto, transport, b"a LOGIN alice pw").startswith(b"a NO [PRIVACYREQUIRED]")
+    assert say(proto, transport, b"b AUTHENTICATE PLAIN").startswith(b"b NO [PRIVACYREQUIRED]")
