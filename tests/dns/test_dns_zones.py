@@ -139,3 +139,26 @@ def test_delegation_cuts(tmp_path):
     text = GOOD + "lab IN NS ns1.lab\nns1.lab IN A 127.0.0.5\n"
     zone = load_zone("example.test.", write(tmp_path, text))
     assert zone.cuts == {N("lab.example.test.")}
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+ZONE_TOKENS = st.sampled_from([
+    "IN", "A", "AAAA", "MX", "CNAME", "TXT", "NS", "SOA", "SRV", "CAA", "PTR", "$TTL", "$ORIGIN", "$INCLUDE",
+    "$GENERATE", "@", "(", ")", ";", '"', "1h", "10", "x", "x.example.test.", "127.0.0.1", "::1", "*", "\\",
+    "\n", " ", "\t", "other.", "999999999999", "-1",
+])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(ZONE_TOKENS, max_size=30), st.text(max_size=40))
+def test_any_edit_loads_or_is_a_zone_error(tmp_path, tokens, noise):
+    path = tmp_path / "fuzz.zone"
+    path.write_text(GOOD + " ".join(tokens) + noise + "\n")
+    try:
+        zone = load_zone("example.test.", path)
+    except ZoneError as e:
+        assert "\n" not in str(e) and str(e)  # one line, something to say
+    else:
+        assert zone.origin == N("example.test.")
