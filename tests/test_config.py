@@ -134,3 +134,27 @@ def test_settings_types_nested_tables_and_optional():
         from_table(_Outer, {"items": [{"port": "1"}]}, "t")
     with pytest.raises(ConfigError, match=r"t\.names\.a: expected an integer"):
         from_table(_Outer, {"names": {"a": "b"}}, "t")
+
+
+def test_reference_config_and_readme_name_every_settings_key():
+    """etc/netapps.toml and README.rst are the references: every key must be in both."""
+    from pathlib import Path
+
+    from twisted_netapps import registry
+    from twisted_netapps.config import DaemonSettings, default_config_text
+    from twisted_netapps.settings import field_docs
+
+    toml_text = default_config_text()
+    readme = (Path(__file__).parent.parent / "README.rst").read_text()
+    reference = readme[readme.index("Configuration reference"):]
+    sections = {"netapps": DaemonSettings}
+    sections.update({name: registry.service_module(name).Settings for name in registry.SERVICES})
+    for section, settings_class in sections.items():
+        assert f"[{section}]" in toml_text, section
+        heading = f"\n``[{section}]``\n"
+        assert heading in reference, section
+        block = reference[reference.index(heading) + 1:].split("\n``[", 1)[0]
+        for key, _default, doc in field_docs(settings_class):
+            assert key in toml_text, f"{section}.{key} missing from etc/netapps.toml"
+            assert f"``{key}``" in block, f"{section}.{key} missing from README's configuration reference"
+            assert doc, f"{section}.{key} has no doc string"
