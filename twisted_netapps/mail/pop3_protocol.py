@@ -278,11 +278,31 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
             event = self.session.quick_retr(data[5:-2])
             if event is not None:
                 stats.incr("requests")
+                if not self._out and self._send_small(event):
+                    return
                 self.send_message(event)
                 self.flush()
                 return
         self.buffer.feed(data)
         self.process()
+
+    def _send_small(self, event: core.SendMessage) -> bool:
+        """The RETR fast path's reply: one read, one encode, one send. False if
+        the message is too big or gone (send_message then does it the long way)."""
+        message = event.message
+        try:
+            small = self.maildrop.folder.read_small(message.ref, INLINE_LIMIT)
+        except FileNotFoundError:
+            return False
+        if small is None:
+            return False
+        data, message.ref = small
+        reply = event.ok + core.encode_message(data, message.ref.size)
+        stats = self.factory.stats
+        stats.incr("messages_retrieved")
+        stats.incr("bytes_out", len(reply))
+        self._send(reply)
+        return True
 
     def process(self) -> None:
         """Handle buffered lines in order until one needs to wait (login, update, streaming)."""
