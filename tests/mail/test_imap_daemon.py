@@ -380,7 +380,8 @@ def test_starttls_drops_commands_pipelined_in_the_clear(imap):
         raw.sendall(b"a STARTTLS\r\nb LOGIN alice \"" + PASSWORD.encode() + b"\"\r\n")
         assert f.readline().startswith(b"a OK")
         with context.wrap_socket(raw) as tls:
-            time.sleep(0.5)  # give a (wrongly) run LOGIN time to complete
+            # Had "b LOGIN" run, this SELECT would wait for it (commands queue
+            # behind a LOGIN) and succeed; "b OK" would come first.
             tls.sendall(b"c SELECT INBOX\r\n")
             replies = tls.makefile("rb")
             line = replies.readline()
