@@ -150,3 +150,28 @@ def test_read_small(store):
     lying = [x for x in folder.scan() if x.uid.endswith("S=3")][0]
     assert folder.read_small(lying, 10000)[0] == b"y" * 5000
     assert folder.read_small(lying, 4000) is None
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_uid_map_survives_any_file_content(tmp_path_factory, content):
+    folder = tmp_path_factory.mktemp("uidmap")
+    (folder / "netapps-uidlist").write_bytes(content)
+    uids = UidMap(folder)  # a damaged map starts over (new UIDVALIDITY), never crashes
+    assigned = uids.sync(["a", "b"])
+    assert sorted(assigned.values()) == sorted(set(assigned.values())) and all(v >= 1 for v in assigned.values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(-3, 9), st.lists(st.tuples(st.integers(-2, 12), st.sampled_from(["a", "b", "c", "d"])), max_size=5))
+def test_uid_map_never_reuses_a_uid_from_a_damaged_file(tmp_path_factory, nextuid, entries):
+    folder = tmp_path_factory.mktemp("uidmap")
+    lines = [f"netapps-uidlist 1 7 {nextuid}"] + [f"{uid} {name}" for uid, name in entries]
+    (folder / "netapps-uidlist").write_text("\n".join(lines) + "\n")
+    uids = UidMap(folder)
+    names = ["a", "b", "c", "d", "e", "f"]
+    assigned = uids.sync(names)
+    assert len(set(assigned.values())) == len(names) and min(assigned.values()) >= 1
