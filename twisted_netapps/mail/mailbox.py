@@ -342,7 +342,7 @@ class UidMap:
             if len(set(values)) != len(values) or any(v < 1 for v in values) or int(validity) < 1:
                 raise ValueError("duplicate or invalid UIDs")
             # Never hand out a UID at or below one in use, whatever the header says.
-            nextuid = max([int(nextuid), *(v + 1 for v in values)])
+            nextuid = max([int(nextuid), 1, *(v + 1 for v in values)])
             self.uidvalidity, self.uidnext, self.uids = int(validity), nextuid, uids
         except (FileNotFoundError, ValueError, IndexError):
             self.uidvalidity = self._new_validity()
