@@ -175,3 +175,12 @@ def test_uid_map_never_reuses_a_uid_from_a_damaged_file(tmp_path_factory, nextui
     names = ["a", "b", "c", "d", "e", "f"]
     assigned = uids.sync(names)
     assert len(set(assigned.values())) == len(names) and min(assigned.values()) >= 1
+
+
+def test_recreated_folder_gets_a_new_uidvalidity(store):
+    boxes = UserMailboxes(store, "alice")
+    boxes.create("X")
+    first = UidMap(boxes.folder("X").path).uidvalidity
+    boxes.delete("X")
+    boxes.create("X")
+    assert UidMap(boxes.folder("X").path).uidvalidity != first

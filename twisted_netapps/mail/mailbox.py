@@ -306,6 +306,9 @@ class MaildirFolder:
         return tuple(marks)
 
 
+_last_validity = 0
+
+
 class UidMap:
     """The IMAP UID map of one folder: ``netapps-uidlist``.
 
@@ -350,8 +353,12 @@ class UidMap:
             self.uids = {}
 
     def _new_validity(self) -> int:
-        # Seconds since the epoch: a recreated map gets a larger value (RFC 3501 2.3.1.1).
-        return max(int(time.time()), 1) & 0xFFFFFFFF
+        # Seconds since the epoch, and never the same value twice in this
+        # process: a folder deleted and recreated within a second still gets a
+        # new UIDVALIDITY (RFC 3501 2.3.1.1).
+        global _last_validity
+        _last_validity = max(int(time.time()), _last_validity + 1) & 0xFFFFFFFF
+        return _last_validity
 
     def _save(self) -> None:
         body = [f"netapps-uidlist 1 {self.uidvalidity} {self.uidnext}\n"]
@@ -408,7 +415,19 @@ class UserMailboxes:
         name = self.canonical(name).rstrip(".")
         if self.exists(name):
             raise MailboxError(f"folder {name!r} already exists")
-        self.store.maildir(self.user, name)
+        self._make(name)
+
+    def _make(self, name: str) -> Maildir:
+        """Create folder *name* on disk. Not via MailStore.maildir(): it remembers
+        what it created, and a folder deleted here must be creatable again."""
+        dirname = folder_dirname(name)
+        box = Maildir(self.root / dirname) if dirname else Maildir(self.root)
+        box.create()
+        if dirname:
+            marker = box.path / "maildirfolder"  # Maildir++ marks subfolders so
+            if not marker.exists():
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+        return box
 
     def has_children(self, name: str) -> bool:
         prefix = self.canonical(name) + "."
@@ -435,7 +454,7 @@ class UserMailboxes:
             raise MailboxError("cannot rename a folder into itself")
         if old == INBOX:
             # RFC 3501: renaming INBOX moves its messages to the new folder, INBOX stays.
-            target = self.store.maildir(self.user, new)
+            target = self._make(new)
             for message in MaildirFolder(self.store.maildir(self.user)).scan():
                 os.rename(self.root / message.subdir / message.filename, target.path / message.subdir / message.filename)
             return
