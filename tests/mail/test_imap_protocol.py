@@ -203,3 +203,37 @@ def test_no_plaintext_login_for_remote_clients_without_tls(tmp_path):
     assert b"LOGINDISABLED" in transport.value() and b"AUTH=PLAIN" not in transport.value()
     assert say(proto, transport, b"a LOGIN alice pw").startswith(b"a NO [PRIVACYREQUIRED]")
     assert say(proto, transport, b"b AUTHENTICATE PLAIN").startswith(b"b NO [PRIVACYREQUIRED]")
+
+
+def test_a_thunderbird_like_session(tmp_path):
+    """The command sequence a desktop MUA sends on startup and when reading/deleting mail."""
+    store, clock, factory = make(tmp_path)
+    proto, transport = connect(factory)
+    assert b"IDLE" in say(proto, transport, b"1 capability")
+    assert say(proto, transport, b"1 authenticate PLAIN") == b"+ \r\n"  # RFC 3501: "+" SP
+    assert say(proto, transport, b"AGFsaWNlAHB3").startswith(b"1 OK")  # base64("\0alice\0pw")
+    assert b'* NAMESPACE (("" "."))' in say(proto, transport, b"2 namespace")
+    say(proto, transport, b'3 create "Trash"')
+    assert b'"Trash"' not in say(proto, transport, b'4 lsub "" "*"')  # not subscribed yet
+    assert say(proto, transport, b'5 subscribe "Trash"').startswith(b"5 OK")
+    assert b'"Trash"' in say(proto, transport, b'4 lsub "" "*"')
+    listing = say(proto, transport, b'6 list "" "*"')
+    assert b'(\\HasNoChildren) "." "INBOX"' in listing and b'"Trash"' in listing
+    out = say(proto, transport, b'7 select "INBOX"')
+    assert b"* 3 EXISTS" in out and b"[UIDVALIDITY " in out and b"[UIDNEXT 4]" in out and b"[PERMANENTFLAGS (" in out
+    out = say(proto, transport, b"8 UID fetch 1:* (FLAGS)")
+    assert out.count(b"FETCH (FLAGS") == 3 and b"8 OK" in out
+    out = say(proto, transport, b"9 UID fetch 1:3 (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS "
+                                b"(From To Cc Bcc Subject Date Message-ID Priority X-Priority References "
+                                b"Newsgroups In-Reply-To Content-Type Reply-To)])")
+    assert out.count(b"Subject: m") == 3
+    out = say(proto, transport, b"10 UID fetch 2 (UID RFC822.SIZE BODY.PEEK[])")
+    assert b"body 1" in out and b"\\Seen" not in out
+    assert say(proto, transport, b"11 UID store 2 +FLAGS (\\Seen)").endswith(b"11 OK STORE completed\r\n")
+    assert say(proto, transport, b'12 UID copy 2 "Trash"').endswith(b"12 OK COPY completed\r\n")
+    say(proto, transport, b"13 UID store 2 +FLAGS.SILENT (\\Deleted \\Seen)")
+    assert say(proto, transport, b"14 expunge") == b"* 2 EXPUNGE\r\n14 OK EXPUNGE completed\r\n"
+    assert b"MESSAGES 1" in say(proto, transport, b'15 STATUS "Trash" (MESSAGES UNSEEN)')
+    assert say(proto, transport, b"16 IDLE") == b"+ idling\r\n"
+    assert say(proto, transport, b"DONE").startswith(b"16 OK")
+    assert b"* BYE" in say(proto, transport, b"17 logout")

@@ -572,6 +572,11 @@ class ImapServer(imap4.IMAP4Server):
     def spew_rfc822text(self, id, msg, _w=None, _f=None):
         self._literal_section(b"RFC822.TEXT", msg.mime.body, None, _w)
 
+    def sendContinuationRequest(self, msg=b"Ready for additional command text"):
+        # RFC 3501 continue-req is "+" SP text: Twisted sent a bare "+" for an
+        # empty SASL challenge, which strict clients reject.
+        self.sendLine(b"+ " + (msg or b""))
+
     # ------------------------------------------------------------ output accounting
 
     def sendLine(self, line):
