@@ -20,6 +20,11 @@ needed these changes, made here:
   sessions (or SMTP delivery) were never reported, EXPUNGE notices not at all:
   we report them at NOOP/CHECK/IDLE and before each tagged reply, holding
   EXPUNGE back during FETCH/STORE/SEARCH (RFC 3501 7.4.1);
+- commands pipelined behind LOGIN/AUTHENTICATE/APPEND/COPY ran before those
+  finished (``a LOGIN`` + ``b SELECT`` gave ``b BAD``); commands pipelined
+  after STARTTLS ran inside the TLS session (the CVE-2011-0411 injection);
+- SEARCH took no literals (how MUAs send non-ASCII strings); STORE on an
+  EXAMINEd mailbox was a "server error"; a bare ``+`` continuation;
 - no MOVE (RFC 6851), no UNSELECT, no limits on APPEND literals; LOGIN was
   refused whenever TLS was merely available; failed logins were not slowed.
 
