@@ -396,3 +396,14 @@ def test_search_with_a_literal(imap):
     m.literal = b'say "hi"'
     assert m.search(None, "OR", "SUBJECT", "plain", "BODY") == ("OK", [b"1"])  # OR x {literal}
     m.logout()
+
+
+def test_half_closed_session_is_answered_in_full(imap):
+    with socket.create_connection(imap.address("imap"), timeout=10) as s:
+        s.sendall(f'a LOGIN alice "{PASSWORD}"\r\nb SELECT INBOX\r\nc FETCH 1:* (FLAGS)\r\nd LOGOUT\r\n'.encode())
+        s.shutdown(socket.SHUT_WR)
+        replies = b""
+        while chunk := s.recv(4096):
+            replies += chunk
+    for tag in (b"a OK", b"b OK", b"c OK", b"d OK"):
+        assert b"\r\n" + tag in replies, replies

@@ -226,3 +226,17 @@ def test_stls_drops_commands_pipelined_in_the_clear(pop3):
             tls.sendall(b"PASS " + PASSWORD.encode() + b"\r\n")
             reply = tls.recv(4096)
             assert reply.startswith(b"-ERR USER first"), reply  # the clear-text USER was dropped
+
+
+def test_half_closed_session_is_answered_in_full(pop3):
+    # What `printf '...' | nc -N` does: all commands, then FIN before any reply.
+    with socket.create_connection(pop3.address("pop3"), timeout=10) as s:
+        s.sendall(f"USER alice\r\nPASS {PASSWORD}\r\nSTAT\r\nDELE 1\r\nQUIT\r\n".encode())
+        s.shutdown(socket.SHUT_WR)
+        replies = b""
+        while chunk := s.recv(4096):
+            replies += chunk
+    lines = replies.split(b"\r\n")
+    assert lines[0].startswith(b"+OK POP3") and lines[2].startswith(b"+OK Logged in")
+    assert lines[3].startswith(b"+OK 3 ") and lines[-2] == b"+OK Bye"
+    assert len(MaildirFolder(pop3.store.maildir("alice")).scan()) == 2

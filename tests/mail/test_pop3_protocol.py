@@ -258,3 +258,14 @@ def test_lock_held_until_a_running_update_finishes(setup):
     proto2, transport2 = connect(factory)
     proto2.dataReceived(b"USER alice\r\nPASS pw\r\n")
     assert b"[IN-USE]" in transport2.value()
+
+
+def test_half_close_after_quit_still_answers_and_updates(setup):
+    store, clock, factory = setup
+    store.deliver("alice", b"a\r\n")
+    folder = MaildirFolder(store.maildir("alice"))
+    proto, transport = connect(factory)
+    proto.dataReceived(b"USER alice\r\nPASS pw\r\nDELE 1\r\nQUIT\r\n")
+    proto.readConnectionLost()  # e.g. `nc -N`: FIN right after the commands
+    assert transport.value().endswith(b"+OK Bye\r\n") and transport.disconnecting
+    assert folder.scan() == []

@@ -37,9 +37,10 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from twisted.internet import defer, protocol
+from twisted.internet import defer, interfaces, protocol
 from twisted.logger import Logger
 from twisted.mail import imap4
+from zope.interface import implementer
 
 from twisted_netapps.mail.imap_mailbox import ImapMessage
 from twisted_netapps.mail.imap_mime import MimePart, section
@@ -112,8 +113,10 @@ def _later(reactor, delay: float, failure):
     return d
 
 
+@implementer(interfaces.IHalfCloseableProtocol)
 class ImapServer(imap4.IMAP4Server):
     IDENT = b"twisted-netapps IMAP4rev1 ready"
+    _peer_done = False
 
     def __init__(self, factory: "ImapFactory") -> None:
         chal = {b"PLAIN": imap4.PLAINCredentials}
@@ -155,6 +158,25 @@ class ImapServer(imap4.IMAP4Server):
     def dataReceived(self, data: bytes) -> None:
         self.factory.stats.incr("bytes_in", len(data))
         super().dataReceived(data)
+
+    # IHalfCloseableProtocol: a client that sends its commands and then FIN
+    # (`printf '...' | nc -N`) still gets every answer, even those waiting on
+    # a LOGIN or FETCH; then we close.
+
+    def readConnectionLost(self) -> None:
+        self._peer_done = True
+        self._close_if_answered()
+
+    def writeConnectionLost(self) -> None:
+        self.transport.loseConnection()
+
+    def _unblock(self):
+        super()._unblock()
+        self._close_if_answered()
+
+    def _close_if_answered(self) -> None:
+        if self._peer_done and self.blocked is None:
+            self.transport.loseConnection()
 
     def _close_mailbox(self) -> None:
         if self.mbox is not None:

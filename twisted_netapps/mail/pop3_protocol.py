@@ -20,7 +20,7 @@ import time
 
 from twisted.cred import credentials, error as cred_error
 from twisted.cred.portal import IRealm
-from twisted.internet import protocol, threads
+from twisted.internet import interfaces, protocol, threads
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import Interface, implementer
@@ -149,9 +149,11 @@ class _MessageStreamer:
         self.handle.close()
 
 
+@implementer(interfaces.IHalfCloseableProtocol)
 class Pop3Protocol(protocol.Protocol, TimeoutMixin):
     def __init__(self, factory: "Pop3Factory") -> None:
         self.factory = factory
+        self._peer_done = False
         self.callLater = factory.reactor.callLater
         self.buffer = core.LineBuffer(factory.max_line)
         self._out: list[bytes] = []
@@ -318,6 +320,21 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
                 events = self.session.receive_line(line)
             self.handle(events)
         self.flush()
+        if self._peer_done and not (self._closing or self._streaming or self.session.waiting):
+            # The client half-closed and everything it sent has been answered.
+            self._closing = True
+            self.transport.loseConnection()
+
+    # IHalfCloseableProtocol: `printf 'USER..\r\nPASS..\r\nRETR 1\r\nQUIT\r\n' | nc -N`
+    # sends FIN right after its commands; they are still all answered (and a
+    # QUIT still runs the UPDATE phase) before we close.
+
+    def readConnectionLost(self) -> None:
+        self._peer_done = True
+        self.process()
+
+    def writeConnectionLost(self) -> None:
+        self.transport.loseConnection()
 
     def handle(self, events: list) -> None:
         for event in events:
