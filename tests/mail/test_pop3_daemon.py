@@ -240,3 +240,21 @@ def test_half_closed_session_is_answered_in_full(pop3):
     assert lines[0].startswith(b"+OK POP3") and lines[2].startswith(b"+OK Logged in")
     assert lines[3].startswith(b"+OK 3 ") and lines[-2] == b"+OK Bye"
     assert len(MaildirFolder(pop3.store.maildir("alice")).scan()) == 2
+
+
+def test_stats(pop3):
+    c = client(pop3)
+    c.retr(1)
+    c.dele(2)
+    c.quit()
+    with pytest.raises(poplib.error_proto):
+        client(pop3, password="wrong")
+
+    def counted():
+        try:
+            stats = pop3.stats().get("pop3", {})
+        except (FileNotFoundError, ValueError):  # written every few seconds
+            return None
+        return stats.get("login_failures") == 1 and stats.get("messages_deleted") == 1 and stats
+    stats = wait_for(counted, timeout=15, what="pop3 counters in stats.json")
+    assert stats["logins"] == 1 and stats["messages_retrieved"] == 1 and stats["connections"] == 2
