@@ -269,3 +269,31 @@ def test_half_close_after_quit_still_answers_and_updates(setup):
     proto.readConnectionLost()  # e.g. `nc -N`: FIN right after the commands
     assert transport.value().endswith(b"+OK Bye\r\n") and transport.disconnecting
     assert folder.scan() == []
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+SCRIPT = (b"USER alice\r\nPASS pw\r\nSTAT\r\nRETR 1\r\nLIST\r\nretr 2\r\nTOP 1 1\r\nRETR 9\r\nDELE 1\r\nRETR 1\r\n"
+          b"UIDL\r\nRSET\r\nRETR 1\r\nNOOP\r\n")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(min_value=1, max_value=len(SCRIPT)), max_size=12))
+def test_any_chunking_gives_the_same_replies(setup, cuts):
+    store, clock, factory = setup
+    if not MaildirFolder(store.maildir("alice")).scan():
+        for i in range(2):
+            store.deliver("alice", b"Subject: %d\r\n\r\n.dot\r\nline\r\n" % i)
+    whole, transport = connect(factory)
+    whole.dataReceived(SCRIPT)
+    expected = transport.value()
+    whole.dataReceived(b"QUIT\r\n")  # DELE was RSET: nothing is removed
+    chunked, transport = connect(factory)
+    points = sorted(set(cuts)) + [len(SCRIPT)]
+    start = 0
+    for point in points:
+        if point > start:
+            chunked.dataReceived(SCRIPT[start:point])
+            start = point
+    assert transport.value() == expected
+    chunked.dataReceived(b"QUIT\r\n")
