@@ -162,3 +162,10 @@ def test_any_edit_loads_or_is_a_zone_error(tmp_path, tokens, noise):
         assert "\n" not in str(e) and str(e)  # one line, something to say
     else:
         assert zone.origin == N("example.test.")
+
+
+def test_include_without_a_file_name_is_a_one_line_error(tmp_path):
+    # Found by hypothesis: dnspython takes the line break as the file name.
+    with pytest.raises(ZoneError) as e:
+        load_zone("example.test.", write(tmp_path, GOOD + "$INCLUDE\n"))
+    assert "\n" not in str(e.value) and "cannot read" in str(e.value)

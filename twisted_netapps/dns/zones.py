@@ -37,6 +37,11 @@ MAX_ZONE_FILE = 64 * 1024 * 1024  # a master file bigger than this is a mistake
 class ZoneError(Exception):
     """A zone file could not be loaded; ``str()`` is one line: ``file[:line]: reason``."""
 
+    def __init__(self, message: str) -> None:
+        # Names taken from the file (an $INCLUDE target, say) may hold line
+        # breaks; the message must stay one line for logs and start-up errors.
+        super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
+
 
 @dataclass
 class LoadedZone:
