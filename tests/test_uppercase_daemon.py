@@ -204,8 +204,10 @@ def test_unknown_service_exits_with_one_line(tmp_path):
 def test_bad_key_type_and_endpoint_exit_with_one_line(tmp_path):
     _one_line_error(run_twistd(["uppercase"], tmp_path / "d", sets=["uppercase.max_line=\"x\""]),
                     "uppercase.max_line", "expected an integer")
-    _one_line_error(run_twistd(["uppercase"], tmp_path / "d", listen={"uppercase": ["tcp:notaport"]}),
-                    "uppercase.listen[0]", "bad endpoint")
+    result = run_twistd(["uppercase"], tmp_path / "d", listen={"uppercase": ["tcp:notaport"]})
+    _one_line_error(result, "--listen uppercase.listen[0]: bad endpoint 'tcp:notaport'")
+    result = run_twistd(["uppercase"], tmp_path / "d", listen={"uppercase": ["udp:1:bogus=2"]})
+    _one_line_error(result, "--listen uppercase.listen[0]: bad endpoint 'udp:1:bogus=2'")
     conf = tmp_path / "bad.toml"
     conf.write_text("[uppercase]\nmax_lines = 5\n")
     _one_line_error(run_twistd(["uppercase"], tmp_path / "d", config=str(conf)),

@@ -139,10 +139,10 @@ def load_config(
     try:
         return _validate(source, raw, services, data_dir)
     except ConfigError as e:
-        raise ConfigError(_blame_command_line(str(e), source, sets, listens)) from None
+        raise ConfigError(blame_command_line(str(e), source, sets, listens)) from None
 
 
-def _blame_command_line(message: str, source: str, sets, listens) -> str:
+def blame_command_line(message: str, source: str, sets, listens) -> str:
     """Name ``--set``/``--listen`` rather than the file when the bad value came from them."""
     prefix = f"{source}: "
     if not message.startswith(prefix):

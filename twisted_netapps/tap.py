@@ -11,8 +11,8 @@ from pathlib import Path
 from twisted.python import usage
 
 from twisted_netapps import registry
-from twisted_netapps.config import load_config
-from twisted_netapps.errors import NetappsError
+from twisted_netapps.config import blame_command_line, load_config
+from twisted_netapps.errors import ConfigError, NetappsError
 from twisted_netapps.fileio import ensure_private_dir
 
 
@@ -77,7 +77,10 @@ def makeService(options: Options):
         _chown_for_privilege_drop(options, data_dir, run_dir)
         parent = getattr(options, "parent", None)
         foreground = bool(parent["nodaemon"]) if parent is not None else True
-        return NetappsService(config, data_dir, reactor, foreground=foreground)
+        try:
+            return NetappsService(config, data_dir, reactor, foreground=foreground)
+        except ConfigError as e:  # found while building (bad endpoint, zone file...)
+            raise ConfigError(blame_command_line(str(e), config.source, options["set"], options["listen"])) from None
     except NetappsError as e:
         # One line, no traceback: this is a user mistake, not a bug.
         raise SystemExit(str(e)) from None
