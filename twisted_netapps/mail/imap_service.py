@@ -12,7 +12,7 @@ from twisted_netapps.mail.imap_mailbox import FolderRegistry
 from twisted_netapps.mail.imap_protocol import ImapFactory
 from twisted_netapps.mail.maildir import MailStore
 from twisted_netapps.mail.pop3_service import PLAINTEXT_POLICIES
-from twisted_netapps.mail.pop3_tls import server_tls_options
+from twisted_netapps.mail.tls import server_tls_options
 from twisted_netapps.settings import setting
 
 

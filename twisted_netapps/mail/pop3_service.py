@@ -10,7 +10,7 @@ from twisted_netapps.errors import ConfigError
 from twisted_netapps.mail.maildir import MailStore
 from twisted_netapps.mail.pop3_apop import SECRETS_FILE, ApopSecretChecker
 from twisted_netapps.mail.pop3_protocol import Pop3Factory, Pop3Realm
-from twisted_netapps.mail.pop3_tls import server_tls_options
+from twisted_netapps.mail.tls import server_tls_options
 from twisted_netapps.settings import setting
 
 PLAINTEXT_POLICIES = ("always", "loopback", "tls")

@@ -15,7 +15,7 @@ from twisted_netapps.mail.delivery import Deliverer
 from twisted_netapps.mail.maildir import MailStore
 from twisted_netapps.mail.mx import lookup_hosts, make_resolver, parse_nameserver
 from twisted_netapps.mail.policy import MailPolicy
-from twisted_netapps.mail.pop3_tls import server_tls_options
+from twisted_netapps.mail.tls import server_tls_options
 from twisted_netapps.mail.queue import QueueStore
 from twisted_netapps.mail.queue_runner import QueueRunner, RunnerSettings
 from twisted_netapps.mail.smtp_core import SessionConfig

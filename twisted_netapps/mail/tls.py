@@ -1,8 +1,8 @@
-"""TLS for ``pop3`` STLS and ``imap`` STARTTLS: the configured certificate, or a self-signed one.
+"""TLS for the mail services (smtp STARTTLS, pop3 STLS, imap STARTTLS): the configured certificate, or a self-signed one.
 
 With no ``tls_cert``/``tls_key`` configured, the services use
-``<data_dir>/tls/cert.pem`` and ``<data_dir>/tls/key.pem`` (the same files the
-``smtp`` service uses), generating a self-signed certificate for
+``<data_dir>/tls/cert.pem`` and ``<data_dir>/tls/key.pem`` (one pair for all
+three services), generating a self-signed certificate for
 ``localhost``/``127.0.0.1`` there on first start if none exists. The key is
 written (0600, atomically) before the certificate, and a present certificate
 is never replaced, so services sharing the data dir agree on one pair.
