@@ -1,5 +1,6 @@
 import os
 import stat
+import time
 
 import pytest
 from hypothesis import given, strategies as st
@@ -64,3 +65,20 @@ def test_normalise_crlf_leaves_only_crlf(data):
     assert out.replace(b"\r\n", b"").count(b"\n") == 0
     assert out.replace(b"\r\n", b"\n").replace(b"\r", b"") == data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\r", b"") + (b"\n" if data and not data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").endswith(b"\n") else b"")
     assert normalise_crlf(out) == out
+
+
+def test_clean_stale_tmp_removes_only_old_leftovers_in_every_folder(tmp_path):
+    store = MailStore(tmp_path / "mail")
+    store.deliver("alice", b"Subject: kept\r\n\r\nx\r\n")
+    inbox, work = store.maildir("alice"), store.maildir("alice", "Work")
+    old = [inbox.path / "tmp" / "crashed.1", work.path / "tmp" / "crashed.2"]
+    fresh = inbox.path / "tmp" / "in-flight"
+    for path in [*old, fresh]:
+        path.write_bytes(b"partial")
+    stale = time.time() - 40 * 3600
+    for path in old:
+        os.utime(path, (stale, stale))
+    assert store.clean_stale_tmp() == 2
+    assert fresh.exists() and not any(p.exists() for p in old)
+    assert len(list((inbox.path / "new").iterdir())) == 1  # delivered mail untouched
+    assert MailStore(tmp_path / "nothing").clean_stale_tmp() == 0

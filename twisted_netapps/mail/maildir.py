@@ -237,6 +237,24 @@ class MailStore:
             self.forget(box)
             return self.maildir(user, folder).deliver(message)
 
+    def clean_stale_tmp(self, older_than: float = 36 * 3600) -> int:
+        """Remove crashed deliveries' leftovers from every folder's ``tmp/`` (blocking).
+
+        Nothing there was ever acknowledged: a delivery is answered only after
+        its rename into ``new/``.
+        """
+        removed = 0
+        try:
+            users = [e.name for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith(".")]
+        except FileNotFoundError:
+            return 0
+        for user in users:
+            for folder in self.folders(user):
+                box = self.maildir(user, folder, create=False)
+                if box.exists():
+                    removed += box.clean_tmp(older_than)
+        return removed
+
     def forget(self, box: Maildir) -> None:
         """Drop *box* from the created-directories cache (it will be re-created)."""
         self._created.discard(box.path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 
+from twisted.application.internet import TimerService
 from twisted.internet import threads
 
 from twisted_netapps.auth import make_portal
@@ -15,16 +16,17 @@ from twisted_netapps.mail.delivery import Deliverer
 from twisted_netapps.mail.maildir import MailStore
 from twisted_netapps.mail.mx import lookup_hosts, make_resolver, parse_nameserver
 from twisted_netapps.mail.policy import MailPolicy
-from twisted_netapps.mail.tls import server_tls_options
 from twisted_netapps.mail.queue import QueueStore
 from twisted_netapps.mail.queue_runner import QueueRunner, RunnerSettings
 from twisted_netapps.mail.smtp_core import SessionConfig
 from twisted_netapps.mail.smtp_protocol import SMTPFactory, SubmitterRealm
 from twisted_netapps.mail.smtp_syntax import valid_domain
+from twisted_netapps.mail.tls import server_tls_options
 from twisted_netapps.settings import setting
 
 QUEUE_DIR = "smtp-queue"
 MAIL_DIR = "mail"
+TMP_SWEEP_INTERVAL = 6 * 3600.0  # seconds; the first sweep runs at start-up
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,9 +139,17 @@ def build(context: ServiceContext):
             max_connections=s.max_connections,
         )
 
+    # Maildir asks for tmp/ files older than 36 h to be removed (they are
+    # deliveries that crashed before their 250); off the reactor thread.
+    sweeper = TimerService(
+        TMP_SWEEP_INTERVAL,
+        lambda: threads.deferToThreadPool(reactor, reactor.getThreadPool(), store.clean_stale_tmp),
+    )
+    sweeper.clock = reactor
+
     listeners = context.listeners(factory(False))
     submission = context.listeners(factory(True), setting="submission_listen")
     for listener in submission:  # service names must be unique within the parent
         listener.name = f"{context.name}-submission:{listener.description}"
     listeners += submission
-    return context.named_service([runner, *listeners])
+    return context.named_service([runner, sweeper, *listeners])
