@@ -258,3 +258,37 @@ def test_stats(pop3):
         return stats.get("login_failures") == 1 and stats.get("messages_deleted") == 1 and stats
     stats = wait_for(counted, timeout=15, what="pop3 counters in stats.json")
     assert stats["logins"] == 1 and stats["messages_retrieved"] == 1 and stats["connections"] == 2
+
+
+def test_apop_secret_set_with_the_cli_logs_in(netapps_daemon, tmp_path):
+    import hashlib
+    import poplib
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from twisted_netapps.accounts import AccountStore
+
+    netapps = str(Path(sys.executable).parent / "netapps")
+    data = tmp_path / "apopdata"
+    data.mkdir(mode=0o700)
+    AccountStore(data).add("carol", "pw", log2_n=10)
+    out = subprocess.run([netapps, "user", "--data-dir", str(data), "apop", "carol"], input=b"apop-secret\n",
+                         capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    secrets = data / "mail" / "apop-secrets"
+    assert secrets.stat().st_mode & 0o777 == 0o600
+    out = subprocess.run([netapps, "user", "--data-dir", str(data), "apop", "nobody"], input=b"x\n",
+                         capture_output=True, timeout=30)
+    assert out.returncode == 1 and b"no such user" in out.stderr
+    d = netapps_daemon(["pop3"], data_dir=data, listen={"pop3": ["tcp:0:interface=127.0.0.1"]})
+    client = poplib.POP3(*d.address("pop3"), timeout=10)
+    try:
+        assert client.timestamp.search(client.welcome)  # APOP offered now that a secret exists
+        assert client.apop("carol", "apop-secret").startswith(b"+OK")
+        assert client.stat() == (0, 0)
+    finally:
+        client.quit()
+    out = subprocess.run([netapps, "user", "--data-dir", str(data), "apop", "--remove", "carol"],
+                         capture_output=True, timeout=30)
+    assert out.returncode == 0 and "carol" not in secrets.read_text()

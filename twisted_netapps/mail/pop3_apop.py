@@ -23,6 +23,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from twisted_netapps.fileio import write_atomically
+
 SECRETS_FILE = "apop-secrets"
 
 log = Logger(namespace="netapps.pop3")
@@ -47,6 +49,16 @@ def load_secrets(path: Path) -> dict[str, str]:
         if sep and user and secret:
             secrets[user] = secret
     return secrets
+
+
+def save_secrets(path: Path, secrets: dict[str, str]) -> None:
+    """Write *secrets* to *path* (0600, atomically): the inverse of :func:`load_secrets`."""
+    for user, secret in secrets.items():
+        if ":" in user or any(c in user + secret for c in "\r\n"):
+            raise ValueError(f"APOP user or secret for {user!r} holds ':' or a line break")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    text = "".join(f"{user}:{secret}\n" for user, secret in sorted(secrets.items()))
+    write_atomically(path, text.encode("utf-8"), mode=0o600)
 
 
 @implementer(credentials.IUsernameHashedPassword)
