@@ -7,11 +7,14 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
 import dns.rrset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twisted_netapps.resolver.reply import ReplyError, decode_reply
+from twisted_netapps.resolver.reply import ReplyError, decode_reply, sent_question
+from twisted_netapps.resolver.wire import build_query
 
 RECORDS = [
     ("www.example.test.", "A", "192.0.2.1"), ("www.example.test.", "A", "192.0.2.2"),
@@ -79,3 +82,57 @@ def test_extended_rcode_and_truncation():
         except (ReplyError, dns.exception.DNSException):
             continue
         raise AssertionError(f"a reply cut at {cut} bytes decoded")
+
+
+QNAMES = ["www.example.test.", "WWW.Example.TEST.", "example.test.", "ns1.example.test.", "alias.example.test."]
+
+
+@given(
+    st.sampled_from(QNAMES),
+    st.lists(st.tuples(st.integers(0, 2), st.sampled_from(RECORDS), st.integers(0, 86400)), max_size=12),
+    st.booleans(), st.booleans(),
+)
+@settings(max_examples=300)
+def test_our_question_and_name_reuse_give_dnspythons_records(qname, records, merge, echo_differs):
+    """Given the question we sent, the decode (names reused for pointers, one hash
+    per rdata, duplicates and separate RRsets of one name/type in a section)
+    still yields exactly dnspython's records, names with their case."""
+    name = dns.name.from_text(qname)
+    query_wire = build_query(0x1234, name, dns.rdatatype.A, recursion=False, edns_payload=1232)
+    response = dns.message.make_response(dns.message.from_wire(query_wire))
+    if echo_differs:  # the server echoes the name in another case: decoded the slow way
+        response.question[0].name = dns.name.from_text(qname.swapcase())
+    for section, (owner, rdtype, text), ttl in records:
+        target = (response.answer, response.authority, response.additional)[section]
+        rrset = dns.rrset.from_text(owner, ttl, "IN", rdtype, text)
+        for existing in target if merge else ():
+            if existing.name == rrset.name and existing.rdtype == rrset.rdtype:
+                existing.union_update(rrset)
+                existing.ttl = min(existing.ttl, ttl)
+                break
+        else:
+            target.append(rrset)  # unmerged: one name/type may come in several RRsets, even repeated
+    wire = response.to_wire(max_size=65535)
+    sent = sent_question(name, dns.rdatatype.A, dns.rdataclass.IN, query_wire)
+    ours, theirs = decode_reply(wire, sent), dns.message.from_wire(wire)
+    assert str(ours.question[0].name) == str(theirs.question[0].name)
+    assert (ours.question[0].name is name) == (not echo_differs)
+    for a, b in ((ours.answer, theirs.answer), (ours.authority, theirs.authority), (ours.additional, theirs.additional)):
+        assert normalise(a) == normalise(b)
+        for rrset in a:
+            assert len(rrset.items) == len(set(rrset)) and all(rd in rrset for rd in rrset)
+
+
+def test_names_behind_pointers_are_reused():
+    # root referral for www.example.c1.: c1. points into the question, the
+    # glue's owner into the NS record's RDATA.
+    name = dns.name.from_text("www.example.c1.")
+    query_wire = build_query(7, name, dns.rdatatype.A, recursion=False, edns_payload=None)
+    response = dns.message.make_response(dns.message.from_wire(query_wire))
+    response.authority.append(dns.rrset.from_text("c1.", 172800, "IN", "NS", "ns1.c1."))
+    response.additional.append(dns.rrset.from_text("ns1.c1.", 172800, "IN", "A", "127.0.0.3"))
+    reply = decode_reply(response.to_wire(), sent_question(name, dns.rdatatype.A, dns.rdataclass.IN, query_wire))
+    (ns,), (glue,) = reply.authority, reply.additional
+    assert ns.name == dns.name.from_text("c1.") and ns.name.labels == name.labels[2:]
+    assert glue.name is ns[0].target
+    assert glue.ttl == 172800 and [rd.address for rd in glue] == ["127.0.0.3"]

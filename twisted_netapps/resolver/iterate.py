@@ -50,7 +50,7 @@ import dns.rrset
 
 from twisted_netapps.resolver.cache import RANK_ANSWER, RANK_GLUE, RANK_REFERRAL, ResolverCache
 from twisted_netapps.resolver.hints import RootHints
-from twisted_netapps.resolver.reply import Reply, decode_reply
+from twisted_netapps.resolver.reply import Reply, SentQuestion, decode_reply, sent_question
 from twisted_netapps.resolver.wire import build_query, trim_reply
 
 NS = dns.rdatatype.NS
@@ -130,10 +130,11 @@ class _Reply:
     message: Reply
     wire: bytes
     partial: bool  # only the answer section was decoded (see wire.trim_reply)
+    sent: SentQuestion | None = None
 
     def complete(self) -> Reply:
         """The whole reply decoded (decoding it now if only the answers were)."""
-        return decode_reply(self.wire) if self.partial else self.message
+        return decode_reply(self.wire, self.sent) if self.partial else self.message
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,7 @@ class _Pending:
     qtype: int
     over_tcp: bool
     sent_at: float
+    sent: SentQuestion
 
 
 @dataclass
@@ -230,7 +232,7 @@ class Resolution:
             return None
         trimmed, answers_only = trim_reply(wire)
         try:
-            message = decode_reply(trimmed)
+            message = decode_reply(trimmed, pending.sent)
         except (dns.exception.DNSException, ValueError) as e:
             if wire[2] & 0x02:  # TC set and cut mid-record: retry over TCP
                 return self._advance(_NoReply("truncated", "truncated reply"))
@@ -238,9 +240,12 @@ class Resolution:
         if not message.flags & dns.flags.QR or len(message.question) != 1:
             return None
         question = message.question[0]
-        if question.name != pending.qname or question.rdtype != pending.qtype or question.rdclass != dns.rdataclass.IN:
+        if question.name is not pending.qname and (  # (``is``: our own question echoed byte for byte)
+            question.name != pending.qname or question.rdtype != pending.qtype
+            or question.rdclass != dns.rdataclass.IN
+        ):
             return None
-        return self._advance(_Reply(message, wire, answers_only))
+        return self._advance(_Reply(message, wire, answers_only, pending.sent))
 
     def timed_out(self) -> SendQuery | Done:
         return self._advance(_NoReply("timeout"))
@@ -435,7 +440,8 @@ class Resolution:
                                edns_payload=self.limits.edns_payload if edns else None)
             self.queries_sent += 1
             timeout = self.limits.server_timeout * (2 if over_tcp else 1)
-            self._pending = _Pending(qid, server, port, qname, qtype, over_tcp, now)
+            sent = sent_question(qname, qtype, dns.rdataclass.IN, wire)
+            self._pending = _Pending(qid, server, port, qname, qtype, over_tcp, now, sent)
             self._current = (depth, zone, server, port, qname, qtype, over_tcp, now)
             outcome = yield SendQuery(server, port, wire, over_tcp, max(0.001, min(timeout, self.deadline - now)))
             if isinstance(outcome, _NoReply):

@@ -136,6 +136,11 @@ def _skip_name(data: bytes, pos: int) -> int:
         pos += 1 + length
 
 
+def question_end(message: bytes) -> int:
+    """Offset just past the first question of a well-formed *message* (e.g. one we built)."""
+    return _skip_name(message, 12) + 4
+
+
 def ttl_offsets(body: bytes, count: int) -> list[int]:
     """Offsets of the TTL fields of the *count* records at the start of *body*."""
     offsets = []
