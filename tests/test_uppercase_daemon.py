@@ -254,7 +254,8 @@ def test_privileged_port_without_root_is_one_line(open_tmp):
     os.chmod(data, 0o777)
     port = _free_privileged_port()
     cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", TWISTD, "-n", "--pidfile=",
-           "netapps", f"--data-dir={data}", f"--listen=uppercase=tcp:{port}:interface=127.0.0.1"]
+           "netapps", f"--data-dir={data}", "--services=uppercase",
+           f"--listen=uppercase=tcp:{port}:interface=127.0.0.1"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     _one_line_error(result, f"uppercase: cannot listen on tcp:{port}", "permission denied",
                     "CAP_NET_BIND_SERVICE")
@@ -302,7 +303,7 @@ def test_taken_port_fails_a_daemonized_start_too(tmp_path):
         log = tmp_path / "daemon.log"
         result = subprocess.run(
             [TWISTD, f"--pidfile={tmp_path / 'p.pid'}", "-l", str(log), "netapps", f"--data-dir={tmp_path / 'd'}",
-             f"--listen=uppercase=tcp:{port}:interface=127.0.0.1"],
+             "--services=uppercase", f"--listen=uppercase=tcp:{port}:interface=127.0.0.1"],
             capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
         )
     assert result.returncode == 1

@@ -29,7 +29,7 @@ class DaemonSettings:
     """The ``[netapps]`` table."""
 
     services: list[str] = setting(
-        ["uppercase"], "services started when --services is not given ('all' = every known one)"
+        ["all"], "services started when --services is not given ('all' = every known one)"
     )
     data_dir: str = setting("./netapps-data", "where mailboxes, queues, caches and accounts live")
 
