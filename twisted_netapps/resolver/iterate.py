@@ -329,18 +329,19 @@ class Resolution:
             return outcome
 
     def _ask_zone(self, zone, servers, from_hints: bool, qname, qtype, depth):
-        names = list(servers)
-        self.rng.shuffle(names)
-        known_addresses = {n: self._addresses_of(n, from_hints) for n in names}
+        # (name, addresses) pairs, not a dict keyed by Name: dnspython hashes
+        # a name label by label in Python, and this runs once per step.
+        servers = [(n, self._addresses_of(n, from_hints)) for n in servers]
+        self.rng.shuffle(servers)
         penalty = self.cache.server_penalty
-        names.sort(key=lambda n: min(map(penalty, known_addresses[n]), default=0))
-        known = [n for n in names if known_addresses[n]]
-        unknown = [n for n in names if not known_addresses[n]]
+        servers.sort(key=lambda pair: min(map(penalty, pair[1]), default=0))
+        known = [pair for pair in servers if pair[1]]
+        unknown = [pair for pair in servers if not pair[1]]
         tried: set[str] = set()
         problems: list[str] = []
-        for ns_name in known + unknown:
+        for ns_name, addresses in known + unknown:
             # (a sub-resolution for an earlier name may have cached this one's address)
-            addresses = known_addresses[ns_name] or self._addresses_of(ns_name, from_hints)
+            addresses = addresses or self._addresses_of(ns_name, from_hints)
             if not addresses:
                 addresses = yield from self._resolve_server(ns_name, zone, depth, problems)
             self.rng.shuffle(addresses)
@@ -509,6 +510,8 @@ class Resolution:
 
     def _chain(self, answer, qname, qtype, zone) -> _Chain:
         """The CNAME chain from *qname* and its final RRsets, in-bailiwick records only."""
+        if not answer:  # a referral or a negative answer: nothing to follow
+            return _Chain(name=qname)
         by_key = {}
         for rrset in answer:
             if rrset.name.is_subdomain(zone) and rrset.rdclass == dns.rdataclass.IN:
