@@ -158,3 +158,35 @@ def test_too_many_resolutions_at_once_fail_fast():
     reply = handler.handle(query("c.test.")[1], peer, False)
     assert dns.message.from_wire(reply).rcode() == dns.rcode.SERVFAIL
     assert len(started) == 2 and stats["overload_servfail"] == 1
+
+
+def test_answer_section_from_upstream_is_served_and_cached_as_received():
+    handler, clock, started, stats = make_handler()
+    d = handler.handle(query()[1], ("127.0.0.1", 1000), False)
+    resolution = started[0].resolution
+    upstream = dns.message.make_response(dns.message.make_query("www.example.test.", "A"))
+    upstream.answer.append(dns.rrset.from_text("www.example.test.", 300, "IN", "A", "192.0.2.80", "192.0.2.81"))
+    upstream_wire = upstream.to_wire()
+    section = upstream_wire[12 + len(resolution.qname.to_wire()) + 4:]
+    rrsets = dns.message.from_wire(upstream_wire).answer
+    started[0].deferred.callback(Result(resolution.qname, 1, dns.rcode.NOERROR, rrsets, [], answer_wire=section))
+    reply = fired(d)
+    assert reply.endswith(section)  # the client sent no OPT: the section ends the reply
+    served = dns.message.from_wire(reply)
+    assert sorted(rd.address for rd in served.answer[0]) == ["192.0.2.80", "192.0.2.81"]
+    clock.advance(10)
+    hit = dns.message.from_wire(handler.handle(query()[1], ("127.0.0.1", 1000), False))
+    assert hit.answer[0].ttl == 290 and len(hit.answer[0]) == 2
+
+
+def test_an_answer_section_that_disagrees_with_the_records_is_not_served():
+    handler, clock, started, stats = make_handler()
+    d = handler.handle(query()[1], ("127.0.0.1", 1000), False)
+    resolution = started[0].resolution
+    other = dns.message.make_response(dns.message.make_query("www.example.test.", "A"))
+    other.answer.append(dns.rrset.from_text("www.example.test.", 999, "IN", "A", "6.6.6.6"))
+    section = other.to_wire()[12 + len(resolution.qname.to_wire()) + 4:]
+    result = answer_result(resolution)
+    started[0].deferred.callback(Result(result.qname, result.qtype, result.rcode, result.answer, [], answer_wire=section))
+    served = dns.message.from_wire(fired(d))
+    assert [rd.address for rd in served.answer[0]] == ["192.0.2.80"] and served.answer[0].ttl == 300

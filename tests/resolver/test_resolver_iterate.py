@@ -367,3 +367,40 @@ def test_forwarding_tries_the_next_forwarder_and_keeps_nxdomain(cache, clock):
     assert texts(run.result) == ["ext.example.test. CNAME www.other.test.", "www.other.test. A 192.0.2.81"]
     run = resolve("nope.example.test.", "A", cache, clock, network, forwarders=fwd)
     assert run.result.rcode == dns.rcode.NXDOMAIN and run.result.authority
+
+
+def test_answer_from_one_reply_keeps_its_section_for_serving(cache, clock):
+    run = resolve("alias.example.test.", "A", cache, clock)  # CNAME + A, both in one reply
+    section = run.result.answer_wire
+    assert section is not None
+    decoded = dns.message.from_wire(
+        b"\x00\x00\x84\x00\x00\x01\x00\x02\x00\x00\x00\x00"
+        + dns.name.from_text("alias.example.test.").to_wire() + b"\x00\x01\x00\x01" + section
+    )
+    assert sorted(f"{r.name} {dns.rdatatype.to_text(r.rdtype)} {rd}" for r in decoded.answer for rd in r) == texts(run.result)
+
+
+def test_answers_not_exactly_one_reply_section_are_encoded(cache, clock):
+    # CNAME in one zone, target in another: two replies
+    assert resolve("ext.example.test.", "A", cache, clock).result.answer_wire is None
+    # answered from the cache
+    assert resolve("www.example.test.", "A", cache, clock).result.answer_wire is not None
+    assert resolve("www.example.test.", "A", cache, clock).result.answer_wire is None
+    # names in RDATA (MX), negative answers
+    assert resolve("example.test.", "NS", cache, clock).result.answer_wire is None
+    assert resolve("missing.example.test.", "A", cache, clock).result.answer_wire is None
+    # TTLs clamped by the cache
+    clamped = ResolverCache(clock.seconds, max_ttl=100)
+    assert resolve("mail.example.test.", "A", clamped, clock).result.answer_wire is None
+    # a poisoned answer section (an out-of-bailiwick record dropped from the answer)
+    network = servers()
+    honest = network[EXAMPLE]
+
+    def poisoning(query, over_tcp):
+        response = honest(query, over_tcp)
+        response.answer.append(dns.rrset.from_text("www.victim.test.", 86400, "IN", "A", "6.6.6.6"))
+        return response
+
+    network[EXAMPLE] = network[EXAMPLE2] = poisoning
+    run = resolve("mail.example.test.", "A", ResolverCache(clock.seconds), clock, network)
+    assert texts(run.result) == ["mail.example.test. A 192.0.2.25"] and run.result.answer_wire is None

@@ -14,7 +14,7 @@ import dns.rrset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twisted_netapps.resolver.wire import parse_client_query, prepare_answer
+from twisted_netapps.resolver.wire import answer_section, parse_client_query, prepare_answer, splice_answer
 
 labels = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-", min_size=1, max_size=20)
 names = st.lists(labels, min_size=0, max_size=6).map(lambda ls: dns.name.from_text(".".join(ls) + ".") if ls else dns.name.root)
@@ -160,3 +160,64 @@ def test_trim_reply_never_raises_and_keeps_valid_replies_decodable(data):
     except (dns.exception.DNSException, ValueError):
         return  # invalid to begin with: nothing to keep
     dns.message.from_wire(trimmed)
+
+
+# -- serving an upstream answer section as received -------------------------
+
+def upstream_reply(qname, qtype, records, *, ancount=None):
+    """A reply to (qname, qtype) with *records* (owner, type, ttl, text) in the answer section."""
+    query = dns.message.make_query(qname, qtype, use_edns=0)
+    response = dns.message.make_response(query)
+    for owner, rdtype, ttl, text in records:
+        response.answer.append(dns.rrset.from_text(owner, ttl, "IN", rdtype, text))
+    wire = response.to_wire()
+    qlen = len(dns.name.from_text(qname).to_wire()) + 4
+    return wire, qlen, sum(1 for _ in records) if ancount is None else ancount
+
+
+def test_answer_section_served_byte_for_byte_reads_the_same():
+    records = [("alias.example.test.", "CNAME", 300, "www.example.test."),
+               ("www.example.test.", "A", 600, "192.0.2.80"), ("www.example.test.", "A", 600, "192.0.2.81")]
+    wire, qlen, count = upstream_reply("alias.example.test.", "A", records)
+    section = answer_section(wire, qlen, count)
+    assert section is not None and section == wire[12 + qlen:wire.rindex(b"\x00\x00\x29")]
+    upstream = dns.message.from_wire(wire)
+    prepared = splice_answer(qlen, 0, upstream.answer, section, 1000.0)
+    # a client asking in another case, with its own ID, gets the same records
+    client = dns.message.make_query("ALIAS.example.TEST.", "A", use_edns=0)
+    client.id = 4242
+    reply = prepared.reply(parse_client_query(client.to_wire()), 1010.0, limit=1232, our_payload=1232)
+    served = dns.message.from_wire(reply)
+    assert served.id == 4242 and served.question[0].name.labels[0] == b"ALIAS"
+    # (names behind pointers into the question take the client's case, as with any prepared answer)
+    assert [(r.name, r.rdtype, sorted(map(str, r))) for r in served.answer] == [
+        (r.name, r.rdtype, sorted(str(rd).replace("example.test", "example.TEST") for rd in r))
+        for r in upstream.answer
+    ]
+    assert [r.ttl for r in served.answer] == [290, 590]  # counted down like any prepared answer
+
+
+def test_answer_section_refuses_what_it_cannot_vouch_for():
+    a = [("www.example.test.", "A", 600, "192.0.2.80")]
+    wire, qlen, count = upstream_reply("www.example.test.", "A", a)
+    assert answer_section(wire, qlen, count) is not None
+    assert answer_section(wire, qlen, 2) is None  # fewer records than expected
+    mx = [("example.test.", "MX", 300, "10 mail.example.test.")]
+    assert answer_section(*upstream_reply("example.test.", "MX", mx)) is None  # names in RDATA: encode instead
+    # an owner name pointing into the header (whose bytes differ in our reply)
+    start = 12 + qlen
+    assert wire[start:start + 2] == b"\xc0\x0c"
+    assert answer_section(wire[:start] + b"\xc0\x04" + wire[start + 2:], qlen, 1) is None
+    # ... or pointing at an A record's address bytes that are themselves a pointer into the header
+    forged = bytearray(wire)
+    address = start + 2 + 10
+    forged[address:address + 4] = b"\xc0\x02\x00\x00"
+    second = bytes(forged[:address + 4]) + b"\xc0" + bytes([address]) + struct.pack("!HHIH", 1, 1, 60, 4) + b"\x01\x02\x03\x04"
+    assert answer_section(second, qlen, 2) is None
+    # TTLs other than the RRsets' (a set whose records disagree): encode instead
+    two = [("www.example.test.", "A", 600, "192.0.2.80"), ("www.example.test.", "A", 60, "192.0.2.81")]
+    wire2, qlen2, count2 = upstream_reply("www.example.test.", "A", two)
+    section = answer_section(wire2, qlen2, count2)
+    assert section is not None
+    decoded = dns.message.from_wire(wire2).answer  # dnspython keeps the smaller TTL for the set
+    assert splice_answer(qlen2, 0, decoded, section, 1000.0) is None

@@ -210,9 +210,13 @@ class RecursiveQueryHandler:
                 qname=str(result.qname), qtype=dns.rdatatype.to_text(result.qtype),
                 rcode=dns.rcode.to_text(result.rcode), ms=(now - started) * 1000, queries=resolution.queries_sent,
             )
-        prepared = wire.prepare_answer(
-            result.qname, result.qtype, query.qclass, result.rcode, result.answer, result.authority, now
-        )
+        prepared = None
+        if result.answer_wire is not None:
+            prepared = wire.splice_answer(len(query.question), result.rcode, result.answer, result.answer_wire, now)
+        if prepared is None:
+            prepared = wire.prepare_answer(
+                result.qname, result.qtype, query.qclass, result.rcode, result.answer, result.authority, now
+            )
         if result.rcode == dns.rcode.SERVFAIL:
             # RFC 9520: remember a failure briefly instead of hammering the servers.
             prepared.ttl = self.failure_ttl

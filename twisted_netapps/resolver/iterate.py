@@ -51,7 +51,7 @@ import dns.rrset
 from twisted_netapps.resolver.cache import RANK_ANSWER, RANK_GLUE, RANK_REFERRAL, ResolverCache
 from twisted_netapps.resolver.hints import RootHints
 from twisted_netapps.resolver.reply import Reply, SentQuestion, decode_reply, sent_question
-from twisted_netapps.resolver.wire import build_query, trim_reply
+from twisted_netapps.resolver.wire import answer_section, build_query, trim_reply
 
 NS = dns.rdatatype.NS
 SOA = dns.rdatatype.SOA
@@ -93,6 +93,10 @@ class Result:
     answer: list[dns.rrset.RRset]
     authority: list[dns.rrset.RRset]
     reason: str = ""  # why SERVFAIL
+    # The answer section exactly as one upstream reply carried it, when the
+    # answer is all and only that section (the handler serves it as is
+    # instead of encoding the RRsets again; see wire.answer_section).
+    answer_wire: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,7 @@ class _Step:
     records: list[dns.rrset.RRset]
     soa: dns.rrset.RRset | None = None
     target: dns.name.Name | None = None  # kind == "cname": continue here
+    section: bytes | None = None  # kind == "answer" from one reply: its answer section, if servable
 
 
 @dataclass(frozen=True)
@@ -273,6 +278,7 @@ class Resolution:
         name = qname
         seen = {name}
         cnames = 0
+        answer_wire = None
         while True:
             step = self._from_cache(name, qtype)
             if step is None:
@@ -280,7 +286,10 @@ class Resolution:
                     step = yield from self._forward(name, qtype)
                 else:
                     step = yield from self._iterate(name, qtype, depth)
-            records.extend(self._clamped(rrset) for rrset in step.records)
+            clamped = [self._clamped(rrset) for rrset in step.records]
+            if not records and step.section is not None and all(a is b for a, b in zip(clamped, step.records)):
+                answer_wire = step.section  # the whole answer, from one reply, TTLs untouched
+            records.extend(clamped)
             cnames += sum(1 for rrset in step.records if rrset.rdtype == CNAME and qtype != CNAME)
             if cnames > self.limits.max_cname:
                 raise ResolutionFailed(f"CNAME chain from {qname} longer than {self.limits.max_cname}")
@@ -292,7 +301,8 @@ class Resolution:
                 continue
             rcode = dns.rcode.NXDOMAIN if step.kind == "nxdomain" else dns.rcode.NOERROR
             authority = [self._negative_soa(step.soa)] if step.soa is not None and step.kind != "answer" else []
-            return Result(qname, qtype, rcode, records, authority)
+            return Result(qname, qtype, rcode, records, authority,
+                          answer_wire=answer_wire if step.kind == "answer" else None)
 
     def _from_cache(self, name: dns.name.Name, qtype: int) -> _Step | None:
         negative = self.cache.get_negative(name, qtype)
@@ -471,7 +481,7 @@ class Resolution:
             # final answer, else decode the whole reply and look again.
             chain = self._chain(reply.message.answer, qname, qtype, zone)
             if chain.finals:
-                return _Step("answer", chain.cnames + chain.finals)
+                return _answer_step(reply, chain.cnames + chain.finals)
         response = reply.complete()
         rcode = response.rcode()
         if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
@@ -482,7 +492,7 @@ class Resolution:
             if not authoritative:
                 return _Lame("answer without AA from a server asked as authoritative")
             if chain.finals:
-                return _Step("answer", chain.cnames + chain.finals)
+                return _answer_step(reply, chain.cnames + chain.finals)
             soa = self._soa(response, zone, chain.name)
             if rcode == dns.rcode.NXDOMAIN and chain.name.is_subdomain(zone):
                 return _Step("nxdomain", chain.cnames, soa)
@@ -599,6 +609,19 @@ class Resolution:
         self.steps.append(
             TraceStep(depth, zone, server, port, qname, qtype, over_tcp, outcome, detail, self.clock() - sent_at)
         )
+
+
+def _answer_step(reply: _Reply, records: list[dns.rrset.RRset]) -> _Step:
+    """An answer from *reply*; with its answer section if that is exactly *records*."""
+    count = sum(len(rrset) for rrset in records)
+    data, sent = reply.wire, reply.sent
+    section = None
+    if (
+        sent is not None and data[3] & 0x0F == 0 and int.from_bytes(data[6:8], "big") == count
+        and data[12:12 + len(sent.wire)].lower() == sent.wire.lower()
+    ):
+        section = answer_section(data, len(sent.wire), count)
+    return _Step("answer", records, section=section)
 
 
 def _ns_for(response, name, zone) -> dns.rrset.RRset | None:

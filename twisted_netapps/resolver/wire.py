@@ -314,6 +314,105 @@ def prepare_answer(
     )
 
 
+# Record types whose answer records may be served as received (see
+# answer_section): no names in their RDATA, or (CNAME) exactly one.
+_SPLICE_PLAIN = frozenset({1, 16, 28})  # A, TXT, AAAA
+_SPLICE_NAME = frozenset({5})  # CNAME
+_MAX_POINTERS = 32
+
+
+def _check_name(data: bytes, pos: int, floor: int) -> int:
+    """Walk the name at *pos* (following pointers); every pointer must target >= *floor*.
+
+    Returns the offset after the name's bytes at *pos*; raises WireError.
+    """
+    end = None
+    for _ in range(_MAX_POINTERS):
+        while True:
+            if pos >= len(data):
+                raise WireError("name runs past the end")
+            length = data[pos]
+            if length >= 0xC0:
+                if pos + 1 >= len(data):
+                    raise WireError("cut pointer")
+                target = ((length & 0x3F) << 8) | data[pos + 1]
+                if end is None:
+                    end = pos + 2
+                if target < floor or target >= pos:
+                    raise WireError("pointer outside what is served")
+                pos = target
+                break
+            if length > 63:
+                raise WireError("bad label type")
+            if length == 0:
+                return end if end is not None else pos + 1
+            pos += 1 + length
+    raise WireError("pointer chain too long")
+
+
+def answer_section(reply: bytes, question_len: int, count: int) -> bytes | None:
+    """The answer section of upstream *reply*, if it can be served to a client byte for byte.
+
+    Re-encoding an answer that arrived in one reply costs a dnspython encode
+    per cache miss; the section as received is the same records. It is
+    spliced after the client's question, which has the same length and
+    structure as the one upstream echoed (same name, type and class), so
+    compression pointers into the question or the section itself keep
+    their meaning. None unless: exactly *count* records, types without
+    names in RDATA (or CNAME), every pointer (followed to its end) landing at
+    or after the question, nothing else in the section.
+    """
+    start = 12 + question_len
+    pos = start
+    try:
+        for _ in range(count):
+            pos = _check_name(reply, pos, 12)
+            if pos + 10 > len(reply):
+                return None
+            rdtype, _rdclass, _ttl, rdlen = struct.unpack_from("!HHIH", reply, pos)
+            pos += 10
+            end = pos + rdlen
+            if end > len(reply):
+                return None
+            if rdtype in _SPLICE_NAME:
+                if _check_name(reply, pos, 12) != end:
+                    return None
+            elif rdtype not in _SPLICE_PLAIN:
+                return None
+            pos = end
+    except WireError:
+        return None
+    return reply[start:pos]
+
+
+def splice_answer(
+    question_len: int, rcode: int, answer: list[dns.rrset.RRset], section: bytes, now: float
+) -> PreparedAnswer | None:
+    """A :class:`PreparedAnswer` serving *section* (from :func:`answer_section`) as the answer.
+
+    None (encode instead) unless the section holds exactly the records of
+    *answer* with their TTLs: the caller's RRsets are what was checked.
+    """
+    count = sum(len(rrset) for rrset in answer)
+    try:
+        offsets = ttl_offsets(section, count)
+    except WireError:
+        return None
+    ttls = [TTL.unpack_from(section, o)[0] for o in offsets]
+    if sorted(ttls) != sorted(rrset.ttl for rrset in answer for _ in range(len(rrset))):
+        return None
+    return PreparedAnswer(
+        rcode=rcode,
+        question_len=question_len,
+        counts=(count, 0),
+        body=section,
+        offsets=offsets,
+        ttls=ttls,
+        stored_at=now,
+        ttl=min(ttls, default=0),
+    )
+
+
 def build_query(qid: int, qname: dns.name.Name, qtype: int, *, recursion: bool, edns_payload: int | None) -> bytes:
     """An upstream query's wire form, by hand (dnspython's make_query + to_wire costs ~10x more)."""
     flags = FLAG_RD if recursion else 0
