@@ -148,9 +148,16 @@ def _rdata_from_wire(rdclass: int, rdtype: int, data: bytes, pos: int, rdlen: in
             dns.rdata.get_rdata_class(class_enum, type_enum), class_enum, type_enum
         )
     cls, class_enum, type_enum = entry
-    parser = dns.wire.Parser(data, pos)
-    with parser.restrict_to(rdlen), dns.exception.ExceptionWrapper(dns.exception.FormError):
-        return cls.from_wire_parser(class_enum, type_enum, parser, None)
+    # A parser over the message cut at the record's end, rather than
+    # restrict_to() (a generator context manager per record): the same
+    # bound, and compression pointers only ever point backwards.
+    end = pos + rdlen
+    parser = dns.wire.Parser(data[:end], pos)
+    with dns.exception.ExceptionWrapper(dns.exception.FormError):
+        rdata = cls.from_wire_parser(class_enum, type_enum, parser, None)
+    if parser.current != end:
+        raise dns.exception.FormError("record data longer than its contents")
+    return rdata
 
 
 def _rrset(key: tuple, group: list) -> dns.rrset.RRset:
