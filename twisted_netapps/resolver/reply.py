@@ -93,6 +93,8 @@ def sent_question(name: dns.name.Name, rdtype: int, rdclass: int, query_wire: by
 
 def _name_at(data: bytes, pos: int, known: dict):
     """(name, bytes used) at *pos*; a bare pointer to a *known* offset is not decoded again."""
+    if pos < len(data) and data[pos] == 0:
+        return dns.name.root, 1  # the OPT record's owner
     if pos + 1 < len(data) and data[pos] >= 0xC0:
         first = data[pos]
         hit = known.get(((first & 0x3F) << 8) | data[pos + 1])

@@ -167,9 +167,8 @@ def trim_reply(data: bytes) -> tuple[bytes, bool]:
       and answer section (``answers_only`` True): the NS/SOA/glue after it
       are needed only if the answers do not settle the question, and then
       the core decodes the whole reply;
-    - otherwise a trailing OPT record is dropped (the core reads EDNS only
-      from FORMERR/NOTIMP replies, which are left whole, as are truncated
-      replies and any OPT carrying an extended RCODE).
+    - anything else (referrals, negative answers, truncated or odd replies)
+      is returned unchanged, without walking it.
 
     Anything that does not walk cleanly is returned unchanged.
     """
@@ -178,6 +177,10 @@ def trim_reply(data: bytes) -> tuple[bytes, bool]:
     qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
     rcode = flags & 0x000F
     if flags & FLAG_TC or rcode not in (0, 3) or qdcount != 1:
+        return data, False
+    if not (flags & FLAG_AA and rcode == 0 and ancount and (nscount or arcount)):
+        # Nothing to cut (referrals, negative answers): the walk would only
+        # drop the OPT record, which the decoder reads for almost nothing.
         return data, False
     try:
         pos = _skip_name(data, 12) + 4
@@ -192,14 +195,8 @@ def trim_reply(data: bytes) -> tuple[bytes, bool]:
         return data, False
     if pos != len(data):
         return data, False
-    if flags & FLAG_AA and rcode == 0 and ancount and (nscount or arcount):
-        cut = starts[ancount] if ancount < len(starts) else pos
-        return HEADER.pack(qid, flags, 1, ancount, 0, 0) + data[12:cut], True
-    if arcount:
-        last = starts[-1]
-        if data[last] == 0 and data[last + 1:last + 3] == b"\x00\x29" and data[last + 5] == 0:
-            return HEADER.pack(qid, flags, 1, ancount, nscount, arcount - 1) + data[12:last], False
-    return data, False
+    cut = starts[ancount] if ancount < len(starts) else pos
+    return HEADER.pack(qid, flags, 1, ancount, 0, 0) + data[12:cut], True
 
 
 @functools.lru_cache(maxsize=8)
