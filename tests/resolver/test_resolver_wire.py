@@ -218,3 +218,16 @@ def test_answer_section_refuses_what_it_cannot_vouch_for():
     assert section is not None
     decoded = dns.message.from_wire(wire2).answer  # dnspython keeps the smaller TTL for the set
     assert splice_answer(qlen2, 0, decoded, section, 1000.0) is None
+
+
+@given(names, st.sampled_from([1, 28, 15, 255]), st.booleans())
+@settings(max_examples=200)
+def test_question_name_is_dnspythons_reading_of_the_question(name, qtype, edns):
+    from twisted_netapps.resolver.wire import question_name
+
+    message = dns.message.make_query(name, qtype, use_edns=0 if edns else False)
+    query = parse_client_query(message.to_wire())
+    assert query is not None
+    got = question_name(query)
+    assert got == name and got.labels == dns.name.from_wire(query.key, 0)[0].labels
+    assert all(label == label.lower() for label in got.labels)

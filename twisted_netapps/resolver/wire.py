@@ -430,4 +430,24 @@ def error_reply(query: ClientQuery, rcode: int, *, recursion: bool, our_payload:
 
 
 def question_name(query: ClientQuery) -> dns.name.Name:
-    return dns.name.from_wire(query.key, 0)[0]
+    """The (lowercased) question name of *query*.
+
+    ``key`` holds the name as plain labels (parse_client_query sends
+    compressed questions to dnspython, whose re-encoded names are plain), so
+    the labels are sliced out and given to ``dns.name.Name``, which checks
+    them: a third of ``dns.name.from_wire``'s cost, once per cache miss.
+    """
+    key = query.key
+    labels = []
+    pos = 0
+    end = len(key) - 4
+    while pos < end:
+        length = key[pos]
+        if length == 0 or length > 63:
+            break
+        labels.append(key[pos + 1:pos + 1 + length])
+        pos += 1 + length
+    if pos != end - 1 or key[pos] != 0:
+        return dns.name.from_wire(key, 0)[0]  # not plain labels after all: let dnspython judge
+    labels.append(b"")
+    return dns.name.Name(labels)
