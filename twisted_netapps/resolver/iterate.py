@@ -612,12 +612,17 @@ class Resolution:
 
 
 def _answer_step(reply: _Reply, records: list[dns.rrset.RRset]) -> _Step:
-    """An answer from *reply*; with its answer section if that is exactly *records*."""
+    """An answer from *reply*; with its answer section if that is exactly *records*.
+
+    Only a single RRset (no CNAME chain) is served as received: a chain
+    must reach clients in chain order, which the upstream's order need not be.
+    """
     count = sum(len(rrset) for rrset in records)
     data, sent = reply.wire, reply.sent
     section = None
     if (
-        sent is not None and data[3] & 0x0F == 0 and int.from_bytes(data[6:8], "big") == count
+        len(records) == 1 and sent is not None and data[3] & 0x0F == 0
+        and int.from_bytes(data[6:8], "big") == count
         and data[12:12 + len(sent.wire)].lower() == sent.wire.lower()
     ):
         section = answer_section(data, len(sent.wire), count)
