@@ -136,3 +136,27 @@ def test_names_behind_pointers_are_reused():
     assert ns.name == dns.name.from_text("c1.") and ns.name.labels == name.labels[2:]
     assert glue.name is ns[0].target
     assert glue.ttl == 172800 and [rd.address for rd in glue] == ["127.0.0.3"]
+
+
+def test_address_records_are_shared_immutable_objects_and_the_memo_is_bounded(monkeypatch):
+    from twisted_netapps.resolver import reply as reply_module
+
+    def referral(qname, address, address6):
+        response = dns.message.make_response(dns.message.make_query(qname, "A"))
+        response.authority.append(dns.rrset.from_text("test.", 172800, "IN", "NS", "ns1.test."))
+        response.additional.append(dns.rrset.from_text("ns1.test.", 172800, "IN", "A", address))
+        response.additional.append(dns.rrset.from_text("ns1.test.", 172800, "IN", "AAAA", address6))
+        return decode_reply(response.to_wire())
+
+    one = referral("a.test.", "192.0.2.53", "2001:db8::53")
+    two = referral("b.test.", "192.0.2.53", "2001:db8::53")
+    other = referral("c.test.", "192.0.2.54", "2001:db8::54")
+    for index in (0, 1):
+        assert one.additional[index][0] is two.additional[index][0]  # the same value, one object
+        assert other.additional[index][0] is not one.additional[index][0]
+    assert [rd.address for rd in other.additional[0]] == ["192.0.2.54"]
+    assert [rd.address for rd in two.additional[1]] == ["2001:db8::53"]
+    monkeypatch.setattr(reply_module, "_MAX_ADDRESSES", 3)
+    for k in range(10):
+        referral("d.test.", f"192.0.2.{k}", f"2001:db8::{k}")
+        assert len(reply_module._ADDRESSES) <= 3

@@ -138,8 +138,29 @@ _RDATA_CLASSES: dict[tuple[int, int], tuple] = {}
 _MAX_RDATA_CLASSES = 256
 
 
+# Address records by (class, type, RDATA bytes): the same name server
+# addresses come back in every referral from a zone (a TLD's glue), and
+# dnspython's Rdata objects are immutable, so one object can stand for all.
+_ADDRESS_TYPES = frozenset({1, 28})  # A, AAAA: no names inside, the bytes are the value
+_ADDRESSES: dict[tuple[int, int, bytes], dns.rdata.Rdata] = {}
+_MAX_ADDRESSES = 4096
+
+
 def _rdata_from_wire(rdclass: int, rdtype: int, data: bytes, pos: int, rdlen: int) -> dns.rdata.Rdata:
     """``dns.rdata.from_wire`` without its per-record enum and class look-ups."""
+    if rdtype in _ADDRESS_TYPES:
+        key = (rdclass, rdtype, data[pos:pos + rdlen])
+        rdata = _ADDRESSES.get(key)
+        if rdata is None:
+            rdata = _decode_rdata(rdclass, rdtype, data, pos, rdlen)
+            if len(_ADDRESSES) >= _MAX_ADDRESSES:
+                _ADDRESSES.clear()
+            _ADDRESSES[key] = rdata
+        return rdata
+    return _decode_rdata(rdclass, rdtype, data, pos, rdlen)
+
+
+def _decode_rdata(rdclass: int, rdtype: int, data: bytes, pos: int, rdlen: int) -> dns.rdata.Rdata:
     entry = _RDATA_CLASSES.get((rdclass, rdtype))
     if entry is None:
         if len(_RDATA_CLASSES) >= _MAX_RDATA_CLASSES:
