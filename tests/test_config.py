@@ -158,3 +158,27 @@ def test_reference_config_and_readme_name_every_settings_key():
             assert key in toml_text, f"{section}.{key} missing from etc/netapps.toml"
             assert f"``{key}``" in block, f"{section}.{key} missing from README's configuration reference"
             assert doc, f"{section}.{key} has no doc string"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Bounded:
+    port: int = setting(1, minimum=1, maximum=65535)
+    timeout: float = setting(1.0, positive=True)
+    count: int = setting(5, minimum=1)
+    mode: str = setting("a", choices=("a", "b"))
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ({"port": 0}, r"^t\.port: must be between 1 and 65535$"),
+        ({"port": 70000}, r"^t\.port: must be between 1 and 65535$"),
+        ({"timeout": 0}, r"^t\.timeout: must be positive$"),
+        ({"count": 0}, r"^t\.count: must be at least 1$"),
+        ({"mode": "c"}, r"^t\.mode: must be one of a, b$"),
+    ],
+)
+def test_declared_bounds_are_checked_with_the_key(table, message):
+    with pytest.raises(ConfigError, match=message):
+        from_table(_Bounded, table, "t")
+    assert from_table(_Bounded, {"port": 65535, "timeout": 0.1, "mode": "b"}, "t").port == 65535

@@ -94,6 +94,7 @@ def from_table(cls: type[T], table: dict[str, Any], where: str) -> T:
     values = {}
     for name, value in table.items():
         values[name] = _check(value, hints[name], f"{where}.{name}")
+        _check_bounds(values[name], known[name].metadata, f"{where}.{name}")
     try:
         instance = cls(**values)
     except TypeError as e:  # a required field without default was not given
@@ -102,6 +103,22 @@ def from_table(cls: type[T], table: dict[str, Any], where: str) -> T:
     if validate is not None:
         validate(where)
     return instance
+
+
+def _check_bounds(value: Any, metadata, where: str) -> None:
+    """Apply a field's declared ``minimum``/``maximum``/``positive``/``choices``."""
+    low, high = metadata.get("minimum"), metadata.get("maximum")
+    if metadata.get("positive") and not value > 0:
+        raise ConfigError(f"{where}: must be positive")
+    if low is not None and high is not None and not low <= value <= high:
+        raise ConfigError(f"{where}: must be between {low} and {high}")
+    if low is not None and value < low:
+        raise ConfigError(f"{where}: must be at least {low}")
+    if high is not None and value > high:
+        raise ConfigError(f"{where}: must be at most {high}")
+    choices = metadata.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{where}: must be one of {', '.join(map(str, choices))}")
 
 
 def field_docs(cls: type) -> list[tuple[str, Any, str]]:
@@ -118,10 +135,23 @@ def field_docs(cls: type) -> list[tuple[str, Any, str]]:
     return rows
 
 
-def setting(default: Any, doc: str = "") -> Any:
-    """A dataclass field with a default (lists/dicts copied) and a doc string."""
+def setting(
+    default: Any,
+    doc: str = "",
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    positive: bool = False,
+    choices: tuple | None = None,
+) -> Any:
+    """A dataclass field with a default (lists/dicts copied), a doc string and
+    optional bounds, checked by :func:`from_table` with a message naming the key."""
+    metadata = {"doc": doc}
+    for key, value in (("minimum", minimum), ("maximum", maximum), ("choices", choices)):
+        if value is not None:
+            metadata[key] = value
+    if positive:
+        metadata["positive"] = True
     if isinstance(default, (list, dict)):
-        return dataclasses.field(
-            default_factory=lambda: type(default)(default), metadata={"doc": doc}
-        )
-    return dataclasses.field(default=default, metadata={"doc": doc})
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)

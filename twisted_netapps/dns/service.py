@@ -75,23 +75,19 @@ class Settings:
     )
     zones: list[ZoneSettings] = setting([], "the zones served ([[dns.zones]] tables)")
     views: list[ViewSettings] = setting([], "listeners serving only some zones ([[dns.views]] tables)")
-    max_udp_payload: int = setting(DEFAULT_UDP_PAYLOAD, "largest UDP reply with EDNS (clients ask; this caps)")
-    idle_timeout: float = setting(30.0, "seconds a TCP connection may stay idle")
-    max_tcp_connections: int = setting(1000, "concurrent TCP connections per listener set")
-    reload_interval: float = setting(2.0, "seconds between zone file change checks (0: only on SIGHUP)")
-    max_prepared: int = setting(20000, "prepared replies kept per view (the hot-path cache)")
+    max_udp_payload: int = setting(
+        DEFAULT_UDP_PAYLOAD, "largest UDP reply with EDNS (clients ask; this caps)", minimum=512, maximum=65535
+    )
+    idle_timeout: float = setting(30.0, "seconds a TCP connection may stay idle", positive=True)
+    max_tcp_connections: int = setting(1000, "concurrent TCP connections per listener set", minimum=1)
+    reload_interval: float = setting(
+        2.0, "seconds between zone file change checks (0: only on SIGHUP)", minimum=0
+    )
+    max_prepared: int = setting(20000, "prepared replies kept per view (the hot-path cache)", minimum=0)
     notify_source: str = setting("127.0.0.1", "address NOTIFY messages are sent from")
     log_queries: bool = setting(False, "log every query and its rcode at info (costs throughput)")
 
     def validate(self, where: str) -> None:
-        if not 512 <= self.max_udp_payload <= 65535:
-            raise ConfigError(f"{where}.max_udp_payload: must be between 512 and 65535")
-        if self.idle_timeout <= 0:
-            raise ConfigError(f"{where}.idle_timeout: must be positive")
-        if self.reload_interval < 0:
-            raise ConfigError(f"{where}.reload_interval: must be 0 or more")
-        if self.max_tcp_connections < 1 or self.max_prepared < 0:
-            raise ConfigError(f"{where}: max_tcp_connections must be >= 1, max_prepared >= 0")
         origins = {}
         for i, zone in enumerate(self.zones):
             origin = dns.name.from_text(zone.name)

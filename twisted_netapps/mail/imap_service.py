@@ -19,32 +19,29 @@ from twisted_netapps.settings import setting
 @dataclasses.dataclass(frozen=True)
 class Settings:
     listen: list[str] = setting(["tcp:1143:interface=127.0.0.1"], "TCP endpoint strings")
-    idle_timeout: float = setting(1800.0, "seconds a logged-in session may stay silent (RFC 3501: at least 30 minutes)")
-    login_timeout: float = setting(60.0, "seconds to log in after connecting")
-    max_line: int = setting(65536, "longest command line in bytes (long UID sets); longer gets BYE")
-    max_message_size: int = setting(50 * 1024 * 1024, "largest APPEND literal in bytes")
-    poll_interval: float = setting(1.0, "seconds between checks of a selected folder for new mail / changes")
-    login_failure_delay: float = setting(2.0, "seconds before a failed login's NO (slows down guessing)")
+    idle_timeout: float = setting(
+        1800.0, "seconds a logged-in session may stay silent (RFC 3501: at least 30 minutes)", positive=True
+    )
+    login_timeout: float = setting(60.0, "seconds to log in after connecting", positive=True)
+    max_line: int = setting(
+        65536, "longest command line in bytes (long UID sets); longer gets BYE", minimum=1024
+    )
+    max_message_size: int = setting(50 * 1024 * 1024, "largest APPEND literal in bytes", minimum=1)
+    poll_interval: float = setting(
+        1.0, "seconds between checks of a selected folder for new mail / changes", positive=True
+    )
+    login_failure_delay: float = setting(
+        2.0, "seconds before a failed login's NO (slows down guessing)", minimum=0
+    )
     plaintext_auth: str = setting(
-        "loopback", 'LOGIN and AUTHENTICATE PLAIN: "always", "loopback" (or after STARTTLS), "tls" (only after STARTTLS)'
+        "loopback", 'LOGIN and AUTHENTICATE PLAIN: "always", "loopback" (or after STARTTLS), "tls" (only after STARTTLS)',
+        choices=PLAINTEXT_POLICIES,
     )
     tls: bool = setting(True, "offer STARTTLS")
     tls_cert: str = setting("", "PEM certificate for STARTTLS (default: <data_dir>/tls/cert.pem, self-signed if absent)")
     tls_key: str = setting("", "PEM private key for tls_cert (default: <data_dir>/tls/key.pem)")
 
     def validate(self, where: str) -> None:
-        if self.idle_timeout <= 0 or self.login_timeout <= 0:
-            raise ConfigError(f"{where}: idle_timeout and login_timeout must be positive")
-        if self.max_line < 1024:
-            raise ConfigError(f"{where}.max_line: must be at least 1024")
-        if self.max_message_size < 1:
-            raise ConfigError(f"{where}.max_message_size: must be positive")
-        if self.poll_interval <= 0:
-            raise ConfigError(f"{where}.poll_interval: must be positive")
-        if self.login_failure_delay < 0:
-            raise ConfigError(f"{where}.login_failure_delay: must not be negative")
-        if self.plaintext_auth not in PLAINTEXT_POLICIES:
-            raise ConfigError(f"{where}.plaintext_auth: one of {', '.join(PLAINTEXT_POLICIES)}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError(f"{where}: tls_cert and tls_key must be given together")
 

@@ -20,13 +20,20 @@ PLAINTEXT_POLICIES = ("always", "loopback", "tls")
 class Settings:
     listen: list[str] = setting(["tcp:1110:interface=127.0.0.1"], "TCP endpoint strings")
     hostname: str = setting("", "name in the APOP timestamp (default: the host name)")
-    idle_timeout: float = setting(600.0, "seconds a session may stay silent (RFC 1939: at least 10 minutes)")
-    max_line: int = setting(4096, "longest command line in bytes; longer gets -ERR and is discarded")
-    max_bad_commands: int = setting(10, "bad commands before the connection is closed")
-    max_login_failures: int = setting(3, "failed logins before the connection is closed")
-    login_failure_delay: float = setting(2.0, "seconds before a failed login's -ERR (slows down guessing)")
+    idle_timeout: float = setting(
+        600.0, "seconds a session may stay silent (RFC 1939: at least 10 minutes)", positive=True
+    )
+    max_line: int = setting(
+        4096, "longest command line in bytes; longer gets -ERR and is discarded", minimum=255  # RFC 2449
+    )
+    max_bad_commands: int = setting(10, "bad commands before the connection is closed", minimum=1)
+    max_login_failures: int = setting(3, "failed logins before the connection is closed", minimum=1)
+    login_failure_delay: float = setting(
+        2.0, "seconds before a failed login's -ERR (slows down guessing)", minimum=0
+    )
     plaintext_auth: str = setting(
-        "loopback", 'USER/PASS and AUTH PLAIN: "always", "loopback" (or after STLS), "tls" (only after STLS)'
+        "loopback", 'USER/PASS and AUTH PLAIN: "always", "loopback" (or after STLS), "tls" (only after STLS)',
+        choices=PLAINTEXT_POLICIES,
     )
     apop: bool = setting(True, "offer APOP when <data_dir>/mail/apop-secrets holds secrets")
     tls: bool = setting(True, "offer STLS")
@@ -34,16 +41,6 @@ class Settings:
     tls_key: str = setting("", "PEM private key for tls_cert (default: <data_dir>/tls/key.pem)")
 
     def validate(self, where: str) -> None:
-        if self.idle_timeout <= 0:
-            raise ConfigError(f"{where}.idle_timeout: must be positive")
-        if self.max_line < 255:
-            raise ConfigError(f"{where}.max_line: must be at least 255 (RFC 2449)")
-        if self.max_bad_commands < 1 or self.max_login_failures < 1:
-            raise ConfigError(f"{where}: max_bad_commands and max_login_failures must be at least 1")
-        if self.login_failure_delay < 0:
-            raise ConfigError(f"{where}.login_failure_delay: must not be negative")
-        if self.plaintext_auth not in PLAINTEXT_POLICIES:
-            raise ConfigError(f"{where}.plaintext_auth: one of {', '.join(PLAINTEXT_POLICIES)}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError(f"{where}: tls_cert and tls_key must be given together")
 

@@ -45,46 +45,34 @@ class Settings:
     allow_plaintext_auth: bool = setting(False, "offer AUTH before STARTTLS (only for tests and loopback)")
     tls_cert: str = setting("", "PEM certificate for STARTTLS ('' = self-signed in <data_dir>/tls)")
     tls_key: str = setting("", "PEM private key for tls_cert")
-    max_message_size: int = setting(25 * 1024 * 1024, "largest message accepted (SIZE), in bytes")
-    max_recipients: int = setting(100, "recipients per message; more get 452")
-    max_line: int = setting(1000, "longest DATA line in octets including CRLF (RFC 5321)")
-    max_command_line: int = setting(2048, "longest command line in octets")
-    max_errors: int = setting(20, "error replies before the session is closed with 421")
-    max_hops: int = setting(50, "Received: headers beyond which a message is refused as looping (554 5.4.6)")
-    max_connections: int = setting(1000, "concurrent SMTP connections (both listeners); more get 421")
-    command_timeout: float = setting(300.0, "seconds to wait for a command")
-    data_timeout: float = setting(600.0, "seconds to wait for more DATA")
-    auth_failure_delay: float = setting(1.0, "seconds before a failed AUTH is answered")
+    max_message_size: int = setting(25 * 1024 * 1024, "largest message accepted (SIZE), in bytes", minimum=1)
+    max_recipients: int = setting(100, "recipients per message; more get 452", minimum=1)
+    max_line: int = setting(
+        1000, "longest DATA line in octets including CRLF (RFC 5321)", minimum=100, maximum=1_000_000
+    )
+    max_command_line: int = setting(2048, "longest command line in octets", minimum=512)
+    max_errors: int = setting(20, "error replies before the session is closed with 421", minimum=1)
+    max_hops: int = setting(
+        50, "Received: headers beyond which a message is refused as looping (554 5.4.6)", minimum=1
+    )
+    max_connections: int = setting(1000, "concurrent SMTP connections (both listeners); more get 421", minimum=1)
+    command_timeout: float = setting(300.0, "seconds to wait for a command", positive=True)
+    data_timeout: float = setting(600.0, "seconds to wait for more DATA", positive=True)
+    auth_failure_delay: float = setting(1.0, "seconds before a failed AUTH is answered", minimum=0)
     resolver: str = setting("", "DNS server ADDR[:PORT] for MX lookups ('' = the system's resolver)")
-    relay_port: int = setting(25, "port of the mail hosts we relay to")
-    relay_timeout: float = setting(60.0, "seconds per relay connection step")
+    relay_port: int = setting(25, "port of the mail hosts we relay to", minimum=1, maximum=65535)
+    relay_timeout: float = setting(60.0, "seconds per relay connection step", positive=True)
     relay_tls: bool = setting(True, "use STARTTLS when a relay host offers it (opportunistic, unverified)")
-    max_relay_parallel: int = setting(10, "queue entries delivered at once")
-    queue_interval: float = setting(30.0, "seconds between queue scans")
-    retry_base: float = setting(60.0, "first retry delay; doubles each attempt")
-    retry_max: float = setting(3600.0, "longest retry delay")
-    queue_lifetime: float = setting(5 * 86400.0, "seconds before undeliverable mail is bounced")
+    max_relay_parallel: int = setting(10, "queue entries delivered at once", minimum=1)
+    queue_interval: float = setting(30.0, "seconds between queue scans", positive=True)
+    retry_base: float = setting(60.0, "first retry delay; doubles each attempt", positive=True)
+    retry_max: float = setting(3600.0, "longest retry delay", positive=True)
+    queue_lifetime: float = setting(5 * 86400.0, "seconds before undeliverable mail is bounced", positive=True)
 
     def validate(self, where: str) -> None:
         for domain in self.local_domains:
             if not valid_domain(domain):
                 raise ConfigError(f"{where}.local_domains: bad domain {domain!r}")
-        if not 100 <= self.max_line <= 1_000_000:
-            raise ConfigError(f"{where}.max_line: must be between 100 and 1000000")
-        if self.max_command_line < 512:
-            raise ConfigError(f"{where}.max_command_line: must be at least 512 (RFC 5321)")
-        for name in ("max_message_size", "max_recipients", "max_errors", "max_relay_parallel", "max_hops",
-                     "max_connections"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{where}.{name}: must be at least 1")
-        for name in ("command_timeout", "data_timeout", "relay_timeout", "queue_interval", "retry_base",
-                     "retry_max", "queue_lifetime"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{where}.{name}: must be positive")
-        if self.auth_failure_delay < 0:
-            raise ConfigError(f"{where}.auth_failure_delay: must not be negative")
-        if not 0 < self.relay_port < 65536:
-            raise ConfigError(f"{where}.relay_port: must be a port number")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError(f"{where}: tls_cert and tls_key must be given together")
         try:

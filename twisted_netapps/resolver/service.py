@@ -52,22 +52,36 @@ class Settings:
         "named.root",
         "root hints file (named.root format); relative paths: the config file's directory, then the packaged data",
     )
-    upstream_port: int = setting(53, "port the authoritative servers are queried on (the demo hierarchy uses 5300)")
+    upstream_port: int = setting(
+        53, "port the authoritative servers are queried on (the demo hierarchy uses 5300)", minimum=1, maximum=65535
+    )
     forwarders: list[str] = setting(
         [], "forwarding mode: send every query to these resolvers (IP or IP:PORT) instead of iterating"
     )
-    cache_max_entries: int = setting(100_000, "RRsets (and, separately, prepared answers) kept; LRU beyond")
-    cache_min_ttl: int = setting(0, "TTLs below this are raised to it")
+    cache_max_entries: int = setting(
+        100_000, "RRsets (and, separately, prepared answers) kept; LRU beyond", minimum=1
+    )
+    cache_min_ttl: int = setting(0, "TTLs below this are raised to it", minimum=0)
     cache_max_ttl: int = setting(86_400, "TTLs above this are lowered to it")
-    negative_max_ttl: int = setting(3_600, "longest time an NXDOMAIN/NODATA answer is cached (RFC 2308)")
-    failure_ttl: int = setting(1, "seconds a SERVFAIL is remembered for the same question (RFC 9520)")
-    server_timeout: float = setting(1.5, "seconds to wait for one upstream server before trying the next")
-    time_budget: float = setting(10.0, "seconds for a whole resolution before SERVFAIL")
-    max_upstream_queries: int = setting(64, "upstream queries per client question before SERVFAIL")
-    max_resolutions: int = setting(1000, "distinct questions resolved at once; beyond, new ones get SERVFAIL at once")
+    negative_max_ttl: int = setting(
+        3_600, "longest time an NXDOMAIN/NODATA answer is cached (RFC 2308)", minimum=0
+    )
+    failure_ttl: int = setting(
+        1, "seconds a SERVFAIL is remembered for the same question (RFC 9520)", minimum=0
+    )
+    server_timeout: float = setting(
+        1.5, "seconds to wait for one upstream server before trying the next", positive=True
+    )
+    time_budget: float = setting(10.0, "seconds for a whole resolution before SERVFAIL", positive=True)
+    max_upstream_queries: int = setting(64, "upstream queries per client question before SERVFAIL", minimum=1)
+    max_resolutions: int = setting(
+        1000, "distinct questions resolved at once; beyond, new ones get SERVFAIL at once", minimum=1
+    )
     ipv6_servers: bool = setting(False, "also query name servers over IPv6 (needs IPv6 connectivity)")
-    max_udp_payload: int = setting(1232, "our EDNS UDP payload size; larger answers get TC")
-    idle_timeout: float = setting(30.0, "seconds a client TCP connection may stay silent")
+    max_udp_payload: int = setting(
+        1232, "our EDNS UDP payload size; larger answers get TC", minimum=512, maximum=65535
+    )
+    idle_timeout: float = setting(30.0, "seconds a client TCP connection may stay silent", positive=True)
     log_queries: bool = setting(False, "log every resolution (cache misses) at info")
 
     def validate(self, where: str) -> None:
@@ -81,22 +95,8 @@ class Settings:
                 parse_server(server)
             except ValueError as e:
                 raise ConfigError(f"{where}.forwarders[{i}]: bad server {server!r}: {e}") from None
-        if not 0 < self.upstream_port < 65536:
-            raise ConfigError(f"{where}.upstream_port: must be 1-65535")
-        if self.cache_max_entries < 1:
-            raise ConfigError(f"{where}.cache_max_entries: must be at least 1")
-        if not 0 <= self.cache_min_ttl <= self.cache_max_ttl:
-            raise ConfigError(f"{where}.cache_min_ttl: must be between 0 and cache_max_ttl")
-        if self.negative_max_ttl < 0 or self.failure_ttl < 0:
-            raise ConfigError(f"{where}.negative_max_ttl/failure_ttl: must not be negative")
-        if self.server_timeout <= 0 or self.time_budget <= 0 or self.idle_timeout <= 0:
-            raise ConfigError(f"{where}: server_timeout, time_budget and idle_timeout must be positive")
-        if self.max_resolutions < 1:
-            raise ConfigError(f"{where}.max_resolutions: must be at least 1")
-        if self.max_upstream_queries < 1:
-            raise ConfigError(f"{where}.max_upstream_queries: must be at least 1")
-        if not 512 <= self.max_udp_payload <= 65535:
-            raise ConfigError(f"{where}.max_udp_payload: must be between 512 and 65535")
+        if self.cache_min_ttl > self.cache_max_ttl:
+            raise ConfigError(f"{where}.cache_min_ttl: must not exceed cache_max_ttl")
 
 
 def packaged_data(name: str) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 from twisted_netapps.context import ServiceContext
-from twisted_netapps.errors import ConfigError
 from twisted_netapps.settings import setting
 from twisted_netapps.uppercase.core import MAX_UDP_PAYLOAD
 from twisted_netapps.uppercase.protocol import UppercaseDatagramProtocol, UppercaseFactory
@@ -17,18 +16,13 @@ class Settings:
         ["tcp:12000:interface=127.0.0.1", "udp:12000:interface=127.0.0.1"],
         "TCP endpoint strings and udp:PORT[:interface=ADDR] listeners",
     )
-    max_line: int = setting(65536, "longest TCP line in bytes; longer gets an error line and a close")
-    idle_timeout: float = setting(300.0, "seconds a TCP connection may stay silent")
-    max_datagram: int = setting(MAX_UDP_PAYLOAD, "largest UDP datagram answered; larger gets an error datagram")
+    max_line: int = setting(65536, "longest TCP line in bytes; longer gets an error line and a close", minimum=1)
+    idle_timeout: float = setting(300.0, "seconds a TCP connection may stay silent", positive=True)
+    max_datagram: int = setting(
+        MAX_UDP_PAYLOAD, "largest UDP datagram answered; larger gets an error datagram",
+        minimum=1, maximum=MAX_UDP_PAYLOAD,
+    )
     log_requests: bool = setting(True, "log every line/datagram at info (connections are always logged)")
-
-    def validate(self, where: str) -> None:
-        if self.max_line < 1:
-            raise ConfigError(f"{where}.max_line: must be at least 1")
-        if self.idle_timeout <= 0:
-            raise ConfigError(f"{where}.idle_timeout: must be positive")
-        if not 1 <= self.max_datagram <= MAX_UDP_PAYLOAD:
-            raise ConfigError(f"{where}.max_datagram: must be between 1 and {MAX_UDP_PAYLOAD}")
 
 
 def build(context: ServiceContext):
