@@ -45,9 +45,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(ROOT / "tests" / "resolver"))
+sys.path.insert(0, str(ROOT / "tests"))
 from benchlib import netapps  # noqa: E402
-from resolver_peers import (  # noqa: E402
+from dns_peers import (  # noqa: E402
     LoopbackAliases, bind_hierarchy, free_udp_tcp_port, random_loopback_addresses, tool, unbound,
 )
 

@@ -26,7 +26,7 @@ import pytest
 
 from conftest import require_tool
 from netapps_daemon import wait_for
-from resolver_peers import Hierarchy, free_udp_tcp_port, random_loopback_addresses, unbound
+from dns_peers import Hierarchy, demo_zones_on, free_udp_tcp_port, random_loopback_addresses, unbound
 
 DEMO = Path(__file__).resolve().parents[2] / "twisted_netapps" / "data" / "zones"
 LEVELS = [(".", "root.zone"), ("test.", "test.zone"), ("example.test.", "example.test.zone"),
@@ -89,24 +89,13 @@ def test_default_config_dns_and_resolver_walk_the_demo_chain(netapps_daemon):
     assert "printer.lab.example.test. 1800 IN A 127.0.0.31" in out.stdout
 
 
-def _demo_on(addresses: list[str], directory: Path) -> Path:
-    """The demo zones with 127.0.0.2-5 moved to *addresses*."""
-    mapping = {str(i): addresses[i - 2] for i in range(2, 6)}
-    zones = directory / "zones"
-    zones.mkdir(parents=True)
-    for path in DEMO.iterdir():
-        text = path.read_text()
-        (zones / path.name).write_text(re.sub(r"\b127\.0\.0\.([2-5])\b", lambda m: mapping[m.group(1)], text))
-    return zones
-
-
 @pytest.mark.interop
 def test_unbound_and_our_resolver_agree_on_our_hierarchy(netapps_daemon, tmp_path):
     require_tool("unbound")
     if os.geteuid() != 0:
         pytest.skip("needs root (port 53: Unbound iterates to port 53 only)")
     addresses = random_loopback_addresses(4, 53)
-    zones = _demo_on(addresses, tmp_path)
+    zones = demo_zones_on(addresses, tmp_path)
     hints = tmp_path / "hints"
     hints.write_text(f". 3600000 NS a.root-servers.test.\na.root-servers.test. 3600000 A {addresses[0]}\n")
     port = free_udp_tcp_port(["127.0.0.1"])

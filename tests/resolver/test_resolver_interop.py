@@ -21,7 +21,7 @@ import pytest
 
 from conftest import require_tool
 from netapps_daemon import wait_for
-from resolver_peers import LoopbackAliases, bind_hierarchy, free_udp_tcp_port, random_loopback_addresses, unbound
+from dns_peers import LoopbackAliases, bind_hierarchy, free_udp_tcp_port, random_loopback_addresses, unbound
 
 pytestmark = pytest.mark.interop
 

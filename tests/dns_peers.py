@@ -1,4 +1,4 @@
-"""Real peers for the resolver's tests and benchmark: a BIND hierarchy, Unbound.
+"""Real DNS peers for the dns and resolver tests and benchmarks: a BIND hierarchy, Unbound.
 
 :func:`bind_hierarchy` starts one ``named`` in the foreground whose views
 serve a root zone, ``test.``, ``example.test.`` and ``other.test.`` each on
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -353,3 +354,15 @@ remote-control:
         process.stop()
         raise
     return process, port
+
+
+def demo_zones_on(addresses: list[str], directory: Path) -> Path:
+    """The packaged demo zones, copied to *directory*/zones with 127.0.0.2-5 moved to *addresses*."""
+    demo = Path(__file__).resolve().parent.parent / "twisted_netapps" / "data" / "zones"
+    mapping = {str(i): addresses[i - 2] for i in range(2, 6)}
+    zones = directory / "zones"
+    zones.mkdir(parents=True)
+    for path in demo.iterdir():
+        text = path.read_text()
+        (zones / path.name).write_text(re.sub(r"\b127\.0\.0\.([2-5])\b", lambda m: mapping[m.group(1)], text))
+    return zones
