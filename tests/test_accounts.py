@@ -110,3 +110,25 @@ class CheckerTests(SynchronousTestCase):
         portal = make_portal(Realm(), self.store, _ThreadlessReactor())
         d = portal.login(credentials.UsernamePassword(b"alice", b"s3cret"), None, IThing)
         self.assertEqual(self.successResultOf(d)[1], "alice")
+
+
+def test_write_file_writes_everything_and_leaves_nothing_torn(tmp_path, monkeypatch):
+    from twisted_netapps import fileio
+
+    target = tmp_path / "f"
+    fileio.write_file(target, b"x" * 100000, mode=0o600)
+    assert target.read_bytes() == b"x" * 100000 and stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    with pytest.raises(FileExistsError):
+        fileio.write_file(target, b"y", exclusive=True)
+    writes = []
+
+    def short_then_fail(fd, data):  # a short write, then a full disk
+        if writes:
+            raise OSError(28, "No space left on device")
+        writes.append(1)
+        return os.write(fd, bytes(data[:10]))
+
+    monkeypatch.setattr(fileio.os, "write", short_then_fail)
+    with pytest.raises(OSError):
+        fileio.write_file(tmp_path / "g", b"z" * 100)
+    assert not (tmp_path / "g").exists()

@@ -19,22 +19,32 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def write_file(path: Path, data: bytes, *, mode: int = 0o600, exclusive: bool = False, fsync: bool = True) -> None:
+    """Create *path* holding all of *data*, fsync'd unless *fsync* is False.
+
+    *exclusive* refuses to overwrite (O_EXCL). On any failure the partial file
+    is removed, so a crash-free error never leaves a torn file behind.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, mode)
+    try:
+        view = memoryview(data)
+        while view:  # os.write may write less than asked
+            view = view[os.write(fd, view):]
+        if fsync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        Path(path).unlink(missing_ok=True)
+        raise
+    os.close(fd)
+
+
 def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace *path* with *data* atomically and durably, created with *mode*."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
+    write_file(tmp, data, mode=mode)
     os.replace(tmp, path)
     fsync_directory(path.parent)
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twisted_netapps.accounts import USERNAME_RE
-from twisted_netapps.fileio import fsync_directory
+from twisted_netapps.fileio import fsync_directory, write_file
 
 INBOX = "INBOX"
 SUBDIRS = ("tmp", "new", "cur")
@@ -145,18 +145,7 @@ class Maildir:
         data = normalise_crlf(message)
         name = unique_name(len(data))
         path = self.tmp / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if fsync:
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            path.unlink(missing_ok=True)
-            raise
-        os.close(fd)
+        write_file(path, data, mode=FILE_MODE, exclusive=True, fsync=fsync)
         return path, name
 
     def publish(self, tmp_path: Path, name: str, *, fsync_dir: bool = True) -> str:

@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from twisted_netapps.fileio import ensure_private_dir, fsync_directory, write_atomically
+from twisted_netapps.fileio import ensure_private_dir, fsync_directory, write_atomically, write_file
 
 FLUSH_REQUEST = "flush"
 ORPHAN_AGE = 3600.0
@@ -71,22 +71,10 @@ class QueueStore:
         """Write a new entry durably; the directory fsync is left to *dirs* (group commit)
         or done here when *dirs* is None."""
         message_path, envelope_path = self._paths(entry.id)
-        fd = os.open(message_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(message)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_file(message_path, message, exclusive=True)
         entry.size = len(message)
         tmp = envelope_path.with_suffix(".json.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, entry.to_json())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_file(tmp, entry.to_json())
         os.rename(tmp, envelope_path)
         if dirs is None:
             fsync_directory(self.root)
