@@ -30,22 +30,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from netapps_daemon import wait_for
+
 BIG_TXT_RECORDS = 60
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def tool(name: str) -> str | None:
@@ -284,7 +274,7 @@ controls {{ }};
     process = Process(proc, log_path)
     hierarchy = Hierarchy(root, tld, domain, other, port, workdir, process)
     try:
-        _wait_for(lambda: _ready(process), 20, "named to load its zones")
+        wait_for(lambda: _ready(process), 20, what="named to load its zones")
     except BaseException:
         process.stop()
         raise
@@ -349,7 +339,7 @@ remote-control:
         return not port_free(listen, port)
 
     try:
-        _wait_for(ready, 20, "unbound to listen")
+        wait_for(ready, 20, what="unbound to listen")
     except BaseException:
         process.stop()
         raise
