@@ -30,7 +30,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from benchlib import TWISTD, cpu_seconds  # noqa: E402
+from dns_peers import named_conf  # noqa: E402
 
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
@@ -145,23 +147,11 @@ def stock_twisted(tmp: Path, zone: Path, port: int):
 def bind(tmp: Path, zone: Path, port: int):
     named = shutil.which("named", path=SEARCH_PATH)
     workdir = Path(tempfile.mkdtemp(prefix="named-", dir=tmp))
-    conf = workdir / "named.conf"
-    conf.write_text(f"""
-options {{
-    directory "{workdir}";
-    pid-file "{workdir}/named.pid";
-    session-keyfile "{workdir}/session.key";
-    listen-on port {port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    allow-query {{ any; }};
-    dnssec-validation no;
-    minimal-responses yes;
-    rate-limit {{ responses-per-second 0; }};
-}};
-controls {{ }};
-zone "example.test" {{ type primary; file "{zone}"; }};
-""")
+    conf = named_conf(
+        workdir, port, ["127.0.0.1"],
+        "allow-query { any; };\nminimal-responses yes;\nrate-limit { responses-per-second 0; };",
+        f'zone "example.test" {{ type primary; file "{zone}"; }};',
+    )
     cmd = [named, "-g", "-n", "1", "-U", "1", "-c", str(conf)]
     return running(cmd, port, tmp / "named.log", workdir)
 

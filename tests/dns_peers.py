@@ -248,23 +248,7 @@ view "v{address.replace('.', '_')}" {{
     recursion no;
 {joined}
 }};""")
-    conf = workdir / "named.conf"
-    conf.write_text(f"""
-options {{
-    directory "{workdir}";
-    pid-file "{workdir}/named.pid";
-    session-keyfile "{workdir}/session.key";
-    managed-keys-directory "{workdir}";
-    listen-on port {port} {{ {'; '.join(addresses)}; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    dnssec-validation no;
-    notify no;
-    minimal-responses no;
-}};
-controls {{ }};
-{''.join(views)}
-""")
+    conf = named_conf(workdir, port, addresses, "notify no;\nminimal-responses no;", "".join(views))
     log_path = workdir / "named.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -279,6 +263,29 @@ controls {{ }};
         process.stop()
         raise
     return hierarchy
+
+
+def named_conf(workdir: Path, port: int, addresses: list[str], options: str, rest: str) -> Path:
+    """Write ``workdir/named.conf`` for a private foreground ``named``: its files in
+    *workdir*, IPv4 on *addresses*:*port* only, no recursion, no DNSSEC validation,
+    no rndc; *options* go inside ``options {}``, *rest* (zones, views) after it."""
+    conf = workdir / "named.conf"
+    indented = "".join(f"    {line}\n" for line in options.splitlines() if line.strip())
+    conf.write_text(f"""
+options {{
+    directory "{workdir}";
+    pid-file "{workdir}/named.pid";
+    session-keyfile "{workdir}/session.key";
+    managed-keys-directory "{workdir}";
+    listen-on port {port} {{ {'; '.join(addresses)}; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+{indented}}};
+controls {{ }};
+{rest}
+""")
+    return conf
 
 
 def _ready(process: Process):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import require_tool  # noqa: E402
+from dns_peers import Process, named_conf  # noqa: E402
 from dnstestlib import dig, free_port_both, write_config  # noqa: E402
 from netapps_daemon import wait_for  # noqa: E402
 
@@ -33,27 +33,14 @@ def bind_secondary(tmp_path: Path, port: int, primary_port: int):
     named = require_tool("named")
     workdir = tmp_path / "named"
     workdir.mkdir()
-    conf = workdir / "named.conf"
-    conf.write_text(f"""
-options {{
-    directory "{workdir}";
-    pid-file "{workdir}/named.pid";
-    session-keyfile "{workdir}/session.key";
-    listen-on port {port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    dnssec-validation no;
-    minimal-responses yes;
-    notify no;
-    allow-transfer {{ 127.0.0.1; }};
-}};
-controls {{ }};
-zone "example.test" {{
+    conf = named_conf(
+        workdir, port, ["127.0.0.1"], "minimal-responses yes;\nnotify no;\nallow-transfer { 127.0.0.1; };",
+        f'''zone "example.test" {{
     type secondary;
     primaries {{ 127.0.0.1 port {primary_port}; }};
     file "example.test.secondary";
-}};
-""")
+}};''',
+    )
     log_path = workdir / "named.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([named, "-g", "-n", "1", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
@@ -61,13 +48,7 @@ zone "example.test" {{
     try:
         yield proc, log_path
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        Process(proc, log_path).stop()
 
 
 def normalised(output: str) -> tuple[str, list[str]]:
