@@ -304,3 +304,33 @@ def test_quick_retr_matches_receive_line_or_declines():
     for arg in (b"3", b"0", b"4", b"x", b"", b"1 2", b"0001234567890"):
         assert s.quick_retr(arg) is None  # errors and oddities take the general path
     assert session().quick_retr(b"1") is None  # not in TRANSACTION
+
+
+def _reference_body(data: bytes) -> bytes:
+    """RFC 1939 multi-line body of *data*, line by line: every LF (with or without
+    its CR) and a final lone CR end a line, sent as CRLF; a line starting with
+    "." gets another "."; then the terminating ".". The slow, obvious version."""
+    ends_with_cr = data.endswith(b"\r")
+    pieces = (data[:-1] if ends_with_cr else data).split(b"\n")
+    lines = [p[:-1] if p.endswith(b"\r") else p for p in pieces[:-1]]
+    if pieces[-1] or ends_with_cr:
+        lines.append(pieces[-1])
+    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines) + b".\r\n"
+
+
+_MAIL_BYTES = st.lists(st.sampled_from([b".", b"\r", b"\n", b"\r\n", b"\n.", b"..", b"a", b"n", b" x."]), max_size=60).map(b"".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_MAIL_BYTES, st.binary(max_size=200)), st.integers(min_value=1, max_value=9))
+def test_dot_stuffing_equals_the_line_by_line_reference(data, chunk_size):
+    expected = _reference_body(data)
+    assert core.encode_message(data) == expected
+    encoder = core.MessageEncoder()
+    chunked = b"".join(encoder.feed(data[i:i + chunk_size]) for i in range(0, len(data), chunk_size))
+    assert chunked + encoder.finish() == expected
+    # A CRLF-clean file whose name carries its size takes the fast path: same bytes.
+    clean = expected[:-3].replace(b"\r\n..", b"\r\n.")
+    if clean.startswith(b".."):
+        clean = clean[1:]
+    assert core.encode_message(clean, len(clean)) == _reference_body(clean) == expected
