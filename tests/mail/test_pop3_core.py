@@ -334,3 +334,10 @@ def test_dot_stuffing_equals_the_line_by_line_reference(data, chunk_size):
     if clean.startswith(b".."):
         clean = clean[1:]
     assert core.encode_message(clean, len(clean)) == _reference_body(clean) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(_MAIL_BYTES, st.sampled_from([b"", b"+OK 12 octets\r\n"]))
+def test_encode_message_prefix_is_only_prepended(data, prefix):
+    for size in (None, len(data)):
+        assert core.encode_message(data, size, prefix) == prefix + core.encode_message(data, size)

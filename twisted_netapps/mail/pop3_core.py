@@ -594,8 +594,9 @@ class MessageEncoder:
         return tail + b".\r\n"
 
 
-def encode_message(data: bytes, size_from_name: int | None = None) -> bytes:
-    """A whole message as a POP3 multi-line body (what :class:`MessageEncoder` does, in one go).
+def encode_message(data: bytes, size_from_name: int | None = None, prefix: bytes = b"") -> bytes:
+    """A whole message as a POP3 multi-line body (what :class:`MessageEncoder` does, in one go),
+    after *prefix* (the ``+OK`` line: one buffer for the whole reply, copied once).
 
     Checking every LF for its CR costs as much as the rest of a RETR (two
     full scans), so a file whose length equals the CRLF size in its name
@@ -615,13 +616,11 @@ def encode_message(data: bytes, size_from_name: int | None = None) -> bytes:
         clean = not data.endswith(b"\r") and data.count(b"\n") == data.count(b"\r\n")
     if not clean:
         encoder = MessageEncoder()
-        return encoder.feed(data) + encoder.finish()
+        return prefix + encoder.feed(data) + encoder.finish()
     out = _stuff_dots(data)
-    if out.startswith(b"."):
-        out = b"." + out
-    if out and not out.endswith(b"\n"):
-        out += b"\r\n"
-    return out + b".\r\n"
+    if out[:1] == b".":
+        prefix += b"."
+    return b"".join((prefix, out, b".\r\n" if not out or out.endswith(b"\n") else b"\r\n.\r\n"))
 
 
 def top_of_message(data_lines, body_lines: int) -> bytes:

@@ -299,7 +299,7 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
         if small is None:
             return False
         data, message.ref = small
-        reply = event.ok + core.encode_message(data, message.ref.size)
+        reply = core.encode_message(data, message.ref.size, event.ok)
         stats = self.factory.stats
         stats.incr("messages_retrieved")
         stats.incr("bytes_out", len(reply))
