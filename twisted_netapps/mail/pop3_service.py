@@ -6,11 +6,10 @@ import dataclasses
 
 from twisted_netapps.auth import make_portal
 from twisted_netapps.context import ServiceContext
-from twisted_netapps.errors import ConfigError
 from twisted_netapps.mail.maildir import MailStore
 from twisted_netapps.mail.pop3_apop import SECRETS_FILE, ApopSecretChecker
 from twisted_netapps.mail.pop3_protocol import Pop3Factory, Pop3Realm
-from twisted_netapps.mail.tls import server_tls_options
+from twisted_netapps.mail.tls import check_cert_key_pair, server_tls_options
 from twisted_netapps.settings import setting
 
 PLAINTEXT_POLICIES = ("always", "loopback", "tls")
@@ -41,8 +40,7 @@ class Settings:
     tls_key: str = setting("", "PEM private key for tls_cert (default: <data_dir>/tls/key.pem)")
 
     def validate(self, where: str) -> None:
-        if bool(self.tls_cert) != bool(self.tls_key):
-            raise ConfigError(f"{where}: tls_cert and tls_key must be given together")
+        check_cert_key_pair(self.tls_cert, self.tls_key, where)
 
 
 def build(context: ServiceContext):

@@ -21,7 +21,7 @@ from twisted_netapps.mail.queue_runner import QueueRunner, RunnerSettings
 from twisted_netapps.mail.smtp_core import SessionConfig
 from twisted_netapps.mail.smtp_protocol import SMTPFactory, SubmitterRealm
 from twisted_netapps.mail.smtp_syntax import valid_domain
-from twisted_netapps.mail.tls import server_tls_options
+from twisted_netapps.mail.tls import check_cert_key_pair, server_tls_options
 from twisted_netapps.settings import setting
 
 QUEUE_DIR = "smtp-queue"
@@ -73,8 +73,7 @@ class Settings:
         for domain in self.local_domains:
             if not valid_domain(domain):
                 raise ConfigError(f"{where}.local_domains: bad domain {domain!r}")
-        if bool(self.tls_cert) != bool(self.tls_key):
-            raise ConfigError(f"{where}: tls_cert and tls_key must be given together")
+        check_cert_key_pair(self.tls_cert, self.tls_key, where)
         try:
             parse_nameserver(self.resolver)
         except ValueError as e:

@@ -57,10 +57,15 @@ def generate_self_signed(cert_path: Path, key_path: Path, hostname: str = "local
     write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o600)
 
 
-def server_tls_options(data_dir: Path, cert: str, key: str, where: str):
-    """Twisted TLS context options from *cert*/*key* (paths), or the data dir's self-signed pair."""
+def check_cert_key_pair(cert: str, key: str, where: str) -> None:
+    """A configured certificate needs its key and the other way round."""
     if bool(cert) != bool(key):
         raise ConfigError(f"{where}: tls_cert and tls_key must be given together")
+
+
+def server_tls_options(data_dir: Path, cert: str, key: str, where: str):
+    """Twisted TLS context options from *cert*/*key* (paths), or the data dir's self-signed pair."""
+    check_cert_key_pair(cert, key, where)
     if cert:
         cert_path, key_path = Path(cert), Path(key)
     else:
