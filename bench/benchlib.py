@@ -27,6 +27,18 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def stop_process(proc: subprocess.Popen | None, timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL after *timeout*; nothing for a process already gone."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def netapps(services: list[str], listen: dict[str, list[str]], sets=(), timeout: float = 30.0):
     """Run ``twistd -n netapps`` with *services*; yield (pid, listeners list)."""
@@ -53,12 +65,7 @@ def netapps(services: list[str], listen: dict[str, list[str]], sets=(), timeout:
             time.sleep(0.05)
         yield proc.pid, data["listeners"]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -20,7 +20,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from benchlib import TWISTD, cpu_seconds  # noqa: E402
+from benchlib import TWISTD, cpu_seconds, stop_process  # noqa: E402
 from dns_peers import named_conf  # noqa: E402
 
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
@@ -113,13 +112,7 @@ def running(cmd: list[str], port: int, log: Path, cwd: Path):
         wait_answering(port, proc, log)
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 15)
 
 
 def ours(tmp: Path, zone: Path, port: int):

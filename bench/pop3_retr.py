@@ -25,7 +25,6 @@ import pwd
 import random
 import shutil
 import statistics
-import signal
 import socket
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import netapps, report  # noqa: E402
+from benchlib import netapps, report, stop_process  # noqa: E402
 
 from twisted_netapps.accounts import AccountStore  # noqa: E402
 from twisted_netapps.mail.maildir import MailStore  # noqa: E402
@@ -235,13 +234,7 @@ def private_dovecot(source_maildir: Path):
                 time.sleep(0.05)
         yield port, proc.pid
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 15)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -18,6 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from benchlib import stop_process  # noqa: E402
+
 POSTFIX = shutil.which("postfix", path="/usr/sbin:/usr/bin:" + os.environ.get("PATH", ""))
 AIOSMTPD_PEER = Path(__file__).with_name("smtp_aiosmtpd_peer.py")
 
@@ -187,13 +190,7 @@ class AiosmtpdMaildir:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def delivered(self) -> int:
