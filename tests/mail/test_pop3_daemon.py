@@ -98,6 +98,87 @@ def test_drop_without_quit_keeps_mail_and_frees_the_lock(pop3):
     c2.quit()
 
 
+def _big_message(size: int) -> bytes:
+    """A message of about *size* bytes with lines that need dot-stuffing and binary-ish base64."""
+    import base64
+    import hashlib
+
+    lines = [b"From: bob@example.test", b"Subject: big", b"MIME-Version: 1.0", b""]
+    seed = b"x"
+    total = 0
+    i = 0
+    while total < size:
+        seed = hashlib.sha256(seed).digest()
+        line = base64.b64encode(seed * 2)[:76] if i % 7 else b"." + base64.b64encode(seed)[:40]
+        lines.append(line)
+        total += len(line) + 2
+        i += 1
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+@pytest.mark.parametrize("size", [1 << 20, 20 << 20], ids=["1MB", "20MB"])
+def test_big_message_streams_byte_exact_through_a_real_socket(pop3, size):
+    import hashlib
+
+    message = _big_message(size)
+    pop3.store.deliver("alice", message)
+    c = client(pop3)
+    c.sock.settimeout(30)
+    count, _ = c.stat()
+    started = time.monotonic()
+    resp, lines, octets = c.retr(count)
+    elapsed = time.monotonic() - started
+    assert resp.startswith(b"+OK")
+    got = b"\r\n".join(lines) + b"\r\n"  # poplib un-stuffs the dots
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(message).hexdigest()
+    assert c.noop().startswith(b"+OK")  # the session goes on after the stream
+    c.quit()
+    assert elapsed < 20
+
+
+def test_client_killed_mid_retr_frees_the_lock_at_once(pop3):
+    pop3.store.deliver("alice", _big_message(20 << 20))
+    c = client(pop3)
+    count, _ = c.stat()
+    c.sock.sendall(b"RETR %d\r\n" % count)
+    assert c.sock.recv(65536).startswith(b"+OK")  # the stream has begun; the client stops reading
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    c.file.close()  # poplib's file object holds the socket open: close both
+    c.sock.close()  # RST, as when a client is killed
+    deadline = time.monotonic() + 1.0
+
+    def relogin():
+        try:
+            return client(pop3)
+        except poplib.error_proto as e:
+            assert b"IN-USE" in e.args[0]
+            return None
+
+    c2 = wait_for(relogin, timeout=1.0, what="lock released after the client vanished")
+    assert time.monotonic() <= deadline + 0.2
+    assert c2.stat()[0] == count  # nothing deleted: no UPDATE phase
+    c2.quit()
+    wait_for(lambda: "closed" in pop3.log, what="the closed line")
+
+
+def test_client_that_half_closes_mid_retr_gets_the_whole_message(pop3):
+    import hashlib
+
+    message = _big_message(2 << 20)
+    pop3.store.deliver("alice", message)
+    with socket.create_connection(pop3.address("pop3"), timeout=20) as s:
+        s.sendall(b"USER alice\r\nPASS %s\r\nRETR 4\r\nQUIT\r\n" % PASSWORD.encode())
+        s.shutdown(socket.SHUT_WR)
+        data = bytearray()
+        while chunk := s.recv(1 << 20):
+            data += chunk
+    body = data.split(b"+OK %d octets\r\n" % len(message), 1)[1]
+    stuffed, rest = body.split(b"\r\n.\r\n", 1)
+    unstuffed = b"\r\n".join(l[1:] if l.startswith(b"..") else l for l in stuffed.split(b"\r\n")) + b"\r\n"
+    assert hashlib.sha256(unstuffed).digest() == hashlib.sha256(message).digest()
+    assert rest.startswith(b"+OK")
+
+
 def test_exclusive_lock(pop3):
     c = client(pop3)
     with pytest.raises(poplib.error_proto, match="IN-USE"):

@@ -194,7 +194,7 @@ def test_idle_timeout(setup):
 
 def test_big_message_is_streamed_by_a_producer(setup):
     store, clock, factory = setup
-    body = b"".join(b".line %06d of a big message\r\n" % i for i in range(INLINE_LIMIT // 20))
+    body = b"".join(b".line %06d of a big message\r\n" % i for i in range(INLINE_LIMIT // 5))
     store.deliver("alice", b"Subject: big\r\n\r\n" + body)
     proto, transport = connect(factory)
     login(proto, transport)
@@ -202,7 +202,11 @@ def test_big_message_is_streamed_by_a_producer(setup):
     assert transport.producer is not None and not transport.streaming
     chunks = 0
     while transport.producer is not None:
+        before = len(transport.value())
         transport.producer.resumeProducing()
+        # Each call reaches the transport by itself: Twisted asks for the next
+        # chunk only once what this one wrote has drained.
+        assert len(transport.value()) > before
         chunks += 1
     assert chunks > 2
     out = transport.value()
@@ -297,3 +301,16 @@ def test_any_chunking_gives_the_same_replies(setup, cuts):
             start = point
     assert transport.value() == expected
     chunked.dataReceived(b"QUIT\r\n")
+
+
+def test_idle_timeout_mid_stream_aborts(setup):
+    """A client that stops reading mid-RETR: the buffer never drains, so a
+    graceful close would never finish; the timeout aborts instead."""
+    store, clock, factory = setup
+    store.deliver("alice", b"Subject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * (INLINE_LIMIT // 10))
+    proto, transport = connect(factory)
+    login(proto, transport)
+    proto.dataReceived(b"RETR 1\r\n")
+    assert transport.producer is not None
+    clock.advance(601)
+    assert transport.disconnected and b"-ERR idle timeout" not in transport.value()

@@ -34,7 +34,7 @@ from twisted_netapps.mail.pop3_apop import ApopCredentials, load_secrets
 log = Logger(namespace="netapps.pop3")
 
 INLINE_LIMIT = 256 * 1024
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024
 LOCK_FILE = "netapps-pop3.lock"
 _timestamp_counter = itertools.count(1)
 
@@ -127,7 +127,13 @@ def apply_update(folder: MaildirFolder, deleted: list, retrieved: list) -> int:
 
 
 class _MessageStreamer:
-    """Pull producer sending one big message in chunks, dot-stuffed."""
+    """Pull producer sending one big message in chunks, dot-stuffed.
+
+    Twisted calls :meth:`resumeProducing` each time the transport's buffer
+    has drained; every call must hand its chunk to the transport itself (not
+    only queue it in the protocol), or the buffer never drains again and the
+    transfer stalls after the first chunk.
+    """
 
     def __init__(self, proto: "Pop3Protocol", handle) -> None:
         self.proto = proto
@@ -135,17 +141,20 @@ class _MessageStreamer:
         self.encoder = core.MessageEncoder()
 
     def resumeProducing(self) -> None:
+        proto = self.proto
         chunk = self.handle.read(CHUNK)
-        self.proto.resetTimeout()
+        proto.resetTimeout()
         if chunk:
-            self.proto.write(self.encoder.feed(chunk))
+            proto.write(self.encoder.feed(chunk))
+            proto.flush()
             return
-        self.proto.write(self.encoder.finish())
+        proto.write(self.encoder.finish())
         self.handle.close()
-        self.proto.transport.unregisterProducer()
-        self.proto.stream_done()
+        proto.transport.unregisterProducer()
+        proto.stream_done()
 
     def stopProducing(self) -> None:
+        # The connection is gone mid-stream: connectionLost follows and frees the lock.
         self.handle.close()
 
 
@@ -217,6 +226,11 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
 
     def timeoutConnection(self) -> None:
         log.info("pop3: {peer} idle for {t}s, closing", peer=self.peer, t=self.factory.idle_timeout)
+        if self._streaming:
+            # The client stopped reading mid-message: a graceful close would
+            # wait for a buffer that never drains (and keep the lock).
+            self.transport.abortConnection()
+            return
         self.transport.write(b"-ERR idle timeout, closing\r\n")
         self.transport.loseConnection()
 
