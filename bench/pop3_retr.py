@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from benchlib import netapps, report, stop_process  # noqa: E402
 
 from twisted_netapps.accounts import AccountStore  # noqa: E402
-from twisted_netapps.mail.maildir import MailStore  # noqa: E402
+from twisted_netapps.mail.store.maildir import MailStore  # noqa: E402
 
 USER, PASSWORD = "bench", "bench-password"
 DOVECOT = shutil.which("dovecot", path="/usr/sbin:/usr/bin:/sbin")

@@ -21,9 +21,9 @@ from twisted_netapps.errors import ConfigError
 SERVICES: dict[str, str] = {
     "uppercase": "twisted_netapps.uppercase.service",
     "dns": "twisted_netapps.dns.service",
-    "pop3": "twisted_netapps.mail.pop3_service",
-    "imap": "twisted_netapps.mail.imap_service",
-    "smtp": "twisted_netapps.mail.smtp_service",
+    "pop3": "twisted_netapps.mail.pop3.service",
+    "imap": "twisted_netapps.mail.imap.service",
+    "smtp": "twisted_netapps.mail.smtp.service",
     "resolver": "twisted_netapps.resolver.service",
 }
 

@@ -65,7 +65,7 @@ def _del(args) -> int:
 def _apop(args) -> int:
     # APOP needs a plaintext-equivalent secret (the account store keeps only
     # scrypt hashes), so it is a separate, opt-in secret per account.
-    from twisted_netapps.mail.pop3_apop import SECRETS_FILE, load_secrets, save_secrets
+    from twisted_netapps.mail.pop3.apop import SECRETS_FILE, load_secrets, save_secrets
 
     store = _store(args)
     path = Path(args.data_dir) / "mail" / SECRETS_FILE

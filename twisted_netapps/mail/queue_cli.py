@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from twisted_netapps.mail.queue import QueueStore
+from twisted_netapps.mail.store.queue import QueueStore
 
 QUEUE_DIR = "smtp-queue"  # the same name smtp_service uses
 

@@ -1,0 +1,1 @@
+"""IMAP4rev1 on twisted.mail.imap4: Maildir-backed mailboxes, SEARCH, MIME structure, the service builder."""
