@@ -55,7 +55,7 @@ import dns.message  # noqa: E402
 import dns.name  # noqa: E402
 import dns.query  # noqa: E402
 
-from twisted_netapps.resolver.wire import build_query  # noqa: E402
+from twisted_netapps.dnswire import build_query  # noqa: E402
 
 HIT_QUERIES = [
     "www.example.test A", "alias.example.test A", "mail.example.test A", "example.test MX",
@@ -137,7 +137,8 @@ def hot_path_cost(seconds: float = 1.0) -> float:
     from twisted_netapps.resolver.cache import ResolverCache
     from twisted_netapps.resolver.handler import ClientACL, RecursiveQueryHandler
     from twisted_netapps.resolver.hints import parse_hints
-    from twisted_netapps.resolver.wire import parse_client_query, prepare_answer
+    from twisted_netapps.dnswire import parse_plain_query
+    from twisted_netapps.resolver.prepared import prepare_answer
     from twisted_netapps.stats import ServiceStats
 
     clock = Clock()
@@ -147,7 +148,7 @@ def hot_path_cost(seconds: float = 1.0) -> float:
         stats=ServiceStats("resolver"), acl=ClientACL(["127.0.0.0/8"]),
     )
     query = dns.message.make_query("www.example.test.", "A", use_edns=0).to_wire()
-    parsed = parse_client_query(query)
+    parsed = parse_plain_query(query)
     cache.put_answer(parsed.key, prepare_answer(
         dns.name.from_text("www.example.test."), 1, 1, 0,
         [dns.rrset.from_text("www.example.test.", 600, "IN", "A", "192.0.2.80")], [], clock.seconds(),

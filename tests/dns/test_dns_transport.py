@@ -8,7 +8,7 @@ from twisted.internet import defer, task
 from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
-from twisted_netapps.dns import wire
+from twisted_netapps import dnswire
 from twisted_netapps.dns.transport import (
     DNSDatagramProtocol,
     DNSStreamFactory,
@@ -94,7 +94,7 @@ def test_udp_handler_exception_becomes_servfail():
     proto.datagramReceived(QUERY, ("127.0.0.1", 1))
     proto.reactor.advance(0)
     [(data, _)] = proto.transport.sent
-    assert data[3] & 0x0F == wire.SERVFAIL and data[:2] == QUERY[:2]
+    assert data[3] & 0x0F == dnswire.SERVFAIL and data[:2] == QUERY[:2]
     assert data[12:] == QUERY[12:]  # the question is echoed
     assert stats["errors"] == 1
 
@@ -216,7 +216,7 @@ def test_tcp_handler_exception_becomes_servfail():
     proto, transport, _ = tcp(handler)
     proto.dataReceived(frame(QUERY))
     [reply] = unframe(transport.value())
-    assert reply[3] & 0x0F == wire.SERVFAIL
+    assert reply[3] & 0x0F == dnswire.SERVFAIL
     assert not transport.disconnecting
 
 

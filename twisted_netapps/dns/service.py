@@ -30,6 +30,7 @@ import dns.rdatatype
 from twisted.logger import Logger
 
 from twisted_netapps.config import DEFAULT_CONFIG_NAME
+from twisted_netapps import dnswire
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.dns.responder import DEFAULT_UDP_PAYLOAD, Counters, Responder
 from twisted_netapps.dns.transport import DNSDatagramProtocol, DNSStreamFactory
@@ -145,7 +146,7 @@ def _log_query(query: bytes, reply, peer, over_tcp: bool) -> None:
         outcome = "dropped"
     else:
         first = reply if isinstance(reply, bytes) else reply[0]
-        outcome = dns.rcode.to_text(first[3] & 0x0F) + (" TC" if first[2] & 0x02 else "")
+        outcome = dns.rcode.to_text(dnswire.rcode_of(first)) + (" TC" if dnswire.is_truncated(first) else "")
     log.info("dns: {peer} {transport} {name} {qtype}: {outcome}", peer=f"{peer[0]}:{peer[1]}",
              transport="tcp" if over_tcp else "udp", name=name, qtype=qtype, outcome=outcome)
 
