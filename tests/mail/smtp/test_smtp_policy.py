@@ -10,7 +10,7 @@ from twisted_netapps.accounts import AccountStore
 from twisted_netapps.errors import ConfigError
 from twisted_netapps.mail.store.commit import GroupCommitter
 from twisted_netapps.mail.store.maildir import MailStore
-from twisted_netapps.mail.smtp.mx import parse_nameserver
+from twisted_netapps.mail.smtp.service import Settings as SMTPSettings
 from twisted_netapps.mail.smtp.policy import MailPolicy, Route
 from twisted_netapps.mail.smtp.core import SessionInfo
 from twisted_netapps.mail.smtp.syntax import Address, SyntaxProblem, parse_path
@@ -92,13 +92,12 @@ def test_path_parser_total(text):
         assert not address.is_null
 
 
-def test_parse_nameserver():
-    assert parse_nameserver("") is None
-    assert parse_nameserver("127.0.0.1:5301") == ("127.0.0.1", 5301)
-    assert parse_nameserver("[::1]:53") == ("::1", 53)
-    assert parse_nameserver("127.0.0.1") == ("127.0.0.1", 53)
-    with pytest.raises(ValueError):
-        parse_nameserver("dns.example:53")
+def test_resolver_setting_is_an_address_or_empty():
+    for value in ("", "127.0.0.1:5301", "[::1]:53", "127.0.0.1", "::1"):
+        SMTPSettings(resolver=value).validate("smtp")
+    for value in ("dns.example:53", "127.0.0.1:0", "[::1]x"):
+        with pytest.raises(ConfigError, match="smtp.resolver"):
+            SMTPSettings(resolver=value).validate("smtp")
 
 
 @pytest_twisted.inlineCallbacks

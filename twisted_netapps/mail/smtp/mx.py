@@ -58,25 +58,6 @@ class MailHost:
     addresses: tuple[str, ...]
 
 
-def parse_nameserver(text: str) -> tuple[str, int] | None:
-    """``"127.0.0.1:5301"`` / ``"[::1]:53"`` / ``"127.0.0.1"`` -> (ip, port); ``""`` -> None (system)."""
-    text = text.strip()
-    if not text:
-        return None
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else 53
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-        port = int(port_text)
-    else:
-        host, port = text, 53
-    ipaddress.ip_address(host)  # ValueError for a name: the resolver must be an address
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} out of range")
-    return host, port
-
-
 def system_nameservers() -> list[tuple[str, int]]:
     """The name servers of ``/etc/resolv.conf`` (read once, with dnspython's parser); [] if none."""
     try:

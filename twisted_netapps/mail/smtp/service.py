@@ -6,6 +6,7 @@ import dataclasses
 import socket
 
 
+from twisted_netapps.addresses import parse_host_port
 from twisted_netapps.auth import make_portal
 from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
@@ -13,7 +14,7 @@ from twisted_netapps.errors import ConfigError
 from twisted_netapps.mail.store.commit import GroupCommitter
 from twisted_netapps.mail.smtp.delivery import Deliverer
 from twisted_netapps.mail.store.maildir import MailStore
-from twisted_netapps.mail.smtp.mx import MXResolver, parse_nameserver, system_nameservers
+from twisted_netapps.mail.smtp.mx import MXResolver, system_nameservers
 from twisted_netapps.mail.smtp.policy import MailPolicy
 from twisted_netapps.mail.store.queue import QueueStore
 from twisted_netapps.mail.smtp.queue_runner import QueueRunner, RunnerSettings
@@ -77,10 +78,11 @@ class Settings(StreamSettings):
             if not valid_domain(domain):
                 raise ConfigError(f"{where}.local_domains: bad domain {domain!r}")
         check_cert_key_pair(self.tls_cert, self.tls_key, where)
-        try:
-            parse_nameserver(self.resolver)
-        except ValueError as e:
-            raise ConfigError(f"{where}.resolver: expected ADDRESS[:PORT], {e}") from None
+        if self.resolver.strip():
+            try:
+                parse_host_port(self.resolver, 53)
+            except ValueError as e:
+                raise ConfigError(f"{where}.resolver: expected ADDRESS[:PORT], {e}") from None
 
 
 def build(context: ServiceContext):
@@ -97,11 +99,10 @@ def build(context: ServiceContext):
     queue = QueueStore(context.subdir(QUEUE_DIR))
     committer = GroupCommitter(reactor, run=context.pools.disk)
     deliverer = Deliverer(store, queue, policy, committer, hostname=hostname, clock=reactor)
-    nameserver = parse_nameserver(s.resolver)
     # On the reactor, no thread: a dead DNS server must not hold threads that
     # deliveries and logins need (see mx.py).
-    resolver = MXResolver(reactor, [nameserver] if nameserver else system_nameservers(),
-                          timeout=s.resolver_timeout)
+    nameservers = [parse_host_port(s.resolver, 53)] if s.resolver.strip() else system_nameservers()
+    resolver = MXResolver(reactor, nameservers, timeout=s.resolver_timeout)
 
     runner = QueueRunner(
         queue,
