@@ -9,7 +9,7 @@ from typing import Any, Callable
 from twisted.application import service
 
 from twisted_netapps.accounts import AccountStore
-from twisted_netapps.connections import LimitedFactory, StreamSettings
+from twisted_netapps.connections import DescriptorBudget, LimitedFactory, StreamSettings
 from twisted_netapps.errors import ConfigError
 from twisted_netapps.fileio import ensure_private_dir
 from twisted_netapps.listeners import (
@@ -43,6 +43,7 @@ class ServiceContext:
     config: Any
     logins: LoginGuard
     pools: Pools
+    descriptors: DescriptorBudget = field(default_factory=DescriptorBudget)
     on_bound: Callable[[BoundAddress], None] = field(default=lambda address: None)
 
     def subdir(self, *parts: str) -> Path:
@@ -86,7 +87,7 @@ class ServiceContext:
                 endpoint = parse_stream(self.reactor, description, item, backlog=limits.listen_backlog)
                 factory = LimitedFactory(
                     stream_factory, service=self.name, listener=description, limits=limits,
-                    stats=self.stats, refuse=refuse,
+                    stats=self.stats, refuse=refuse, descriptors=self.descriptors,
                 )
                 result.append(StreamListener(self.name, description, endpoint, factory, self.on_bound))
         return result
