@@ -21,6 +21,7 @@ from twisted_netapps.listeners import (
     parse_stream,
 )
 from twisted_netapps.logins import LoginGuard
+from twisted_netapps.observe import NULL_RECENT, Views
 from twisted_netapps.pools import Pools
 from twisted_netapps.stats import ServiceStats
 
@@ -44,6 +45,11 @@ class ServiceContext:
     logins: LoginGuard
     pools: Pools
     descriptors: DescriptorBudget = field(default_factory=DescriptorBudget)
+    #: recent events and on-demand views for the status page (see twisted_netapps.observe)
+    recent: Any = NULL_RECENT
+    views: Views = field(default_factory=Views)
+    #: the whole daemon as the status service sees it (a DaemonView); None in unit tests
+    daemon: Any = None
     on_bound: Callable[[BoundAddress], None] = field(default=lambda address: None)
 
     def subdir(self, *parts: str) -> Path:

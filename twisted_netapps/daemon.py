@@ -18,6 +18,7 @@ import json
 import os
 import resource
 import sys
+import time
 from pathlib import Path
 
 from twisted.application import service
@@ -32,6 +33,7 @@ from twisted_netapps.errors import ListenError
 from twisted_netapps.fileio import write_atomically
 from twisted_netapps.listeners import BoundAddress
 from twisted_netapps.logins import LoginGuard
+from twisted_netapps.observe import Observatory
 from twisted_netapps.periodic import PeriodicTask
 from twisted_netapps.pools import Pools
 from twisted_netapps.stats import StatsRegistry
@@ -60,7 +62,10 @@ class NetappsService(service.MultiService):
         )
         # A failed write (disk full, EMFILE) is one log line; the next one is tried on schedule.
         self._stats_loop = PeriodicTask("stats.json writer", STATS_INTERVAL, self.write_stats, reactor)
+        self.started = time.time()
+        self.observatory = Observatory(enabled="status" in config.enabled)
         for name in config.enabled:
+            recent, views = self.observatory.for_service(name)
             context = ServiceContext(
                 name=name,
                 settings=config.services[name],
@@ -72,6 +77,9 @@ class NetappsService(service.MultiService):
                 logins=self.logins,
                 pools=self.pools,
                 descriptors=self.descriptors,
+                recent=recent,
+                views=views,
+                daemon=self,
                 on_bound=self.bound.append,
             )
             child = registry.service_module(name).build(context)
