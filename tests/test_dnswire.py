@@ -115,6 +115,16 @@ def test_edns_options_and_do_bit(name, do, payload, options):
         assert parse_plain_query(data[:-1]) is None
 
 
+@given(st.binary(max_size=120))
+def test_scan_and_parse_agree(data):
+    scan, query = dnswire.scan_plain_query(data), parse_plain_query(data)
+    assert (scan is None) == (query is None)
+    if scan is not None:
+        root, end, edns_payload, do = scan
+        assert (end, edns_payload, do) == (query.end, query.edns_payload, query.do)
+        assert data[root] == 0 and query.key == data[12:root].lower() + data[root:end]
+
+
 def test_plain_query_shape_limits():
     base = dns.message.make_query("a.test.", "A", use_edns=0)
     other_version = dns.message.make_query("a.test.", "A", use_edns=1)

@@ -202,8 +202,10 @@ class PlainQuery:
         return HEADER_SIZE + len(self.question)
 
 
-def parse_plain_query(data: bytes) -> PlainQuery | None:
-    """The query in *data* if it has the plain shape; None means "ask the codec".
+def scan_plain_query(data: bytes) -> tuple[int, int, int | None, bool] | None:
+    """Where the parts of a plain query are: (offset of the name's root label,
+    end of the question, EDNS payload or None, DO bit), or None if *data* is
+    not of the plain shape (then ask the codec).
 
     Plain: QR=0, opcode QUERY, one question with an uncompressed name of at
     most 255 bytes, no answer or authority records, and nothing else but at
@@ -212,11 +214,13 @@ def parse_plain_query(data: bytes) -> PlainQuery | None:
     implement an option ignores it). Anything else (other opcodes, several
     questions, TSIG, malformed or truncated messages) returns None, and the
     caller's codec path answers FORMERR/NOTIMP/... as the case requires.
+    The name is lowercased by callers from ``data[12:root]`` only: the type
+    and class bytes may look like ASCII letters.
     """
     size = len(data)
     if size < 17:
         return None
-    qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+    _qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
     if flags & (QR | OPCODE_MASK) or qdcount != 1 or ancount or nscount or arcount > 1:
         return None
     pos = HEADER_SIZE
@@ -229,29 +233,33 @@ def parse_plain_query(data: bytes) -> PlainQuery | None:
             return None
         length = data[pos]
     end = pos + 5  # past the root label, type and class
-    if arcount:
-        if end + 11 > size:
-            return None
-        owner, rtype, edns_payload, ext_rcode, version, ednsflags, rdlen = _OPT_FIXED.unpack_from(data, end)
-        if owner or rtype != TYPE_OPT or ext_rcode or version or end + 11 + rdlen != size:
-            return None
-        if rdlen:
-            j = end + 11
-            while j < size:  # the options must be well-formed TLVs
-                if j + 4 > size:
-                    return None
-                j += 4 + ((data[j + 2] << 8) | data[j + 3])
-            if j != size:
-                return None
-        do = ednsflags >= 0x8000
-    elif end != size:
+    if not arcount:
+        return (pos, end, None, False) if end == size else None
+    if end + 11 > size:
         return None
-    else:
-        edns_payload = None
-        do = False
-    # Lowercase the name only: type/class bytes may look like ASCII letters.
-    return PlainQuery(data, qid, flags, data[HEADER_SIZE:end], data[HEADER_SIZE:pos].lower() + data[pos:end],
-                      edns_payload, do)
+    owner, rtype, edns_payload, ext_rcode, version, ednsflags, rdlen = _OPT_FIXED.unpack_from(data, end)
+    if owner or rtype != TYPE_OPT or ext_rcode or version or end + 11 + rdlen != size:
+        return None
+    if rdlen:
+        j = end + 11
+        while j < size:  # the options must be well-formed TLVs
+            if j + 4 > size:
+                return None
+            j += 4 + ((data[j + 2] << 8) | data[j + 3])
+        if j != size:
+            return None
+    return pos, end, edns_payload, ednsflags >= 0x8000
+
+
+def parse_plain_query(data: bytes) -> PlainQuery | None:
+    """The query in *data* as a :class:`PlainQuery` if it has the plain shape
+    (see :func:`scan_plain_query`); None means "ask the codec"."""
+    scan = scan_plain_query(data)
+    if scan is None:
+        return None
+    root, end, edns_payload, do = scan
+    return PlainQuery(data, (data[0] << 8) | data[1], (data[2] << 8) | data[3], data[HEADER_SIZE:end],
+                      data[HEADER_SIZE:root].lower() + data[root:end], edns_payload, do)
 
 
 def question_name(query: PlainQuery) -> dns.name.Name:

@@ -44,7 +44,7 @@ from twisted_netapps import dnswire
 from twisted_netapps.dns import authority
 from twisted_netapps.dns.interfaces import IQueryHandler
 from twisted_netapps.dns.zones import LoadedZone
-from twisted_netapps.dnswire import PlainQuery, parse_plain_query, reply_size_limit
+from twisted_netapps.dnswire import reply_size_limit, scan_plain_query
 
 DEFAULT_UDP_PAYLOAD = 1232  # DNS flag day 2020: no fragmentation on any path
 MAX_ROTATIONS = 16
@@ -88,16 +88,19 @@ _NO_EDNS_SUFFIX = (b"N" + reply_size_limit(False, None, 0).to_bytes(2, "big"),
                    b"N" + reply_size_limit(True, None, 0).to_bytes(2, "big"))
 
 
-def _prepared_key(query: PlainQuery, over_tcp: bool, max_udp: int) -> bytes:
-    """The prepared-reply key of a plain query: what determines the reply after the ID.
+def _prepared_key(query: bytes, scan: tuple, over_tcp: bool, max_udp: int) -> bytes:
+    """The prepared-reply key of a plain query (*scan*: its ``scan_plain_query``):
+    what determines the reply after the ID.
 
     The question (name lowercased), EDNS present or not, the reply size
     limit and the DO bit.
     """
-    if query.edns_payload is None:
-        return query.key + _NO_EDNS_SUFFIX[over_tcp]
-    limit = reply_size_limit(over_tcp, query.edns_payload, max_udp)
-    return query.key + b"E" + limit.to_bytes(2, "big") + (b"D" if query.do else b"-")
+    root, end, edns_payload, do = scan
+    question = query[dnswire.HEADER_SIZE:root].lower() + query[root:end]
+    if edns_payload is None:
+        return question + _NO_EDNS_SUFFIX[over_tcp]
+    limit = reply_size_limit(over_tcp, edns_payload, max_udp)
+    return question + b"E" + limit.to_bytes(2, "big") + (b"D" if do else b"-")
 
 
 @implementer(IQueryHandler)
@@ -156,13 +159,13 @@ class Responder:
         if replies is not None:
             return query[:2] + next(replies)
         # 2. The same question in another form (case, ID, RD, EDNS options).
-        plain = parse_plain_query(query)
-        if plain is not None:
-            key = _prepared_key(plain, over_tcp, self.max_udp_payload)
+        scan = scan_plain_query(query)
+        if scan is not None:
+            key = _prepared_key(query, scan, over_tcp, self.max_udp_payload)
             entry = self._prepared.get(key)
             if entry is not None:
-                return self._splice(entry, query, plain.end, exact)
-            return self._full(query, peer, over_tcp, (key, plain.end))
+                return self._splice(entry, query, scan[1], exact)
+            return self._full(query, peer, over_tcp, (key, scan[1]))
         return self._full(query, peer, over_tcp, None)
 
     def _splice(self, entry, query: bytes, qend: int, exact: dict) -> bytes:
