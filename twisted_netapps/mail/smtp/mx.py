@@ -131,7 +131,8 @@ class MXResolver:
         random.shuffle(records)
         records.sort(key=lambda r: r[0])
         addresses = await defer.gatherResults(
-            [defer.ensureDeferred(self._addresses(host, deadline, cache)) for _, host in records]
+            [defer.ensureDeferred(self._addresses(host, deadline, cache)) for _, host in records],
+            consumeErrors=True,
         )
         hosts = [MailHost(host, preference, found)
                  for (preference, host), found in zip(records, addresses) if found]
@@ -147,7 +148,7 @@ class MXResolver:
             return ()
         results = await defer.gatherResults([
             defer.ensureDeferred(self._resolve(name, rdtype, deadline, cache)) for rdtype in (A, AAAA)
-        ])
+        ], consumeErrors=True)
         return tuple(r.address for result, rdtype in zip(results, (A, AAAA)) for r in _finals(result, rdtype))
 
     async def _resolve(self, name: dns.name.Name, rdtype: int, deadline: float, cache: ResolverCache) -> Result:
