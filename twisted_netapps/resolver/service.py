@@ -17,6 +17,7 @@ from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.dns.transport import DNSDatagramProtocol, DNSStreamFactory
 from twisted_netapps.errors import ConfigError
+from twisted_netapps.listeners import is_datagram
 from twisted_netapps.resolver.cache import ResolverCache
 from twisted_netapps.resolver.handler import ClientACL, RecursiveQueryHandler
 from twisted_netapps.resolver.hints import RootHints, load_hints
@@ -142,6 +143,12 @@ def build(context: ServiceContext):
     preload_rdata_classes()
     hints = load_hints(hints_path(s.root_hints, context.config.source))
     handler = build_handler(s, context.reactor, context.stats, hints)
-    datagrams = DNSDatagramProtocol(handler, context.stats, service="resolver", reactor=context.reactor)
     streams = DNSStreamFactory(handler, context.stats, context.reactor, s.idle_timeout, service="resolver")
-    return context.named_service(context.listeners(streams, datagrams))
+    children = []
+    for endpoint in s.listen:
+        # A DatagramProtocol belongs to one port (its transport): a fresh one per
+        # UDP listener, or replies would leave through the last port bound.
+        datagrams = (DNSDatagramProtocol(handler, context.stats, service="resolver", reactor=context.reactor)
+                     if is_datagram(endpoint) else None)
+        children.extend(context.listeners(streams, datagrams, endpoints=[endpoint]))
+    return context.named_service(children)
