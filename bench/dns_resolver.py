@@ -55,7 +55,7 @@ import dns.message  # noqa: E402
 import dns.name  # noqa: E402
 import dns.query  # noqa: E402
 
-from twisted_netapps.dnswire import build_query  # noqa: E402
+from twisted_netapps.dnswire import build_query, rcode_of  # noqa: E402
 
 HIT_QUERIES = [
     "www.example.test A", "alias.example.test A", "mail.example.test A", "example.test MX",
@@ -78,7 +78,7 @@ def timed(port: int, name: str) -> float:
         sock.send(wire)
         reply = sock.recv(65535)
         elapsed = time.perf_counter() - started
-    rcode, ancount = reply[3] & 0x0F, int.from_bytes(reply[6:8], "big")
+    rcode, ancount = rcode_of(reply), int.from_bytes(reply[6:8], "big")
     if rcode != 0 or not ancount:
         raise RuntimeError(f"{name}: rcode {rcode}, {ancount} answers")
     return elapsed
