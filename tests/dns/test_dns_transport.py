@@ -17,6 +17,7 @@ from twisted_netapps.dns.transport import (
     DNSStreamFactory,
     IQueryHandler,
     datagram_sender,
+    peer_text,
 )
 from twisted_netapps.stats import ServiceStats
 
@@ -181,6 +182,11 @@ def test_udp_sender_falls_back_to_write():
     for transport in (FakeUDPTransport(), OpaqueHandleTransport()):
         datagram_sender(transport)(b"x", ("127.0.0.1", 9))
         assert transport.sent == [(b"x", ("127.0.0.1", 9))]
+
+
+def test_peer_text_is_the_frames_format():
+    assert peer_text(("127.0.0.1", 53)) == "127.0.0.1:53"
+    assert peer_text(("::1", 5353, 0, 0)) == "[::1]:5353"  # IPv6 peers come as 4-tuples
 
 
 def test_udp_fallback_send_failure_is_a_counted_drop():

@@ -34,7 +34,7 @@ from twisted_netapps import dnswire
 from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.dns.responder import DEFAULT_UDP_PAYLOAD, Counters, Responder
-from twisted_netapps.dns.transport import DNSDatagramProtocol, DNSStreamFactory
+from twisted_netapps.dns.transport import DNSDatagramProtocol, DNSStreamFactory, peer_text
 from twisted_netapps.dns.zoneset import ZoneSet, ZoneSpec, parse_notify_targets, parse_transfer_acl
 from twisted_netapps.errors import ConfigError
 from twisted_netapps.listeners import is_datagram
@@ -147,7 +147,7 @@ def _log_query(query: bytes, reply, peer, over_tcp: bool) -> None:
     else:
         first = reply if isinstance(reply, bytes) else reply[0]
         outcome = dns.rcode.to_text(dnswire.rcode_of(first)) + (" TC" if dnswire.is_truncated(first) else "")
-    log.info("dns: {peer} {transport} {name} {qtype}: {outcome}", peer=f"{peer[0]}:{peer[1]}",
+    log.info("dns: {peer} {transport} {name} {qtype}: {outcome}", peer=peer_text(peer),
              transport="tcp" if over_tcp else "udp", name=name, qtype=qtype, outcome=outcome)
 
 

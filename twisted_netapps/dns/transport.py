@@ -19,7 +19,7 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Callable, Sequence
-from typing import Union
+from typing import NamedTuple, Union
 
 from twisted.internet import defer, error, protocol, task
 from twisted.internet.interfaces import ISystemHandle
@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
 from twisted_netapps import dnswire
+from twisted_netapps.addresses import format_peer
 from twisted_netapps.dns.interfaces import IQueryHandler
 from twisted_netapps.dnswire import MAX_TCP_MESSAGE
 from twisted_netapps.stats import ServiceStats
@@ -34,11 +35,17 @@ from twisted_netapps.stats import ServiceStats
 #: What a handler may return: one message, several (TCP only: AXFR), or None.
 Reply = Union[bytes, Sequence[bytes], None]
 
-__all__ = ["IQueryHandler", "DNSDatagramProtocol", "DNSStreamFactory", "DNSStreamProtocol", "datagram_sender"]
+__all__ = ["IQueryHandler", "DNSDatagramProtocol", "DNSStreamFactory", "DNSStreamProtocol", "datagram_sender", "peer_text"]
 
 
-def _peer_text(peer) -> str:
-    return f"{peer[0]}:{peer[1]}"
+class _Peer(NamedTuple):
+    host: str
+    port: int
+
+
+def peer_text(peer: tuple) -> str:
+    """A (host, port) peer as log lines show it (``[v6]:port`` for IPv6)."""
+    return format_peer(_Peer(peer[0], peer[1]))
 
 
 def datagram_sender(transport) -> Callable[[bytes, tuple], object]:
@@ -133,7 +140,7 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
             reply = self.handler.handle(data, addr, False)
         except Exception:  # protocol boundary: a handler bug must not kill the listener
             self.log.failure("{service}: handler failed on a UDP query from {peer}",
-                             service=self.service, peer=_peer_text(addr))
+                             service=self.service, peer=peer_text(addr))
             reply = self._servfail(data)
         if type(reply) is bytes:
             if self.reply_batch:
@@ -187,7 +194,7 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
 
     def _deferred_failure(self, failure, query: bytes, addr) -> None:
         self.log.failure("{service}: handler failed on a UDP query from {peer}", failure,
-                         service=self.service, peer=_peer_text(addr))
+                         service=self.service, peer=peer_text(addr))
         reply = self._servfail(query)
         if reply is not None:
             self._send(reply, addr)
@@ -207,7 +214,7 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
         self.stats.incr("errors")
         self.stats.incr("send_failures")
         self.log.debug("{service}: cannot reply to {peer}: {error}",
-                       service=self.service, peer=_peer_text(addr), error=error)
+                       service=self.service, peer=peer_text(addr), error=error)
 
 
 class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
@@ -266,7 +273,7 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
                 # Not a DNS message: the stream can no longer be framed.
                 stats.incr("errors")
                 self.factory.log.info("{service}: {peer}: bad TCP message length {length}, closing",
-                                      service=self.factory.service, peer=_peer_text(self.peer),
+                                      service=self.factory.service, peer=peer_text(self.peer),
                                       length=length)
                 self._write(out)
                 self.transport.loseConnection()
@@ -293,7 +300,7 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
             reply = self.factory.handler.handle(query, self.peer, True)
         except Exception:  # protocol boundary: a handler bug must not kill the connection
             self.factory.log.failure("{service}: handler failed on a TCP query from {peer}",
-                                     service=self.factory.service, peer=_peer_text(self.peer))
+                                     service=self.factory.service, peer=peer_text(self.peer))
             reply = self._servfail(query)
         if isinstance(reply, defer.Deferred):
             self._in_flight += 1
@@ -308,7 +315,7 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
 
     def _deferred_failure(self, failure, query: bytes):
         self.factory.log.failure("{service}: handler failed on a TCP query from {peer}", failure,
-                                 service=self.factory.service, peer=_peer_text(self.peer))
+                                 service=self.factory.service, peer=peer_text(self.peer))
         return self._servfail(query)
 
     def _deferred_reply(self, reply: Reply) -> None:
