@@ -64,6 +64,8 @@ class NetappsService(service.MultiService):
         self._stats_loop = PeriodicTask("stats.json writer", STATS_INTERVAL, self.write_stats, reactor)
         self.started = time.time()
         self.observatory = Observatory(enabled="status" in config.enabled)
+        for name in config.enabled:  # every ring exists before any service (status included) is built
+            self.observatory.for_service(name)
         for name in config.enabled:
             recent, views = self.observatory.for_service(name)
             context = ServiceContext(
