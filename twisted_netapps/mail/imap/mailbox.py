@@ -38,7 +38,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_netapps.fileio import fsync_directory
-from twisted_netapps.mail.imap.keywords import FlagError, KeywordMap, flag_names, letters_for
+from twisted_netapps.mail.imap.keywords import SYSTEM_FLAGS, FlagError, KeywordMap, flag_names, letters_for
 from twisted_netapps.mail.imap.mime import MimePart
 from twisted_netapps.mail.store.mailbox import MaildirFolder, MessageFile, UidMap
 
@@ -466,6 +466,7 @@ class MailboxView:
         self._expunged: set[int] = set()
         self._added: list[int] = []
         self._flag_changes: set[int] = set()
+        self._keywords_told = len(state.keywords.keywords())
         self.attached = False
         state.attach(self)
         self.attached = True
@@ -484,9 +485,25 @@ class MailboxView:
     def has_updates(self) -> bool:
         return bool(self._expunged or self._added or self._flag_changes)
 
+    def flag_lines(self) -> list[bytes]:
+        """``FLAGS`` and ``OK [PERMANENTFLAGS]``: the system flags, the folder's keywords, and
+        ``\\*`` (any new keyword may be stored) while letters are left."""
+        keywords = self.state.keywords
+        flags = SYSTEM_FLAGS + keywords.keywords()
+        self._keywords_told = len(flags) - len(SYSTEM_FLAGS)
+        permanent = flags + ([] if keywords.full else ["\\*"]) if self.writable else []
+        return [b"FLAGS (" + " ".join(flags).encode("ascii") + b")",
+                b"OK [PERMANENTFLAGS (" + " ".join(permanent).encode("ascii") + b")] flags permitted"]
+
+    def keyword_lines(self) -> list[bytes]:
+        """:meth:`flag_lines` again if keywords were defined since the client was last told (RFC 3501 7.2.6)."""
+        if len(self.state.keywords.keywords()) == self._keywords_told:
+            return []
+        return self.flag_lines()
+
     async def take_updates(self, allow_expunge: bool) -> list[bytes]:
         """Untagged responses for what changed elsewhere since we last told the client."""
-        lines: list[bytes] = []
+        lines: list[bytes] = self.keyword_lines()
         if allow_expunge and self._expunged:
             # Highest sequence numbers first: each EXPUNGE leaves the lower ones valid.
             for seq in sorted((self.uids.index(u) + 1 for u in self._expunged if u in self.uids), reverse=True):

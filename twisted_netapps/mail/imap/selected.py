@@ -91,6 +91,8 @@ async def store(session, request: cmd.Store) -> Result:
     pairs = view.select_uids(request.messages, request.uid)
     system, keywords = split_flags(request.flags)
     letters = await view.state.store_flags([uid for _seq, uid in pairs], request.mode, system, keywords, view)
+    for line in view.keyword_lines():  # new keywords: FLAGS before the FETCH that shows them
+        session.untagged(line)
     for seq, uid in pairs:
         if uid not in letters:
             continue

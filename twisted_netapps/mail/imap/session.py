@@ -27,7 +27,7 @@ from twisted_netapps.mail.imap import commands as cmd
 from twisted_netapps.mail.imap import selected
 from twisted_netapps.mail.imap.account import FolderError, MaildirAccount
 from twisted_netapps.mail.imap.events import Result
-from twisted_netapps.mail.imap.keywords import SYSTEM_FLAGS, FlagError, split_flags
+from twisted_netapps.mail.imap.keywords import FlagError, split_flags
 from twisted_netapps.mail.imap.mailbox import DELIMITER, FolderRegistry, MailboxView, SequenceError, open_view
 from twisted_netapps.mail.imap.search import SearchError
 from twisted_netapps.mail.imap.syntax import quoted, string
@@ -161,10 +161,8 @@ class ImapSession:
         writable = not request.readonly and state.degraded is None
         view = self.view = await open_view(state, writable)
         view.listener = self._wake
-        flags = SYSTEM_FLAGS + state.keywords.keywords()
-        permanent = flags + ([] if state.keywords.full else ["\\*"]) if writable else []
-        self.untagged(b"FLAGS (" + " ".join(flags).encode("ascii") + b")")
-        self.untagged(b"OK [PERMANENTFLAGS (" + " ".join(permanent).encode("ascii") + b")] flags permitted")
+        for line in view.flag_lines():
+            self.untagged(line)
         self.untagged(b"%d EXISTS" % len(view.uids))
         self.untagged(b"%d RECENT" % len(view.recent))
         unseen = view.first_unseen()
