@@ -1,68 +1,14 @@
 """The IMAP server over a fake transport: robustness of command handling, EXPUNGE rules, IDLE."""
 
-import dataclasses
 import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from twisted.cred import credentials, error
-from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.portal import Portal
-from twisted.internet import defer, task
+from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
-from zope.interface import implementer
 
-from twisted_netapps.mail.imap.account import ImapRealm
-from twisted_netapps.mail.imap.mailbox import FolderRegistry
-from twisted_netapps.mail.imap.protocol import ImapFactory
-from twisted_netapps.mail.imap.service import Settings
-from twisted_netapps.mail.store.maildir import MailStore
-from twisted_netapps.stats import ServiceStats
-
-
-@implementer(ICredentialsChecker)
-class Passwords:
-    credentialInterfaces = (credentials.IUsernamePassword,)
-
-    def requestAvatarId(self, creds):
-        if (creds.username, creds.password) == (b"alice", b"pw"):
-            return defer.succeed("alice")
-        return defer.fail(error.UnauthorizedLogin())
-
-
-def synchronous(iterator):
-    for _ in iterator:
-        pass
-    return defer.succeed(None)
-
-
-def make(tmp_path):
-    store = MailStore(tmp_path / "mail")
-    for i in range(3):
-        store.deliver("alice", b"From: x@y.test\r\nSubject: m%d\r\n\r\nbody %d\r\n" % (i, i))
-    clock = task.Clock()
-    registry = FolderRegistry(clock, 1.0, run_blocking=lambda f, *a: defer.maybeDeferred(f, *a))
-    factory = ImapFactory(
-        portal=Portal(ImapRealm(store, registry), [Passwords()]), stats=ServiceStats("imap"), reactor=clock,
-        tls_options=None, settings=dataclasses.replace(Settings(), login_failure_delay=1.0), registry=registry,
-    )
-    factory.scheduler = synchronous
-    return store, clock, factory
-
-
-def connect(factory):
-    proto = factory.buildProtocol(None)
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 4000))
-    proto.makeConnection(transport)
-    return proto, transport
-
-
-def say(proto, transport, line: bytes) -> bytes:
-    transport.clear()
-    proto.dataReceived(line + b"\r\n")
-    proto.factory.reactor.advance(0)  # commands queued behind a LOGIN run on the next turn
-    return transport.value()
+from imap_harness import connect, make, say
 
 
 @pytest.fixture
@@ -128,6 +74,11 @@ COMMANDS = st.sampled_from([
     b"SUBSCRIBE INBOX", b"UNSUBSCRIBE Nope", b"EXAMINE INBOX", b"SELECT INBOX", b"SELECT Nope", b"COPY 1 A",
     b"MOVE 1:2 A", b"MOVE 5 A", b"NAMESPACE", b"UNSELECT", b"CLOSE", b"", b"FOO", b"FETCH", b"\xff\xfe",
     b"LOGIN a b", b"AUTHENTICATE XYZ", b"STARTTLS",
+    # 8-bit and NUL bytes anywhere (issue 7: Twisted logged a traceback and answered "* BAD Server error")
+    b"\xe9\xe9", b"NO\xe9P", b'SELECT "\xe9"', b"FETCH 1 (BODY[\xe9])", b'SEARCH SUBJECT "caf\xc3\xa9"',
+    b"STORE 1 +FLAGS (\xe9)", b'CREATE "\xff"', b'LIST "" "\xe9*"', b"\x00", b'LOGIN "\x00" x', b"UID \xe9 1",
+    b"STORE 1 +FLAGS ($Junk $label1)", b"STORE 1 FLAGS (\\Bogus)", b"UID EXPUNGE 1:*", b"ID NIL",
+    b"ENABLE UTF8=ACCEPT", b"APPEND INBOX (\\Seen $x) {1+}\r\nx", b"LIST (SPECIAL-USE) \"\" *",
 ])
 
 
