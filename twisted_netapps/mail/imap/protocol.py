@@ -81,6 +81,11 @@ class ImapServer(protocol.Protocol):
     def mbox(self):
         return self.session.view if self.session is not None else None
 
+    @property
+    def gone(self) -> bool:
+        """The connection is closed: nothing written now reaches anyone."""
+        return self._gone
+
     # ------------------------------------------------------------ connection
 
     def connectionMade(self) -> None:

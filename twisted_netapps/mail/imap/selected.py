@@ -71,7 +71,7 @@ async def fetch(session, request: cmd.Fetch) -> Result:
     pending = [view.message(uid, seq) for seq, uid in pairs if uid in view.state.entries]
     session.output.start_stream()
     try:
-        while pending:
+        while pending and not session.output.gone:  # a client that hung up gets no more disk reads
             batch = await session.run_blocking(load_batch, pending, items)
             del pending[: len(batch)]
             for loaded in batch:

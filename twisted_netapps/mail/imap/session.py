@@ -48,7 +48,7 @@ class ImapSession:
         self.account = account
         self.registry = registry
         self.run_blocking = registry.run_blocking
-        self.output = output  # write(bytes), write_sequence(chunks), start_stream(), drained(), end_stream()
+        self.output = output  # write(), write_sequence(), start_stream(), drained(), end_stream(), gone
         self.utf8 = utf8  # the core's ENABLE UTF8=ACCEPT
         self.peer = peer
         self.view: MailboxView | None = None
