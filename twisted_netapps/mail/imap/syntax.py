@@ -286,19 +286,6 @@ def compact_set(numbers) -> bytes:
     return b",".join(parts)
 
 
-def ordered_set(numbers: list[int]) -> bytes:
-    """A sequence set listing *numbers* in the given order (COPYUID pairs source and target by position)."""
-    parts: list[bytes] = []
-    i = 0
-    while i < len(numbers):
-        j = i
-        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
-            j += 1
-        parts.append(b"%d" % numbers[i] if i == j else b"%d:%d" % (numbers[i], numbers[j]))
-        i = j + 1
-    return b",".join(parts)
-
-
 # ------------------------------------------------------------ reply strings
 
 
