@@ -263,7 +263,9 @@ class ImapCore:
             problem = (b"*", "invalid tag", None)
         elif size > limit or command.size + size > limit + self.max_line:
             problem = (command.tag, f"literal larger than {limit} octets", b"TOOBIG")
-        elif command.name not in ALLOWED_IN or self.state not in ALLOWED_IN[command.name]:
+        elif command.name not in ALLOWED_IN:
+            problem = (command.tag, "unknown command", None)
+        elif self.state not in ALLOWED_IN[command.name]:
             problem = (command.tag, _not_now(command.name, self.state), None)
         if problem is not None:
             self._command = None
