@@ -182,3 +182,17 @@ def test_select_on_a_full_disk_serves_the_folder_read_only(server, monkeypatch, 
     out = say(proto, transport, b"s SELECT INBOX")
     assert b"* 5 EXISTS" in out and out.endswith(b"s OK [READ-WRITE] SELECT completed\r\n")
     assert b"UIDNEXT 6" in out
+
+
+def test_folder_deleted_under_a_session(server, log_events):
+    store, clock, factory = server
+    proto, transport = logged_in(factory)
+    say(proto, transport, b"c CREATE Gone")
+    say(proto, transport, b"a APPEND Gone {12+}\r\nSubject: x\r\n")
+    select(proto, transport, b"Gone")
+    other, other_transport = logged_in(factory)
+    assert say(other, other_transport, b"d DELETE Gone").startswith(b"d OK")
+    log_events.clear()
+    clock.advance(1)
+    assert say(proto, transport, b"n NOOP") == b"* 1 EXPUNGE\r\nn OK NOOP completed\r\n"
+    assert [e for e in log_events if e.get("log_level") is not None and e["log_level"].name != "debug"] == []

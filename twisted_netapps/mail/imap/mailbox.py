@@ -96,6 +96,8 @@ class FolderState:
         marker = self.folder.change_marker()
         if marker == self._marker and not force:
             return None
+        if not self.folder.path.is_dir():  # deleted or renamed under a session: empty, nothing to write
+            return _Scan([], {}, marker, None)
         files = self.folder.scan()
         if len(files) < len(self.entries):
             # A message renamed (flags) by another process between our listings
