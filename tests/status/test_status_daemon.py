@@ -6,7 +6,6 @@ import base64
 import json
 import smtplib
 import socket
-import subprocess
 import urllib.error
 import urllib.request
 
@@ -16,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import require_tool
-from netapps_daemon import run_twistd, wait_for
+from netapps_daemon import run_twistd
 from twisted_netapps.accounts import AccountStore
 
 LISTEN = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from twisted.cred import credentials, error as cred_error
 from twisted.cred.portal import IRealm
-from twisted.internet import defer, protocol
+from twisted.internet import protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import Interface, implementer
