@@ -39,6 +39,7 @@ from zope.interface import implementer
 from twisted_netapps import dnswire
 from twisted_netapps.dns.transport import IQueryHandler
 from twisted_netapps.dnswire import PlainQuery, parse_plain_query, reply_size_limit
+from twisted_netapps.observe import NULL_RECENT
 from twisted_netapps.resolver.cache import ResolverCache
 from twisted_netapps.resolver.hints import RootHints
 from twisted_netapps.resolver.iterate import Limits, Resolution, Result
@@ -116,6 +117,7 @@ class RecursiveQueryHandler:
         self.rng = rng
         self.runner_factory = runner_factory or (lambda resolution: ResolutionRunner(resolution, reactor, stats))
         self._in_flight: dict[bytes, list[defer.Deferred]] = {}
+        self.recent = NULL_RECENT  # the status page's events (set by the service builder)
 
     # -- IQueryHandler -----------------------------------------------------
     def handle(self, query: bytes, peer, over_tcp: bool):
@@ -201,6 +203,9 @@ class RecursiveQueryHandler:
     def _finished(self, result: Result, query: PlainQuery, resolution: Resolution, started: float):
         now = self.clock()
         self.stats.incr("upstream_queries", resolution.queries_sent)
+        self.recent.record("resolution", question=f"{result.qname} {dns.rdatatype.to_text(result.qtype)}",
+                           rcode=dns.rcode.to_text(result.rcode), ms=round((now - started) * 1000, 1),
+                           upstream_queries=resolution.queries_sent, reason=result.reason or "")
         if result.rcode == dns.rcode.SERVFAIL:
             log.info(
                 "resolver: SERVFAIL for {qname} {qtype}: {reason}",
