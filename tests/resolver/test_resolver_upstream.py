@@ -12,6 +12,7 @@ import dns.rdatatype
 import pytest
 import pytest_twisted
 from twisted.internet import protocol, reactor
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorFDSet, IReactorTCP, IReactorTime, IReactorUDP
 from twisted.protocols.basic import Int16StringReceiver
 from zope.interface import implementer
@@ -61,6 +62,18 @@ class FakeTCPFactory(protocol.Factory):
     def __init__(self, zone):
         self.zone = zone
         self.queries = 0
+
+
+async def udp_and_tcp_on_one_port(datagrams, factory, attempts=20):
+    """A UDP port picked by the kernel and TCP on the same number (retried: the
+    machine is shared, and another process may take the TCP port first)."""
+    for _ in range(attempts):
+        udp = reactor.listenUDP(0, datagrams, interface="127.0.0.1")
+        try:
+            return udp, reactor.listenTCP(udp.getHost().port, factory, interface="127.0.0.1")
+        except CannotListenError:
+            await udp.stopListening()
+    raise RuntimeError("no port free for both UDP and TCP")
 
 
 def resolution(name, rdtype, port, **limits):
@@ -122,10 +135,9 @@ async def test_each_upstream_query_gets_a_fresh_port_and_random_id(driver):
 @pytest_twisted.ensureDeferred
 async def test_truncated_udp_answer_is_fetched_over_tcp(driver):
     zone = ZoneServer(".", ZONE)
-    udp = reactor.listenUDP(0, FakeUDPServer(zone), interface="127.0.0.1")
-    port = udp.getHost().port
     tcp_factory = FakeTCPFactory(zone)
-    tcp = reactor.listenTCP(port, tcp_factory, interface="127.0.0.1")
+    udp, tcp = await udp_and_tcp_on_one_port(FakeUDPServer(zone), tcp_factory)
+    port = udp.getHost().port
     try:
         r = resolution("big.example.", "TXT", port, edns_payload=512)
         result = await ResolutionRunner(r, driver).run()
