@@ -1,0 +1,78 @@
+"""What handlers take and give: :class:`Request`, :class:`Response` and the
+body kinds, plus the error page. No Twisted imports."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+from twisted_netapps.web.connection import REASONS, render_fields
+from twisted_netapps.web.files import FileVersion
+from twisted_netapps.web.wire import RequestHead
+
+HTML = b"text/html; charset=utf-8"
+
+
+@dataclass(slots=True)
+class Request:
+    head: RequestHead
+    peer: str  # client address, for the log and login throttling
+    now: float
+    user: str | None = None  # set once HTTP Basic credentials were accepted
+
+    @property
+    def method(self) -> str:
+        return self.head.method
+
+    @property
+    def headers(self) -> dict[bytes, bytes]:
+        return self.head.headers
+
+
+@dataclass(slots=True)
+class FileRegions:
+    """A body made of literal pieces and (offset, length) regions of an open
+    large file, streamed by the adapter; it owns *version*'s descriptor."""
+
+    version: FileVersion
+    pieces: list  # bytes | tuple[int, int]
+    length: int
+
+    def close(self) -> None:
+        self.version.close()
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    fields: bytes = b""  # rendered "Name: value\r\n" lines (Date, Server, Content-Length, Connection added later)
+    body: bytes | FileRegions = b""
+    content_length: int | None = None  # None: len(body); for HEAD, what GET would send
+    close: bool = False
+    user: str | None = None  # for the access log
+    extra: dict = field(default_factory=dict)  # counters: {"uploads": 1}
+
+    @property
+    def length(self) -> int:
+        if self.content_length is not None:
+            return self.content_length
+        body = self.body
+        return body.length if isinstance(body, FileRegions) else len(body)
+
+    def discard_body(self) -> None:
+        """Release what the body holds (a HEAD, or a connection gone)."""
+        if isinstance(self.body, FileRegions):
+            self.body.close()
+        self.body = b""
+
+
+def error_response(status: int, message: str = "", fields=(), *, close: bool = False) -> Response:
+    """A small HTML error page for *status*, *message* escaped."""
+    reason = REASONS.get(status, "Error")
+    text = html.escape(message or reason)
+    body = (
+        f"<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n"
+        f"<body><h1>{status} {reason}</h1>\n<p>{text}</p></body></html>\n"
+    ).encode("utf-8")
+    rendered = render_fields([(b"Content-Type", HTML), (b"Cache-Control", b"no-store"), *fields])
+    return Response(status, rendered, body, close=close)
