@@ -203,7 +203,7 @@ class ServerConnection:
                 events += self._error(BadRequest(431, "header section too large"), first_line[:200])
                 return False
             return False
-        block = buffer[:end]
+        block = buffer[:end - 1] if buffer[end - 1:end] == b"\r" else buffer[:end]
         self._buffer = buffer[rest:]
         try:
             head = parse_request_head(block, self.limits)

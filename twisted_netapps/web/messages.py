@@ -76,3 +76,26 @@ def error_response(status: int, message: str = "", fields=(), *, close: bool = F
     ).encode("utf-8")
     rendered = render_fields([(b"Content-Type", HTML), (b"Cache-Control", b"no-store"), *fields])
     return Response(status, rendered, body, close=close)
+
+
+class BodyReader:
+    """A handler that takes the request body: the adapter feeds :meth:`data`
+    (at most :attr:`max_size` bytes; more is 413) and calls :meth:`finish`
+    at the end, or :meth:`abort` if the client goes away first."""
+
+    max_size: int = 0
+
+    def ready(self):
+        """None, or a Deferred firing with None (send 100 Continue and go on)
+        or a Response refusing the request before its body is read."""
+        return None
+
+    def data(self, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    def finish(self):
+        """The Response, or a Deferred firing with it."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """The client is gone: release what the reader holds."""
