@@ -99,8 +99,6 @@ def _parse_request_line(line: bytes) -> tuple[str, bytes, int]:
     if m is None:
         if line.count(b" ") == 2 and re.search(rb" HTTP/\d\.\d\Z", line):
             raise BadRequest(400, "bad request target")
-        if re.search(rb" HTTP/\d+(?:\.\d+)?\Z", line) and not re.search(rb" HTTP/1\.\d\Z", line):
-            raise BadRequest(505, "HTTP version not supported")
         raise BadRequest(400, "malformed request line")
     method, target, major, minor = m.groups()
     if major != b"1":
