@@ -58,24 +58,25 @@ def _split_etag(etag: bytes) -> tuple[bool, bytes]:
 
 
 def strong_match(value: bytes, etag: bytes | None) -> bool:
-    """If-Match semantics: some listed tag equals *etag*, both strong (13.1.1)."""
-    if etag is None:
-        return False
-    weak, opaque = _split_etag(etag)
+    """If-Match semantics: some listed tag equals *etag*, both strong (13.1.1);
+    ``*`` matches any current representation (the caller checks it exists)."""
     tags = parse_entity_tags(value)
     if tags is None:
         return True
+    if etag is None:
+        return False
+    weak, opaque = _split_etag(etag)
     return not weak and any(not w and t == opaque for w, t in tags)
 
 
 def weak_match(value: bytes, etag: bytes | None) -> bool:
     """If-None-Match semantics: some listed tag's opaque part equals *etag*'s (13.1.2)."""
-    if etag is None:
-        return False
-    opaque = _split_etag(etag)[1]
     tags = parse_entity_tags(value)
     if tags is None:
         return True
+    if etag is None:
+        return False
+    opaque = _split_etag(etag)[1]
     return any(t == opaque for _w, t in tags)
 
 
