@@ -11,7 +11,6 @@ from twisted.application import service
 from twisted.internet import task
 from twisted.logger import Logger
 
-from twisted_netapps.settings import setting
 
 log = Logger(namespace="netapps.web")
 
@@ -78,4 +77,5 @@ except ImportError:
 
     @dataclasses.dataclass(frozen=True)
     class StreamSettings:  # type: ignore[no-redef]
-        max_connections: int = setting(1000, "concurrent connections over all listeners", minimum=1)
+        """No fields until the frame's connection caps exist (a setting that
+        did nothing would mislead)."""
