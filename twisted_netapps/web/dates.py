@@ -73,21 +73,3 @@ def format_http_date(seconds: float) -> bytes:
         f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
         f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
     ).encode("ascii")
-
-
-class DateCache:
-    """``format_http_date`` memoised for the current second (the Date header of
-    every response in that second is the same bytes)."""
-
-    __slots__ = ("_second", "_value")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
-
-    def __call__(self, now: float) -> bytes:
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._value = format_http_date(second)
-        return self._value

@@ -24,7 +24,7 @@ import mimetypes
 import os
 import stat
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from twisted_netapps.web.paths import PathRefused, inside, join_under, opened_path
 
@@ -106,6 +106,7 @@ class FileVersion:
     data: bytes | None = None  # the content, for small files
     fd: int | None = None  # an open descriptor for large files; the taker closes it
     trusted: bool = True  # settled: may be reused from the cache
+    rendered: dict = field(default_factory=dict)  # Cache-Control directive -> the 200's rendered fields
 
     def close(self) -> None:
         if self.fd is not None:

@@ -26,9 +26,9 @@ from zope.interface import implementer
 
 from twisted_netapps.web.accesslog import AccessLog
 from twisted_netapps.web.connection import (
-    BodyData, CloseConnection, ProtocolError, RequestComplete, RequestReceived, RequestStarted, ServerConnection, State,
+    BodyData, CloseConnection, ProtocolError, RequestComplete, RequestReceived, ServerConnection, State,
 )
-from twisted_netapps.web.dates import DateCache
+from twisted_netapps.web.dates import format_http_date
 from twisted_netapps.web.frame_standins import Deadline
 from twisted_netapps.web.messages import BodyReader, FileRegions, Request, Response, error_response
 from twisted_netapps.web.wire import Limits
@@ -54,8 +54,17 @@ class WebFactory(protocol.Factory):
         self.idle_timeout = idle_timeout
         self.header_timeout = header_timeout
         self.request_timeout = request_timeout
-        self.server_field = b"Server: " + server + b"\r\n"
-        self.date = DateCache()
+        self.server = server
+        self._second = -1
+        self._date_and_server = b""
+
+    def date_and_server(self, now: float) -> bytes:
+        """The Date and Server fields, rendered once per second."""
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._date_and_server = b"Date: " + format_http_date(second) + b"\r\nServer: " + self.server + b"\r\n"
+        return self._date_and_server
 
     def buildProtocol(self, addr):
         p = WebProtocol(self)
@@ -201,17 +210,11 @@ class WebProtocol(protocol.Protocol):
             while self._events:
                 event = self._events.popleft()
                 kind = type(event)
-                if kind is RequestStarted:
-                    self.idle.cancel()
-                    self.header_deadline.start()
-                    self.request_deadline.start()
-                elif kind is RequestReceived:
-                    self.header_deadline.cancel()
+                if kind is RequestReceived:
                     self._begin(event.head)
                 elif kind is BodyData:
                     self._body(event.data)
                 elif kind is RequestComplete:
-                    self.request_deadline.cancel()
                     self._complete()
                 elif kind is ProtocolError:
                     self._protocol_error(event.status, event.reason, event.request_line)
@@ -220,8 +223,37 @@ class WebProtocol(protocol.Protocol):
                     self.transport.loseConnection()
         finally:
             self._running = False
-        if self.core.state is State.IDLE and not self.lost:
+        if not self.lost:
+            self._arm_timers()
+
+    def _arm_timers(self) -> None:
+        """Set the clocks for the state the core is left in. Armed only when a
+        request stays incomplete past the read that started it (most arrive
+        whole in one read: no timer is started and cancelled for them);
+        starting them then rather than at the first byte differs by the time
+        of one read's processing."""
+        state = self.core.state
+        if state is State.IDLE:
             self.idle.restart()
+            if self.header_deadline.active:
+                self.header_deadline.cancel()
+            if self.request_deadline.active:
+                self.request_deadline.cancel()
+            return
+        if self.idle.active and self.streamer is None:
+            self.idle.cancel()
+        if state is State.HEAD:
+            self.header_deadline.start()  # no-op when already running
+            self.request_deadline.start()
+        elif state is State.BODY:
+            if self.header_deadline.active:
+                self.header_deadline.cancel()
+            self.request_deadline.start()
+        else:  # DONE, ERROR, CLOSED: the client has nothing more to send for now
+            if self.header_deadline.active:
+                self.header_deadline.cancel()
+            if self.request_deadline.active:
+                self.request_deadline.cancel()
 
     def _begin(self, head) -> None:
         f = self.f
@@ -316,7 +348,7 @@ class WebProtocol(protocol.Protocol):
     def _send(self, response: Response, close: bool = False, request_line: bytes | None = None) -> None:
         f = self.f
         status = response.status
-        fields = response.fields + b"Date: " + f.date(f.clock.seconds()) + b"\r\n" + f.server_field
+        fields = response.fields + f.date_and_server(f.clock.seconds())
         bodyless = status in (204, 304) or status < 200
         if not bodyless:
             fields += b"Content-Length: %d\r\n" % response.length
@@ -343,7 +375,7 @@ class WebProtocol(protocol.Protocol):
         self.request = None
         stats = f.stats
         status = response.status
-        stats.incr(_STATUS_COUNTER.get(status // 100, "responses_other"))
+        stats.incr(_STATUS_COUNTER[status // 100])
         if status >= 500:
             stats.incr("errors")
         for name, amount in response.extra.items():

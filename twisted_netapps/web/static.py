@@ -25,6 +25,12 @@ from twisted_netapps.web.ranges import content_range, multipart_layout, select_r
 from urllib.parse import quote
 
 
+# Request fields that make a GET more than "send the file".
+_CONDITIONAL_FIELDS = frozenset((
+    b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since", b"range", b"if-range",
+))
+
+
 class CacheRules:
     """Cache-Control by glob, first match wins: a pattern with a "/" is matched
     against the whole URL path, one without against the last segment."""
@@ -130,13 +136,20 @@ class StaticFiles:
 
     def respond(self, request: Request, version: FileVersion, rule_path: str) -> Response:
         """The response for a file version whose ETag is known."""
+        headers = request.headers
+        directive = self.rules.directive(rule_path)
+        if not (headers.keys() & _CONDITIONAL_FIELDS):
+            # The common case, a plain GET/HEAD: the rendered fields are kept with the version.
+            cached = version.rendered.get(directive)
+            if cached is None:
+                cached = version.rendered[directive] = render_fields(
+                    self._validator_fields(version, directive)
+                    + [(b"Accept-Ranges", b"bytes"), (b"Content-Type", version.content_type)])
+            return self._sized(request, Response(200, cached, self._body(version, [(0, version.size)], version.size)))
         now = request.now
         validators = Validators(version.etag, version.mtime)
-        common = [(b"ETag", version.etag), (b"Last-Modified", format_http_date(version.mtime))]
-        directive = self.rules.directive(rule_path)
-        if directive is not None:
-            common.append((b"Cache-Control", directive))
-        status = evaluate_preconditions(request.method, request.headers, validators, now)
+        common = self._validator_fields(version, directive)
+        status = evaluate_preconditions(request.method, headers, validators, now)
         if status is not None:
             version.close()
             if status == 304:
@@ -168,6 +181,13 @@ class StaticFiles:
         pieces.append(closing)
         fields.append((b"Content-Type", b"multipart/byteranges; boundary=" + boundary))
         return Response(206, render_fields(fields), self._body(version, pieces, total))
+
+    @staticmethod
+    def _validator_fields(version: FileVersion, directive: bytes | None) -> list[tuple[bytes, bytes]]:
+        fields = [(b"ETag", version.etag), (b"Last-Modified", format_http_date(version.mtime))]
+        if directive is not None:
+            fields.append((b"Cache-Control", directive))
+        return fields
 
     @staticmethod
     def _body(version: FileVersion, pieces: list, length: int) -> bytes | FileRegions:
