@@ -113,7 +113,8 @@ def main() -> None:
     results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     try:
         wait_port(peer_port)
-        with netapps(["web"], {"web": ["tcp:0:interface=127.0.0.1"]}, sets=[f"web.root={str(root)!r}".replace("'", '"')]) as (pid, listeners):
+        with netapps(["web"], {"web": ["tcp:0:interface=127.0.0.1"]}, sets=[f"web.root={str(root)!r}".replace("'", '"'),
+                                                                          f"web.max_connections_per_address={args.connections + 10}"]) as (pid, listeners):
             subprocess.run(["taskset", "-p", "-c", "0", str(pid)], check=True, capture_output=True)
             ours_port = next(l["port"] for l in listeners if l["service"] == "web")
             servers = {"ours": (pid, ours_port), "twistd web": (peer.pid, peer_port)}

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from twisted_netapps.web.connection import (
-    BodyData, CloseConnection, ProtocolError, RequestComplete, RequestReceived, RequestStarted, ServerConnection, State,
+    BodyData, ProtocolError, RequestComplete, RequestReceived, RequestStarted, ServerConnection, State,
 )
+from twisted_netapps.sansio import Close
 from twisted_netapps.web.wire import BadRequest, ChunkedDecoder, Limits, parse_request_head
 
 
@@ -204,7 +205,7 @@ def test_after_an_error_nothing_more_is_parsed_and_the_connection_closes():
     assert conn.state is State.ERROR
     assert conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") == []
     assert b"Connection: close" in conn.response_head(505, b"")
-    assert conn.response_finished() == [CloseConnection()]
+    assert conn.response_finished() == [Close()]
 
 
 def test_http_1_0_keep_alive_is_answered_with_keep_alive():
@@ -217,7 +218,7 @@ def test_response_before_the_body_closes():
     conn = ServerConnection()
     conn.receive_data(b"PUT /f HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc")
     assert b"Connection: close" in conn.response_head(401, b"")
-    assert conn.response_finished() == [CloseConnection()]
+    assert conn.response_finished() == [Close()]
 
 
 def test_expect_continue_interim_response():
@@ -229,12 +230,12 @@ def test_expect_continue_interim_response():
 def test_eof_mid_request_closes_and_eof_while_answering_closes_after():
     conn = ServerConnection()
     conn.receive_data(b"GET / HTTP/1.1\r\nHo")
-    assert conn.receive_eof() == [CloseConnection()]
+    assert conn.receive_eof() == [Close()]
     conn = ServerConnection()
     conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     assert conn.receive_eof() == []
     assert b"Connection: close" in conn.response_head(200, b"")
-    assert conn.response_finished() == [CloseConnection()]
+    assert conn.response_finished() == [Close()]
 
 
 # ------------------------------------------------------------ properties

@@ -59,12 +59,12 @@ class Authenticator:
     """``authenticate(request) -> Deferred[str | Response]``: the user name, or
     the response refusing the request (401, 403, 429)."""
 
-    def __init__(self, portal, login, realm_name: str, write_users: list[str]) -> None:
+    def __init__(self, portal, login, realm_name: str, write_users: list[str], *, refused_error=None) -> None:
         self.portal = portal
-        self.login = login  # login(portal, creds, peer_host, account, *ifaces) -> Deferred
+        self.login = login  # the frame's LoginGuard.login(portal, creds, peer_host, account, *ifaces)
         self.challenge = b'Basic realm="' + realm_name.encode("ascii", "replace").replace(b'"', b"'") + b'", charset="UTF-8"'
         self.write_users = set(write_users)
-        self.refused_error = None  # the frame's LoginRefused class, when it has one
+        self.refused_error = refused_error  # the guard's "too many failures" error: 429
 
     def unauthorized(self, message: str = "Log in to change files here.") -> Response:
         return error_response(401, message, [(b"WWW-Authenticate", self.challenge)])
@@ -84,7 +84,8 @@ class Authenticator:
 
         def failed(failure):
             if self.refused_error is not None and failure.check(self.refused_error):
-                return error_response(429, "Too many failed logins; try again later.", [(b"Retry-After", b"60")])
+                retry = max(1, int(getattr(failure.value, "retry_after", 60)))
+                return error_response(429, "Too many failed logins; try again later.", [(b"Retry-After", b"%d" % retry)])
             failure.trap(cred_error.UnauthorizedLogin, cred_error.UnhandledCredentials)
             return self.unauthorized("Wrong user name or password.")
 

@@ -6,7 +6,7 @@ response heads (:meth:`~ServerConnection.response_head`) and decides whether
 the connection stays open. The adapter does the I/O, the timers and the work.
 
 Requests are handled strictly one at a time, in order: after
-:class:`RequestComplete` the core parses nothing more until the adapter says
+(:class:`RequestComplete`) the core parses nothing more until the adapter says
 the response is finished (:meth:`~ServerConnection.response_finished`), which
 then yields the next pipelined request already buffered. While paused, what
 the client keeps sending is buffered; :attr:`~ServerConnection.buffered`
@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from twisted_netapps.sansio import Close, StateMachine
 from twisted_netapps.web.wire import BadRequest, ChunkedDecoder, Limits, RequestHead, looks_like_request_start, parse_request_head
 
 REASONS = {
@@ -72,11 +73,6 @@ class ProtocolError:
     request_line: bytes  # what we had of it, for the log
 
 
-@dataclass(frozen=True, slots=True)
-class CloseConnection:
-    """Nothing more will be read or answered: close once the output is written."""
-
-
 # ------------------------------------------------------------------ states
 
 
@@ -90,12 +86,12 @@ class State(enum.Enum):
 
 
 TRANSITIONS = {
-    State.IDLE: {State.HEAD, State.CLOSED},
-    State.HEAD: {State.BODY, State.DONE, State.ERROR, State.CLOSED},
-    State.BODY: {State.DONE, State.ERROR, State.CLOSED},
-    State.DONE: {State.IDLE, State.CLOSED},
-    State.ERROR: {State.CLOSED},
-    State.CLOSED: set(),
+    State.IDLE: frozenset({State.HEAD, State.CLOSED}),
+    State.HEAD: frozenset({State.BODY, State.DONE, State.ERROR, State.CLOSED}),
+    State.BODY: frozenset({State.DONE, State.ERROR, State.CLOSED}),
+    State.DONE: frozenset({State.IDLE, State.CLOSED}),
+    State.ERROR: frozenset({State.CLOSED}),
+    State.CLOSED: frozenset(),
 }
 
 
@@ -109,7 +105,8 @@ class ServerConnection:
 
     def __init__(self, limits: Limits = Limits()) -> None:
         self.limits = limits
-        self.state = State.IDLE
+        self._machine = StateMachine(State.IDLE, TRANSITIONS)
+        self._go = self._machine.move
         self.head: RequestHead | None = None
         self.keep_alive = True
         self.requests = 0
@@ -126,10 +123,9 @@ class ServerConnection:
         """Bytes received and not parsed yet (pipelined requests waiting)."""
         return len(self._buffer)
 
-    def _go(self, state: State) -> None:
-        if state not in TRANSITIONS[self.state]:
-            raise RuntimeError(f"web connection: {self.state.name} -> {state.name} is not allowed")
-        self.state = state
+    @property
+    def state(self) -> State:
+        return self._machine.state
 
     def receive_data(self, data: bytes) -> list:
         if self.state in (State.ERROR, State.CLOSED):
@@ -146,7 +142,7 @@ class ServerConnection:
             if self.state is not State.IDLE:
                 self.head = None
             self._go(State.CLOSED)
-            return [CloseConnection()]
+            return [Close()]
         return []
 
     def _error(self, error: BadRequest, line: bytes) -> list:
@@ -288,7 +284,7 @@ class ServerConnection:
         if not self.keep_alive or self.state is not State.DONE:
             if self.state is not State.CLOSED:
                 self._go(State.CLOSED)
-            return [CloseConnection()]
+            return [Close()]
         self.head = None
         self._go(State.IDLE)
         return self._process()

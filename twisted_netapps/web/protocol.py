@@ -24,12 +24,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_netapps.deadlines import Deadline
+from twisted_netapps.sansio import Close
 from twisted_netapps.web.accesslog import AccessLog
 from twisted_netapps.web.connection import (
-    BodyData, CloseConnection, ProtocolError, RequestComplete, RequestReceived, ServerConnection, State,
+    BodyData, ProtocolError, RequestComplete, RequestReceived, ServerConnection, State,
 )
 from twisted_netapps.web.dates import format_http_date
-from twisted_netapps.web.frame_standins import Deadline
 from twisted_netapps.web.messages import BodyReader, FileRegions, Request, Response, error_response
 from twisted_netapps.web.wire import Limits
 
@@ -218,7 +219,7 @@ class WebProtocol(protocol.Protocol):
                     self._complete()
                 elif kind is ProtocolError:
                     self._protocol_error(event.status, event.reason, event.request_line)
-                elif kind is CloseConnection:
+                elif kind is Close:
                     self._flush()
                     self.transport.loseConnection()
         finally:

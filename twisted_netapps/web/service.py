@@ -8,18 +8,19 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from twisted.internet import threads
 from twisted.logger import Logger
 
 from twisted_netapps.auth import make_portal
+from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.errors import ConfigError
+from twisted_netapps.logins import LoginRefused
+from twisted_netapps.periodic import PeriodicTask
 from twisted_netapps.settings import setting
 from twisted_netapps.web.accesslog import AccessLog
 from twisted_netapps.web.auth import Authenticator, WebRealm
 from twisted_netapps.web.demos import CookieDemo, FormDemo, SerialWriter
 from twisted_netapps.web.files import FileStore
-from twisted_netapps.web.frame_standins import PeriodicTask, StreamSettings
 from twisted_netapps.web.objects import ObjectStore
 from twisted_netapps.web.protocol import WebFactory
 from twisted_netapps.web.site import Site
@@ -46,6 +47,11 @@ COUNTERS: dict[str, str] = {
 }
 
 DEMO_SITE = "www"
+# What a connection over the frame's limits is told before it is closed.
+TOO_MANY_CONNECTIONS = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 25\r\n"
+    b"Retry-After: 5\r\nConnection: close\r\n\r\nToo many connections now.\n"
+)
 
 
 def _demo_site():
@@ -116,12 +122,7 @@ def build(context: ServiceContext):
             raise ConfigError(f"{context.config.source}: web.root: {root} does not exist")
         seed_demo_site(root)
     web_dir = context.subdir("web")
-    pools = getattr(context, "pools", None)
-    if pools is not None:
-        run_disk = pools.disk
-    else:  # until the frame's bounded pools land on main
-        def run_disk(f, *args):
-            return threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
+    run_disk = context.pools.disk
 
     files = FileStore(
         str(root), cache_bytes=s.file_cache_size, max_cached_file=s.file_cache_max_file, clock=reactor.seconds
@@ -152,36 +153,23 @@ def build(context: ServiceContext):
         idle_timeout=s.idle_timeout, header_timeout=s.header_timeout, request_timeout=s.request_timeout,
         server=b"twisted-netapps",
     )
-    children += context.listeners(factory)
+    children += context.listeners(factory, refuse=TOO_MANY_CONNECTIONS)
     return context.named_service(children)
 
 
 def _authenticator(context: ServiceContext) -> Authenticator:
     s: Settings = context.settings
-    portal = make_portal(WebRealm(), context.accounts, context.reactor)
-    logins = getattr(context, "logins", None)
-    if logins is not None:
-        login = logins.login
-    else:  # until the frame's login throttle lands on main
-        def login(portal, creds, peer_host, account, *interfaces):
-            return portal.login(creds, None, *interfaces)
-    auth = Authenticator(portal, login, s.auth_realm, s.write_users)
-    try:
-        from twisted_netapps.logins import LoginRefused
-    except ImportError:
-        LoginRefused = None
-    auth.refused_error = LoginRefused
-    return auth
+    portal = make_portal(WebRealm(), context.accounts, run=context.pools.cpu)
+    return Authenticator(portal, context.logins.login, s.auth_realm, s.write_users, refused_error=LoginRefused)
 
 
 class _FlushingTask(PeriodicTask):
     """The access log's periodic flush, with a last one at shutdown."""
 
-    def __init__(self, name, interval, function, clock) -> None:
-        super().__init__(name, interval, function, clock)
-        self._flush = function
-
     def stopService(self):
         result = super().stopService()
-        self._flush()
+        try:
+            self.function()
+        except OSError as e:  # a full disk at shutdown: one line, the daemon still stops
+            log.warn("web: last access log write failed: {error}", error=e)
         return result
