@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from netapps_daemon import wait_for  # noqa: E402
 from webtestlib import basic, http, raw_exchange, responses, settled, start_web  # noqa: E402
 
-SETS = ['web.cache_control={ "*.html" = "no-cache", "*" = "max-age=60" }']
+SETS = ['web.cache_control={ "*.html" = "no-cache", "*" = "max-age=60" }', "web.header_timeout=1.5"]
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +194,37 @@ def test_traversal_is_refused(web, target):
     assert status in (400, 404) and b"root:" not in reply
 
 
+def test_hidden_files_are_not_served(web):
+    (web.www / ".secret").write_bytes(b"hidden")
+    assert http(web, "GET", "/.secret")[0] == 404
+    assert http(web, "GET", "/%2esecret")[0] == 404
+    assert b".secret" not in http(web, "GET", "/")[2]
+
+
+def test_slowloris_gets_408_after_the_header_deadline(web):
+    with socket.create_connection(("127.0.0.1", web.port("web")), timeout=10) as s:
+        started = time.monotonic()
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n")
+        reply = b""
+        for _ in range(20):  # a header byte every 0.2 s: an idle timer alone would never fire
+            try:
+                s.sendall(b"X")
+            except OSError:
+                break
+            s.settimeout(0.2)
+            try:
+                reply += s.recv(65536)
+            except socket.timeout:
+                continue
+            if reply:
+                break
+        s.settimeout(10)
+        while chunk := s.recv(65536):
+            reply += chunk
+    elapsed = time.monotonic() - started
+    assert reply.startswith(b"HTTP/1.1 408 ") and 1.2 < elapsed < 4
+
+
 # ------------------------------------------------------------ keep-alive and pipelining
 
 
@@ -260,6 +291,23 @@ def test_put_get_conditional_put_delete(web):
     assert http(web, "PUT", "/files/", body=b"x", headers=auth)[0] == 409
     line = wait_for(lambda: next((l for l in access_lines(web) if "PUT /files/note.txt" in l), None), what="log line")
     assert line.split()[2] == "alice"
+
+
+def test_expect_continue_is_answered_only_after_the_login(web):
+    with socket.create_connection(("127.0.0.1", web.port("web")), timeout=10) as s:
+        s.sendall(b"PUT /files/x.bin HTTP/1.1\r\nHost: a\r\nAuthorization: " + basic(password="bad").encode()
+                  + b"\r\nContent-Length: 5000000\r\nExpect: 100-continue\r\n\r\n")
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 401 ") and b"100 Continue" not in reply  # and the body was never sent
+    with socket.create_connection(("127.0.0.1", web.port("web")), timeout=10) as s:
+        s.sendall(b"PUT /files/x.bin HTTP/1.1\r\nHost: a\r\nAuthorization: " + basic().encode()
+                  + b"\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        assert s.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"hello")
+        assert s.recv(65536).startswith(b"HTTP/1.1 201 ")
+    assert (web.www / "files" / "x.bin").read_bytes() == b"hello"
 
 
 def test_a_broken_upload_leaves_no_file(web):

@@ -142,3 +142,24 @@ def test_connection_lost_mid_stream_closes_the_file(tmp_path):
         assert False, "descriptor still open"
     except OSError:
         pass
+
+
+def test_login_guard_refusal_is_429_with_retry_after():
+    from twisted.internet import defer
+
+    from twisted_netapps.logins import LoginRefused
+    from twisted_netapps.web.auth import Authenticator
+    from twisted_netapps.web.messages import Request, Response
+    from twisted_netapps.web.wire import Limits, parse_request_head
+
+    def refusing_login(portal, creds, host, account, *interfaces):
+        return defer.fail(LoginRefused(host, 42.4))
+
+    auth = Authenticator(None, refusing_login, "r", [], refused_error=LoginRefused)
+    head = parse_request_head(b"PUT /x HTTP/1.1\r\nHost: a\r\nAuthorization: Basic YWxpY2U6cHc=", Limits())
+    results = []
+    auth.authenticate(Request(head, "127.0.0.9", 0.0), "127.0.0.9").addCallback(results.append)
+    (response,) = results
+    assert isinstance(response, Response) and response.status == 429 and b"Retry-After: 42\r\n" in response.fields
+    no_auth = parse_request_head(b"PUT /x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x", Limits())
+    assert auth.authenticate(Request(no_auth, "h", 0.0), "h") is None
