@@ -25,20 +25,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import TWISTD, netapps, stop_process  # noqa: E402
+from benchlib import TWISTD, netapps, run_seconds, stop_process  # noqa: E402
 
 FILES = {"1KiB": 1024, "100KiB": 100 * 1024}
-
-
-def run_seconds(pid: int) -> float:
-    """CPU time *pid* (all threads) has run, from schedstat (nanosecond precision)."""
-    total = 0
-    for task_dir in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task_dir / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-    return total / 1e9
 
 
 def free_port() -> int:

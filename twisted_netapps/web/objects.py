@@ -23,17 +23,13 @@ import stat
 from typing import Callable
 
 from twisted_netapps.web.conditional import Validators
+from twisted_netapps.web.errors import StatusError
 from twisted_netapps.web.files import digest_descriptor, digest_etag
 from twisted_netapps.web.paths import PathRefused, inside, join_under, opened_path
 
 
-class ObjectError(Exception):
+class ObjectError(StatusError):
     """A write that cannot be done: *status* (404, 409, 412, 507) and why."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 Check = Callable[[Validators], int | None]  # precondition evaluation: None or a status

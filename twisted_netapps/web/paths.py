@@ -14,14 +14,11 @@ from __future__ import annotations
 import os
 from urllib.parse import unquote_to_bytes
 
+from twisted_netapps.web.errors import StatusError
 
-class PathRefused(Exception):
+
+class PathRefused(StatusError):
     """The path names nothing we serve; *status* is 400 (malformed) or 404."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 def url_to_names(path: bytes) -> tuple[list[str], bool]:

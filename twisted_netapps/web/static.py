@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import secrets
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from twisted_netapps.web.conditional import Validators, evaluate_preconditions, if_range_allows
 from twisted_netapps.web.connection import render_fields
@@ -22,7 +23,6 @@ from twisted_netapps.web.listing import render_listing
 from twisted_netapps.web.messages import HTML, FileRegions, Request, Response, error_response
 from twisted_netapps.web.paths import PathRefused, url_path, url_to_names
 from twisted_netapps.web.ranges import content_range, multipart_layout, select_ranges
-from urllib.parse import quote
 
 
 # Request fields that make a GET more than "send the file".

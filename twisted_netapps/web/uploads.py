@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted_netapps.web.auth import Authenticator
 from twisted_netapps.web.conditional import evaluate_preconditions, parse_entity_tags
 from twisted_netapps.web.connection import render_fields
+from twisted_netapps.web.errors import StatusError
 from twisted_netapps.web.files import FileStore
 from twisted_netapps.web.messages import BodyReader, Request, Response, error_response
 from twisted_netapps.web.objects import ObjectError, ObjectStore, Upload
@@ -98,7 +99,7 @@ class Writes:
 
 
 def _object_error(failure):
-    failure.trap(ObjectError, PathRefused)
+    failure.trap(StatusError)
     return error_response(failure.value.status, failure.value.reason)
 
 
