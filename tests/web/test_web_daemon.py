@@ -378,3 +378,22 @@ def test_access_log_is_combined_log_format(web):
     assert re.fullmatch(
         r'127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] "GET /images/kiwi\.png HTTP/1\.1" 200 '
         + str(size) + r' "http://example\.test/" "agent \\"quoted\\" caf\\xe9"', line), line
+
+
+def test_counters_are_declared_and_written(tmp_path):
+    from twisted_netapps.stats import STANDARD_COUNTERS
+    from twisted_netapps.web.service import COUNTERS
+
+    daemon = start_web(tmp_path / "data")
+    try:
+        assert http(daemon, "GET", "/")[0] == 200
+        assert http(daemon, "GET", "/missing")[0] == 404
+        assert http(daemon, "PUT", "/files/c.txt", body=b"x", headers={"Authorization": basic()})[0] == 201
+        raw_exchange(daemon.port("web"), b"GET / HTTP/1.1\r\n\r\n")
+    finally:
+        daemon.stop()
+    stats = json.loads((tmp_path / "data" / "run" / "stats.json").read_text())["web"]
+    assert stats["requests"] == 3 and stats["responses_2xx"] == 2 and stats["responses_4xx"] == 2
+    assert stats["uploads"] == 1 and stats["bad_requests"] == 1 and stats["connections"] == 4
+    frame = set(STANDARD_COUNTERS) | {"active_connections", "refused_connections"}
+    assert set(stats) - frame <= set(COUNTERS), set(stats) - frame - set(COUNTERS)
