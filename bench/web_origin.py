@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from benchlib import TWISTD, netapps, run_seconds, stop_process  # noqa: E402
 
 FILES = {"1KiB": 1024, "100KiB": 100 * 1024}
+LARGE = "large.bin"
 
 
 def free_port() -> int:
@@ -74,11 +75,30 @@ def measure(pid: int, url: str, seconds: float, connections: int) -> tuple[float
     return rate, p99, cpu_us
 
 
+def memory_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def stream_large(pid: int, url: str, size: int) -> tuple[float, float, int]:
+    """One download of the large file with curl (CPU 1): (MB/s, server CPU ms per MB,
+    server peak RSS in MiB afterwards). The peak shows no file is held whole."""
+    before = run_seconds(pid)
+    started = time.monotonic()
+    subprocess.run(["taskset", "-c", "1", "curl", "-sS", "-o", "/dev/null", url], check=True)
+    elapsed = time.monotonic() - started
+    megabytes = size / 1e6
+    return megabytes / elapsed, (run_seconds(pid) - before) * 1000 / megabytes, memory_kib(pid, "VmHWM") // 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--large-mb", type=int, default=200, help="size of the streamed file (0: skip)")
     args = parser.parse_args()
     for tool in ("wrk", "taskset"):
         if not shutil.which(tool):
@@ -89,6 +109,11 @@ def main() -> None:
     root.mkdir()
     for name, size in FILES.items():
         (root / f"{name}.bin").write_bytes(os.urandom(size))
+    if args.large_mb:
+        with open(root / LARGE, "wb") as f:
+            block = os.urandom(1 << 20)
+            for _ in range(args.large_mb):
+                f.write(block)
     os.utime(root, (time.time() - 60, time.time() - 60))
     for f in root.iterdir():
         os.utime(f, (time.time() - 60, time.time() - 60))  # settled: cached with a strong ETag
@@ -100,10 +125,11 @@ def main() -> None:
         stdin=subprocess.DEVNULL,
     )
     results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    large: dict[str, tuple[float, float, int]] = {}
     try:
         wait_port(peer_port)
         with netapps(["web"], {"web": ["tcp:0:interface=127.0.0.1"]}, sets=[f"web.root={str(root)!r}".replace("'", '"'),
-                                                                          f"web.max_connections_per_address={args.connections + 10}"]) as (pid, listeners):
+                                                                          f"web.max_connections_per_address={4 * args.connections}"]) as (pid, listeners):
             subprocess.run(["taskset", "-p", "-c", "0", str(pid)], check=True, capture_output=True)
             ours_port = next(l["port"] for l in listeners if l["service"] == "web")
             servers = {"ours": (pid, ours_port), "twistd web": (peer.pid, peer_port)}
@@ -115,6 +141,11 @@ def main() -> None:
                             measure(server_pid, url, args.duration, args.connections)
                         )
                 print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
+            if args.large_mb:
+                for server, (server_pid, port) in servers.items():
+                    url = f"http://127.0.0.1:{port}/{LARGE}"
+                    subprocess.run(["curl", "-sS", "-o", "/dev/null", url], check=True)  # digest, page cache
+                    large[server] = stream_large(server_pid, url, args.large_mb << 20)
     finally:
         stop_process(peer)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -132,7 +163,10 @@ def main() -> None:
         ours, peer_m = medians["ours"], medians["twistd web"]
         print(f"  {file_name:7s} ratio     : rate ours/peer {ours[0] / peer_m[0]:.2f}   "
               f"CPU per request peer/ours {peer_m[2] / ours[2]:.2f}")
+    for server, (rate, cpu_ms, peak) in large.items():
+        print(f"  {args.large_mb} MiB stream, {server:10s}: {rate:7.0f} MB/s  CPU {cpu_ms:5.2f} ms/MB  server peak RSS {peak} MiB")
 
 
 if __name__ == "__main__":
     main()
+
