@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from hypothesis import HealthCheck, given, settings, strategies as st
+
 from webtestlib import connect, make_factory, responses, settled
 
 
@@ -163,3 +165,64 @@ def test_login_guard_refusal_is_429_with_retry_after():
     assert isinstance(response, Response) and response.status == 429 and b"Retry-After: 42\r\n" in response.fields
     no_auth = parse_request_head(b"PUT /x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x", Limits())
     assert auth.authenticate(Request(no_auth, "h", 0.0), "h") is None
+
+
+def test_multipart_ranges_of_a_large_file_stream(tmp_path):
+    import email
+
+    factory = make_factory(site(tmp_path))
+    proto, transport = connect(factory)
+    data = (tmp_path / "big.bin").read_bytes()
+    # the digest of a large file is computed first (synchronously here)
+    proto.dataReceived(b"GET /big.bin HTTP/1.1\r\nHost: a\r\nRange: bytes=0-9,100000-299999,-5\r\n\r\n")
+    while transport.producer is not None:
+        transport.producer.resumeProducing()
+    status, fields, body = responses(transport.value())[0]
+    assert status == 206 and int(fields[b"content-length"]) == len(body)
+    message = email.message_from_bytes(b"Content-Type: " + fields[b"content-type"] + b"\r\n\r\n" + body)
+    assert [p.get_payload(decode=True) for p in message.get_payload()] == [data[:10], data[100000:300000], data[-5:]]
+
+
+def test_a_client_that_stops_reading_a_download_is_dropped(tmp_path):
+    factory = make_factory(site(tmp_path), idle=5.0)
+    proto, transport = connect(factory)
+    proto.dataReceived(b"GET /big.bin HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert transport.producer is not None  # first chunk written; the client reads no more
+    factory.clock.advance(4)
+    assert not transport.disconnecting
+    transport.producer.resumeProducing()  # it read a bit: the clock starts again
+    factory.clock.advance(4)
+    assert not transport.disconnecting
+    factory.clock.advance(2)
+    assert transport.disconnected and factory.stats["timeouts"] == 1
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(
+    st.sampled_from([
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"GET /big.bin HTTP/1.1\r\nHost: a\r\nIf-Match: \"x\"\r\n\r\n",
+        b"GET /big.bin HTTP/1.1\r\nHost: a\r\nRange: bytes=0-5,7-9\r\n\r\n",
+        b"POST /form HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=b",
+        b"GET /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"GET / HTTP/1.0\r\n\r\n", b"\r\n", b"GET /%2e%2e/ HTTP/1.1\r\nHost: a\r\n\r\n",
+    ]),
+    st.binary(max_size=40),
+), max_size=6), st.integers(min_value=1, max_value=64))
+def test_any_input_in_any_pieces_gets_well_formed_responses(tmp_path, inputs, step):
+    factory = make_factory(site(tmp_path))
+    proto, transport = connect(factory)
+    data = b"".join(inputs)
+    for i in range(0, len(data), step):
+        if transport.disconnecting:
+            break
+        proto.dataReceived(data[i:i + step])
+        while transport.producer is not None:
+            transport.producer.resumeProducing()
+    proto.readConnectionLost()
+    while transport.producer is not None:
+        transport.producer.resumeProducing()
+    out = transport.value()
+    if out:
+        for status, fields, body in responses(out):  # no HEAD requests here: every body is framed
+            assert 100 <= status < 600 and len(body) == int(fields.get(b"content-length", b"0"))
+            assert b"date" in fields and b"server" in fields
