@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_netapps.addresses import host_of
 from twisted_netapps.deadlines import Deadline
 from twisted_netapps.sansio import Close
 from twisted_netapps.web.accesslog import AccessLog
@@ -156,8 +157,7 @@ class WebProtocol(protocol.Protocol):
             self.transport.setTcpNoDelay(True)
         except (AttributeError, OSError):
             pass  # not TCP
-        peer = self.transport.getPeer()
-        self.peer_host = str(getattr(peer, "host", "unix"))
+        self.peer_host = host_of(self.transport.getPeer())
         self.idle.start()
 
     def dataReceived(self, data: bytes) -> None:

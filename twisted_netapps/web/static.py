@@ -153,7 +153,9 @@ class StaticFiles:
         if status is not None:
             version.close()
             if status == 304:
-                return Response(304, render_fields(common))
+                # RFC 9110 15.4.5: the ETag and Cache-Control a 200 would carry,
+                # no other metadata (Last-Modified adds nothing next to an ETag).
+                return Response(304, render_fields([f for f in common if f[0] != b"Last-Modified"]))
             return error_response(412, "Precondition failed.")
         size = version.size
         range_value = request.headers.get(b"range") if request.method == "GET" else None

@@ -113,7 +113,11 @@ class PutHandler(BodyReader):
         self._waiting: list[defer.Deferred] = []
         self._failed: Response | None = None
         self._committing = False
-        login.addCallback(self._logged_in)
+        login.addCallbacks(self._logged_in, self._login_broke)
+
+    def _login_broke(self, failure) -> None:
+        log.failure("web: the login for a PUT failed", failure)
+        self._logged_in(error_response(500, "The login could not be checked."))
 
     def _logged_in(self, outcome):
         self._outcome = outcome
