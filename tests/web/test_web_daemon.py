@@ -397,3 +397,31 @@ def test_counters_are_declared_and_written(tmp_path):
     assert stats["uploads"] == 1 and stats["bad_requests"] == 1 and stats["connections"] == 4
     frame = set(STANDARD_COUNTERS) | {"active_connections", "refused_connections"}
     assert set(stats) - frame <= set(COUNTERS), set(stats) - frame - set(COUNTERS)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to change user")
+def test_after_dropping_privileges_uploads_and_logs_still_work(netapps_daemon):
+    import pwd
+    import shutil
+    import tempfile
+
+    from twisted_netapps.accounts import AccountStore
+
+    nobody = pwd.getpwnam("nobody")
+    top = Path(tempfile.mkdtemp(prefix="netapps-web-"))
+    os.chmod(top, 0o755)  # reachable by nobody (pytest's tmp_path is root-only)
+    try:
+        data = top / "data"
+        data.mkdir(mode=0o700)
+        AccountStore(data).add("alice", "alice-secret", log2_n=10)
+        os.chown(data / "accounts.json", nobody.pw_uid, nobody.pw_gid)
+        d = netapps_daemon(["web"], data_dir=data, listen={"web": ["tcp:0:interface=127.0.0.1"]},
+                           twistd_args=["-u", str(nobody.pw_uid), "-g", str(nobody.pw_gid)])
+        assert http(d, "PUT", "/files/n.txt", body=b"hi", headers={"Authorization": basic()})[0] == 201
+        assert http(d, "GET", "/cookie")[0] == 200
+        wait_for(lambda: (data / "web" / "access.log").exists(), what="the access log")
+        assert (data / "www" / "files" / "n.txt").stat().st_uid == nobody.pw_uid
+        assert (data / "www" / "index.html").stat().st_uid == nobody.pw_uid
+        d.stop()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
