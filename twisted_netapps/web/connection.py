@@ -5,17 +5,18 @@
 response heads (:meth:`~ServerConnection.response_head`) and decides whether
 the connection stays open. The adapter does the I/O, the timers and the work.
 
-Requests are handled strictly one at a time, in order: after
-(:class:`RequestComplete`) the core parses nothing more until the adapter says
+Requests are handled strictly one at a time, in order: after a
+:class:`RequestComplete` the core parses nothing more until the adapter says
 the response is finished (:meth:`~ServerConnection.response_finished`), which
 then yields the next pipelined request already buffered. While paused, what
 the client keeps sending is buffered; :attr:`~ServerConnection.buffered`
 lets the adapter stop reading when that grows.
 
-Time is never read here: the adapter starts its header deadline on
-:class:`RequestStarted` (the first byte of a request) and stops it on
-:class:`RequestReceived`, which is what defeats a slowloris client that an
-idle timer alone would let trickle forever.
+Time is never read here. :class:`RequestStarted` marks the first byte of a
+request and :attr:`~ServerConnection.state` says whether a request is left
+incomplete (HEAD, BODY) after a read: the adapter counts its header and
+request deadlines from there, which is what defeats a slowloris client that
+an idle timer alone would let trickle forever.
 """
 
 from __future__ import annotations
