@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from twisted_netapps.web.paths import PathRefused, inside, join_under, opened_path
 
 SETTLE_SECONDS = 2.0
+MAX_CACHED_FILES = 50000  # entries, whatever their size (empty files cost memory too)
 DIGEST_CHUNK = 1 << 20
 
 _TEXT = "; charset=utf-8"
@@ -211,7 +212,7 @@ class FileStore:
             return
         self._cache[path] = version
         self._cached_bytes += version.size
-        while self._cached_bytes > self.cache_bytes:
+        while self._cached_bytes > self.cache_bytes or len(self._cache) > MAX_CACHED_FILES:
             _, evicted = self._cache.popitem(last=False)
             self._cached_bytes -= evicted.size
 
