@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from twisted.application import service
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 
 from twisted_netapps import registry
 from twisted_netapps.accounts import AccountStore
@@ -64,6 +64,8 @@ class NetappsService(service.MultiService):
         self._stats_loop = PeriodicTask("stats.json writer", STATS_INTERVAL, self.write_stats, reactor)
         self.started = time.time()
         self.observatory = Observatory(enabled="status" in config.enabled)
+        for name in config.enabled:  # every ring exists before any service (status included) is built
+            self.observatory.for_service(name)
         for name in config.enabled:
             recent, views = self.observatory.for_service(name)
             context = ServiceContext(
@@ -93,6 +95,17 @@ class NetappsService(service.MultiService):
                 "connections past {limit} will be refused",
                 caps=budget.caps, limit=budget.limit, nofile=budget.limit + daemon_settings.fd_reserve,
             )
+
+    #: set by tap.makeService for ``--log-format=json``: handed to twistd as the application's observer
+    log_observer = None
+
+    def setServiceParent(self, parent):
+        # twistd builds the Application after makeService and uses its
+        # ILogObserver component (when --logger is not given) as the log
+        # observer: the Twisted way to choose the log format from a plugin.
+        if self.log_observer is not None and hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, self.log_observer)
+        return super().setServiceParent(parent)
 
     def privilegedStartService(self) -> None:
         (self.run_dir / "listeners.json").unlink(missing_ok=True)

@@ -425,3 +425,24 @@ def test_after_dropping_privileges_uploads_and_logs_still_work(netapps_daemon):
         d.stop()
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_status_page_shows_requests_and_the_visitors_view(tmp_path):
+    import urllib.request
+
+    from netapps_daemon import start_daemon
+
+    d = start_daemon(["web", "status"], tmp_path / "data", listen={
+        "web": ["tcp:0:interface=127.0.0.1"], "status": ["tcp:0:interface=127.0.0.1"]})
+    try:
+        _, h, _ = http(d, "GET", "/cookie")
+        visitor = h["set-cookie"].split(";")[0].split("=")[1]
+        base = f"http://127.0.0.1:{d.port('status')}"
+        with urllib.request.urlopen(f"{base}/api/view/web/visitors", timeout=10) as r:
+            assert visitor in r.read().decode()
+        with urllib.request.urlopen(f"{base}/api/service/web", timeout=10) as r:
+            service = json.loads(r.read())
+        assert any(e.get("target") == "/cookie" and e.get("status") == 200 for e in service["recent"])
+        assert service["counters"]["requests"] >= 1
+    finally:
+        d.stop()

@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from twisted_netapps.addresses import host_of
 from twisted_netapps.deadlines import Deadline
+from twisted_netapps.observe import NULL_RECENT
 from twisted_netapps.sansio import Close
 from twisted_netapps.web.accesslog import AccessLog
 from twisted_netapps.web.connection import (
@@ -47,8 +48,10 @@ class WebFactory(protocol.Factory):
     noisy = False
 
     def __init__(self, site, *, clock, stats, access_log: AccessLog | None, limits: Limits,
-                 idle_timeout: float, header_timeout: float, request_timeout: float, server: bytes) -> None:
+                 idle_timeout: float, header_timeout: float, request_timeout: float, server: bytes,
+                 recent=NULL_RECENT) -> None:
         self.site = site
+        self.recent = recent  # the status page's live events (a no-op without one)
         self.clock = clock
         self.stats = stats
         self.access_log = access_log
@@ -381,6 +384,9 @@ class WebProtocol(protocol.Protocol):
             stats.incr("errors")
         for name, amount in response.extra.items():
             stats.incr(name, amount)
+        if request is not None and f.recent is not NULL_RECENT:  # the arguments cost, not the call
+            f.recent.record("request", peer=self.peer_host, method=request.method,
+                            target=request.head.target.decode("latin-1")[:200], status=status, bytes=body_bytes)
         if f.access_log is not None:
             if request is not None:
                 headers = request.head.headers

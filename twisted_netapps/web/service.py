@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -175,10 +176,22 @@ def build(context: ServiceContext):
         site, clock=reactor, stats=context.stats, access_log=access_log,
         limits=Limits(max_request_line=s.max_request_line, max_header_bytes=s.max_header_bytes, max_headers=s.max_headers),
         idle_timeout=s.idle_timeout, header_timeout=s.header_timeout, request_timeout=s.request_timeout,
-        server=b"twisted-netapps",
+        server=b"twisted-netapps", recent=context.recent,
     )
+    if cookie is not None:
+        context.views.add("visitors", "Cookie demo visitors (the back-end database)", lambda: _visitors_view(visits))
     children += context.listeners(factory, refuse=TOO_MANY_CONNECTIONS)
     return context.named_service(children)
+
+
+def _visitors_view(visits: VisitStore) -> list[dict]:
+    rows = [
+        {"id": visitor, "visits": r["count"],
+         "first": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["first"])),
+         "last": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["last"]))}
+        for visitor, r in visits.visits.items()
+    ]
+    return rows[::-1][:500]  # most recently seen first
 
 
 def _authenticator(context: ServiceContext) -> Authenticator:
