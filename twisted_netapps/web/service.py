@@ -114,39 +114,15 @@ def seed_demo_site(root: Path) -> None:
     log.info("web: seeded the demo site into {root}", root=str(root))
 
 
-def hand_over(data_dir: Path, paths: list[Path]) -> None:
-    """Give what we just created to the data directory's owner.
-
-    Under ``twistd -u/-g`` the data directory is handed to that user before the
-    services are built, but we build as root: the seeded site and our state
-    directory would stay root's, and after the privilege drop PUT, the access
-    log and the cookie database could not write there.
-    """
-    if os.geteuid() != 0:
-        return
-    owner = data_dir.stat()
-    if owner.st_uid == 0 and owner.st_gid == 0:
-        return
-    for top in paths:
-        for directory, dirs, files in os.walk(top):
-            for name in [directory, *(os.path.join(directory, n) for n in dirs + files)]:
-                os.lchown(name, owner.st_uid, owner.st_gid)
-
-
 def build(context: ServiceContext):
     s: Settings = context.settings
     reactor = context.reactor
     root = context.data_dir / s.root if s.root else context.data_dir / DEMO_SITE
-    created = []
     if not root.exists():
         if not s.seed_demo_site:
             raise ConfigError(f"{context.config.source}: web.root: {root} does not exist")
         seed_demo_site(root)
-        created.append(root)
-    if not (context.data_dir / "web").exists():
-        created.append(context.subdir("web"))
-    web_dir = context.data_dir / "web"
-    hand_over(context.data_dir, created)
+    web_dir = context.subdir("web")
     run_disk = context.pools.disk
 
     files = FileStore(
