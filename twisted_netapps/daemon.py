@@ -30,7 +30,7 @@ from twisted_netapps.config import Config
 from twisted_netapps.connections import DescriptorBudget
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.errors import ListenError
-from twisted_netapps.fileio import write_atomically
+from twisted_netapps.fileio import hand_over, write_atomically
 from twisted_netapps.listeners import BoundAddress
 from twisted_netapps.logins import LoginGuard
 from twisted_netapps.observe import Observatory
@@ -87,6 +87,7 @@ class NetappsService(service.MultiService):
             child = registry.service_module(name).build(context)
             child.setName(name)
             child.setServiceParent(self)
+        hand_over(data_dir)  # under twistd -u/-g: what the builders created becomes the target user's
         budget = self.descriptors
         if budget.limit is not None and budget.caps > budget.limit:
             log.warn(
