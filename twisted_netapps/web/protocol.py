@@ -27,6 +27,7 @@ from zope.interface import implementer
 from twisted_netapps.addresses import host_of
 from twisted_netapps.deadlines import Deadline
 from twisted_netapps.observe import NULL_RECENT
+from twisted_netapps.ratelimit import ThrottledConsumer
 from twisted_netapps.sansio import Close
 from twisted_netapps.web.accesslog import AccessLog
 from twisted_netapps.web.connection import (
@@ -49,8 +50,9 @@ class WebFactory(protocol.Factory):
 
     def __init__(self, site, *, clock, stats, access_log: AccessLog | None, limits: Limits,
                  idle_timeout: float, header_timeout: float, request_timeout: float, server: bytes,
-                 recent=NULL_RECENT) -> None:
+                 recent=NULL_RECENT, upload_buckets=None) -> None:
         self.site = site
+        self.upload_buckets = upload_buckets  # [TokenBucket] shared by every connection, or None
         self.recent = recent  # the status page's live events (a no-op without one)
         self.clock = clock
         self.stats = stats
@@ -107,8 +109,8 @@ class RegionStreamer:
                 # The file shrank while being sent: the promised length cannot be met.
                 log.warn("web: {path} shrank while being sent; connection aborted", path=self.regions.version.path)
                 self.regions.close()
-                proto.transport.unregisterProducer()
-                proto.transport.abortConnection()
+                proto.out.unregisterProducer()
+                proto.abort()
                 return
             out.append(data)
             budget -= len(data)
@@ -119,10 +121,10 @@ class RegionStreamer:
         if out:
             data = b"".join(out)
             self.sent += len(data)
-            proto.transport.write(data)
+            proto.out.write(data)
         if not self.pieces:
             self.regions.close()
-            proto.transport.unregisterProducer()
+            proto.out.unregisterProducer()
             proto.streamer = None
             proto.response_done(self.response, self.regions.length)
 
@@ -146,6 +148,7 @@ class WebProtocol(protocol.Protocol):
         self.answered_early = False  # responded before the body was read: the connection closes
         self.body_size = 0
         self.streamer: RegionStreamer | None = None
+        self.out = None  # the transport, or a ThrottledConsumer in front of it (set on connect)
         self.lost = False
         self._events: deque = deque()
         self._running = False
@@ -161,6 +164,10 @@ class WebProtocol(protocol.Protocol):
         except (AttributeError, OSError):
             pass  # not TCP
         self.peer_host = host_of(self.transport.getPeer())
+        # With an upload cap (the distribution experiment's u_s), everything
+        # this connection sends goes through one bucket shared by all of them.
+        buckets = self.f.upload_buckets
+        self.out = self.transport if not buckets else ThrottledConsumer(self.transport, buckets, self.f.clock)
         self.idle.start()
 
     def dataReceived(self, data: bytes) -> None:
@@ -181,8 +188,22 @@ class WebProtocol(protocol.Protocol):
     def writeConnectionLost(self) -> None:
         self.transport.loseConnection()
 
+    def close(self) -> None:
+        """Close once everything written has gone out (through the upload cap, if any)."""
+        if self.out is self.transport:
+            self.transport.loseConnection()
+        else:
+            self.out.when_drained().addCallback(lambda _: self.transport.loseConnection())
+
+    def abort(self) -> None:
+        if self.out is not self.transport:
+            self.out.close()
+        self.transport.abortConnection()
+
     def connectionLost(self, reason=None) -> None:
         self.lost = True
+        if self.out is not self.transport:
+            self.out.close()
         for deadline in (self.idle, self.header_deadline, self.request_deadline):
             deadline.cancel()
         if self.reader is not None:
@@ -198,7 +219,7 @@ class WebProtocol(protocol.Protocol):
         if self._out and not self.lost:
             data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
             self.f.stats.incr("bytes_out", len(data))
-            self.transport.write(data)
+            self.out.write(data)
         self._out.clear()
 
     # ------------------------------------------------------------ events
@@ -224,7 +245,7 @@ class WebProtocol(protocol.Protocol):
                     self._protocol_error(event.status, event.reason, event.request_line)
                 elif kind is Close:
                     self._flush()
-                    self.transport.loseConnection()
+                    self.close()
         finally:
             self._running = False
         if not self.lost:
@@ -371,7 +392,7 @@ class WebProtocol(protocol.Protocol):
             self._write(head)
             self._flush()
             self.streamer = RegionStreamer(self, response, body)
-            self.transport.registerProducer(self.streamer, False)
+            self.out.registerProducer(self.streamer, False)
 
     def response_done(self, response: Response, body_bytes: int, request_line: bytes | None = None) -> None:
         f = self.f
@@ -406,9 +427,9 @@ class WebProtocol(protocol.Protocol):
         if self.streamer is not None:
             log.info("web: {peer}: not reading the response; connection aborted", peer=self.peer_host)
             self.f.stats.incr("timeouts")
-            self.transport.abortConnection()
+            self.abort()
         elif self.core.state is State.IDLE:
-            self.transport.loseConnection()
+            self.close()
 
     def _header_expired(self) -> None:
         self._timed_out("request header")
@@ -424,7 +445,7 @@ class WebProtocol(protocol.Protocol):
             self.reader.abort()
             self.reader = None
         if self.answered_early:
-            self.transport.loseConnection()
+            self.close()
             return
         self.answered_early = True
         line = self.request.head.request_line if self.request is not None else b""

@@ -16,6 +16,7 @@ from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.errors import ConfigError
 from twisted_netapps.logins import LoginRefused
+from twisted_netapps.ratelimit import TokenBucket
 from twisted_netapps.periodic import PeriodicTask
 from twisted_netapps.settings import setting
 from twisted_netapps.web.accesslog import AccessLog
@@ -66,6 +67,10 @@ class Settings(StreamSettings):
     seed_demo_site: bool = setting(True, "create the root from the shipped demo site when it does not exist")
     index_files: list[str] = setting(["index.html"], "names served for a directory URL, in order")
     autoindex: bool = setting(True, "list a directory without an index file (else 403)")
+    upload_rate: int = setting(
+        0, "bytes per second all connections together may send (a token bucket; 0 = no limit): the "
+        "server's u_s in the distribution experiment", minimum=0,
+    )
     cache_control: dict[str, str] = setting(
         {"*.html": "max-age=30", "*": "max-age=300"},
         "Cache-Control by glob, first match wins (a pattern with / matches the whole URL path)",
@@ -153,6 +158,7 @@ def build(context: ServiceContext):
         limits=Limits(max_request_line=s.max_request_line, max_header_bytes=s.max_header_bytes, max_headers=s.max_headers),
         idle_timeout=s.idle_timeout, header_timeout=s.header_timeout, request_timeout=s.request_timeout,
         server=b"twisted-netapps", recent=context.recent,
+        upload_buckets=[TokenBucket(s.upload_rate, now=reactor.seconds())] if s.upload_rate else None,
     )
     if cookie is not None:
         context.views.add("visitors", "Cookie demo visitors (the back-end database)", lambda: _visitors_view(visits))
