@@ -30,11 +30,12 @@ import dns.rdatatype
 from twisted.logger import Logger
 
 from twisted_netapps.config import DEFAULT_CONFIG_NAME
+from twisted_netapps import dnswire
 from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.observe import NULL_RECENT
 from twisted_netapps.dns.responder import DEFAULT_UDP_PAYLOAD, Counters, Responder
-from twisted_netapps.dns.transport import DNSDatagramProtocol, DNSStreamFactory
+from twisted_netapps.dns.transport import DNSDatagramProtocol, DNSStreamFactory, peer_text
 from twisted_netapps.dns.zoneset import ZoneSet, ZoneSpec, parse_notify_targets, parse_transfer_acl
 from twisted_netapps.errors import ConfigError
 from twisted_netapps.listeners import is_datagram
@@ -147,13 +148,13 @@ def _describe_query(query: bytes, reply) -> tuple[str, str, str]:
         outcome = "dropped"
     else:
         first = reply if isinstance(reply, bytes) else reply[0]
-        outcome = dns.rcode.to_text(first[3] & 0x0F) + (" TC" if first[2] & 0x02 else "")
+        outcome = dns.rcode.to_text(dnswire.rcode_of(first)) + (" TC" if dnswire.is_truncated(first) else "")
     return name, qtype, outcome
 
 
 def _log_query(query: bytes, reply, peer, over_tcp: bool) -> None:
     name, qtype, outcome = _describe_query(query, reply)
-    log.info("dns: {peer} {transport} {name} {qtype}: {outcome}", peer=f"{peer[0]}:{peer[1]}",
+    log.info("dns: {peer} {transport} {name} {qtype}: {outcome}", peer=peer_text(peer),
              transport="tcp" if over_tcp else "udp", name=name, qtype=qtype, outcome=outcome)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import socket
 
-from twisted.internet import threads
 
+from twisted_netapps.addresses import parse_host_port
 from twisted_netapps.auth import make_portal
 from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
@@ -14,7 +14,7 @@ from twisted_netapps.errors import ConfigError
 from twisted_netapps.mail.store.commit import GroupCommitter
 from twisted_netapps.mail.smtp.delivery import Deliverer
 from twisted_netapps.mail.store.maildir import MailStore
-from twisted_netapps.mail.smtp.mx import lookup_hosts, make_resolver, parse_nameserver
+from twisted_netapps.mail.smtp.mx import MXResolver, system_nameservers
 from twisted_netapps.mail.smtp.policy import MailPolicy
 from twisted_netapps.mail.store.queue import QueueStore
 from twisted_netapps.mail.smtp.queue_runner import QueueRunner, RunnerSettings
@@ -60,6 +60,10 @@ class Settings(StreamSettings):
     data_timeout: float = setting(600.0, "seconds to wait for more DATA", positive=True)
     auth_failure_delay: float = setting(1.0, "seconds before a failed AUTH is answered", minimum=0)
     resolver: str = setting("", "DNS server ADDR[:PORT] for MX lookups ('' = the system's resolver)")
+    resolver_timeout: float = setting(
+        10.0, "seconds for one MX lookup (MX, then the hosts' A/AAAA) before the delivery is retried later",
+        positive=True,
+    )
     relay_port: int = setting(25, "port of the mail hosts we relay to", minimum=1, maximum=65535)
     relay_timeout: float = setting(60.0, "seconds per relay connection step", positive=True)
     relay_tls: bool = setting(True, "use STARTTLS when a relay host offers it (opportunistic, unverified)")
@@ -74,10 +78,11 @@ class Settings(StreamSettings):
             if not valid_domain(domain):
                 raise ConfigError(f"{where}.local_domains: bad domain {domain!r}")
         check_cert_key_pair(self.tls_cert, self.tls_key, where)
-        try:
-            parse_nameserver(self.resolver)
-        except ValueError as e:
-            raise ConfigError(f"{where}.resolver: expected ADDRESS[:PORT], {e}") from None
+        if self.resolver.strip():
+            try:
+                parse_host_port(self.resolver, 53)
+            except ValueError as e:
+                raise ConfigError(f"{where}.resolver: expected ADDRESS[:PORT], {e}") from None
 
 
 def build(context: ServiceContext):
@@ -94,10 +99,10 @@ def build(context: ServiceContext):
     queue = QueueStore(context.subdir(QUEUE_DIR))
     committer = GroupCommitter(reactor, run=context.pools.disk)
     deliverer = Deliverer(store, queue, policy, committer, hostname=hostname, clock=reactor)
-    resolver = make_resolver(parse_nameserver(s.resolver), s.relay_timeout)
-
-    def lookup(domain: str):
-        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), lookup_hosts, domain, resolver)
+    # On the reactor, no thread: a dead DNS server must not hold threads that
+    # deliveries and logins need (see mx.py).
+    nameservers = [parse_host_port(s.resolver, 53)] if s.resolver.strip() else system_nameservers()
+    resolver = MXResolver(reactor, nameservers, timeout=s.resolver_timeout)
 
     runner = QueueRunner(
         queue,
@@ -106,7 +111,7 @@ def build(context: ServiceContext):
             retry_max=s.retry_max, lifetime=s.queue_lifetime, max_parallel=s.max_relay_parallel,
             timeout=s.relay_timeout, relay_tls=s.relay_tls,
         ),
-        reactor, lookup=lookup, send_bounce=deliverer.send_bounce, stats=context.stats,
+        reactor, lookup=resolver.lookup_hosts, send_bounce=deliverer.send_bounce, stats=context.stats,
         run_blocking=context.pools.disk,
     )
     deliverer.on_queued = runner.kick
