@@ -75,6 +75,8 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
         for event in events:
             if isinstance(event, Send):
                 out.append(event.data)
+                if event.data[:1] in (b"4", b"5"):  # every refusal (a 550 at RCPT too) is an error
+                    self.factory.stats.incr("errors")
             elif isinstance(event, MessageReady):
                 self._flush(out)
                 self._deliver(event)
@@ -120,7 +122,8 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
         d = self.factory.deliverer.accept(envelope, event.data)
 
         def done(reply: Reply) -> None:
-            self.factory.stats.incr("messages" if reply.code < 400 else "errors")
+            if reply.code < 400:  # a refused message is counted as an error when its reply is sent
+                self.factory.stats.incr("messages")
             log.info(
                 "smtp: {peer}: message {id} from <{sender}> to {n} recipients, {size} bytes: {code}",
                 peer=self.peer, id=envelope.message_id, sender=str(envelope.mail_from),
