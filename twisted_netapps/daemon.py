@@ -30,6 +30,8 @@ from twisted_netapps.context import ServiceContext
 from twisted_netapps.errors import ListenError
 from twisted_netapps.fileio import write_atomically
 from twisted_netapps.listeners import BoundAddress
+from twisted_netapps.logins import LoginGuard
+from twisted_netapps.pools import Pools
 from twisted_netapps.stats import StatsRegistry
 
 log = Logger(namespace="netapps")
@@ -47,6 +49,9 @@ class NetappsService(service.MultiService):
         self.run_dir = data_dir / "run"
         self.accounts = AccountStore(data_dir)
         self.stats = StatsRegistry()
+        daemon_settings = config.daemon
+        self.logins = LoginGuard(reactor, daemon_settings)
+        self.pools = Pools(reactor, disk_threads=daemon_settings.disk_threads, cpu_threads=daemon_settings.cpu_threads)
         self.bound: list[BoundAddress] = []
         self._stats_loop = task.LoopingCall(self.write_stats)
         self._stats_loop.clock = reactor
@@ -59,6 +64,8 @@ class NetappsService(service.MultiService):
                 stats=self.stats.for_service(name),
                 accounts=self.accounts,
                 config=config,
+                logins=self.logins,
+                pools=self.pools,
                 on_bound=self.bound.append,
             )
             child = registry.service_module(name).build(context)
