@@ -254,8 +254,8 @@ class _Layers:
             name, endpoint = name.strip(), endpoint.strip()
             if not sep or not name or not endpoint:
                 raise ConfigError(
-                    f"--listen {item}: expected NAME=ENDPOINT (NAME: a service, or a listener "
-                    "such as smtp.submission; netapps config show lists them)"
+                    f"--listen {item}: expected SERVICE=ENDPOINT or SERVICE.LISTENER=ENDPOINT "
+                    "(netapps config show lists the listeners)"
                 )
             service = name.split(".", 1)[0]
             if service not in registry.SERVICES:

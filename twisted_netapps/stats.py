@@ -23,6 +23,10 @@ STANDARD_COUNTERS: dict[str, str] = {
     "bytes_in": "bytes received from clients",
     "bytes_out": "bytes sent to clients",
 }
+# Counted by the frame for every service with TCP listeners (twisted_netapps.connections).
+FRAME_COUNTERS: dict[str, str] = {
+    "refused_connections": "TCP connections refused over max_connections or max_connections_per_address",
+}
 GAUGES: dict[str, str] = {
     "active_connections": "TCP connections open now (a gauge, not a counter)",
 }

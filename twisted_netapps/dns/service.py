@@ -90,7 +90,6 @@ COUNTERS: dict[str, str] = {
     "built_notauth": "replies built with rcode NOTAUTH (NOTIFY for a zone we do not serve)",
     "transfers": "zone transfers (AXFR) sent",
     "send_failures": "UDP replies the network refused to send (also counted in errors)",
-    "connections_refused": "TCP connections closed at once: over max_tcp_connections",
     "tcp_idle_timeouts": "TCP connections closed after idle_timeout",
     "zone_reloads": "zones reloaded after their file changed or on SIGHUP",
     "zone_errors": "zone reloads that failed (the previous version kept serving)",

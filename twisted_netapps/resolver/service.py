@@ -58,7 +58,6 @@ COUNTERS: dict[str, str] = {
     "upstream_tcp": "upstream queries over TCP (after TC)",
     "upstream_ignored": "upstream replies ignored: wrong source, ID or question (spoofing resistance)",
     "send_failures": "UDP replies the network refused to send (also counted in errors)",
-    "connections_refused": "TCP connections closed at once: over the connection limit",
     "tcp_idle_timeouts": "TCP connections closed after idle_timeout",
 }
 

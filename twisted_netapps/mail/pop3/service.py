@@ -22,6 +22,7 @@ COUNTERS: dict[str, str] = {
     "errors": "commands answered -ERR (unknown, malformed, out of sequence, failed)",
     "logins": "successful logins (USER/PASS, APOP, AUTH PLAIN)",
     "login_failures": "failed logins",
+    "login_refused": "logins refused at once: the address is over its login failure budget",
     "messages_retrieved": "messages sent by RETR or TOP",
     "messages_deleted": "messages removed at QUIT (after DELE)",
 }

@@ -42,7 +42,7 @@ COUNTERS: dict[str, str] = {
     "errors": "error replies sent (4xx/5xx): refused commands, unknown recipients, refused messages",
     "auth_failures": "AUTH attempts that failed",
     "timeouts": "sessions closed after command_timeout or data_timeout",
-    "refused_connections": "connections refused with 421: over max_connections",
+    "auth_refused": "AUTH attempts refused at once: the address is over its login failure budget",
     "relayed": "recipients delivered to a remote mail host by the queue",
     "deferred": "relay attempts deferred for a retry (4xx, connection failures)",
     "bounced": "recipients bounced to the sender (5xx, or queue_lifetime over)",
