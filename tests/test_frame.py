@@ -381,3 +381,17 @@ def test_peer_formatting_and_loopback():
     assert format_peer(IPv4Address("TCP", "127.0.0.1", 25)) == "127.0.0.1:25"
     assert is_loopback(IPv4Address("TCP", "127.0.0.5", 25))
     assert not is_loopback(IPv4Address("TCP", "10.0.0.1", 25))
+
+
+def test_refusals_past_the_allowance_are_closed_at_once_without_holding_a_descriptor():
+    from twisted_netapps.connections import DescriptorBudget
+
+    budget = DescriptorBudget(limit=1, refusal_allowance=2)
+    factory = LimitedFactory(
+        RecorderFactory(), service="t", listener="x", stats=ServiceStats("t"), refuse=b"busy\r\n",
+        limits=StreamSettings(max_connections=100, max_connections_per_address=100), descriptors=budget,
+    )
+    connect(factory, port=1)
+    refused = [connect(factory, port=p)[1] for p in (2, 3)]
+    assert all(t.value() == b"busy\r\n" for t in refused) and budget.refusing == 2
+    assert factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 4)) is None  # Twisted closes it at once

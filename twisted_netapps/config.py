@@ -79,6 +79,9 @@ class DaemonSettings:
     # Thread pools for blocking work (twisted_netapps.pools): one per kind, so none starves another.
     disk_threads: int = setting(4, "threads for blocking disk work (fsync'd writes, scans)", minimum=1, maximum=64)
     cpu_threads: int = setting(2, "threads for CPU-bound work (password hashing)", minimum=1, maximum=64)
+    fd_reserve: int = setting(
+        256, "file descriptors kept back from accepting connections (upstream sockets, files, logs)", minimum=16,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -83,6 +83,34 @@ class LogBudget:
         return n
 
 
+class DescriptorBudget:
+    """The file descriptors all listeners together may spend on connections.
+
+    Accepting must never take the process's last descriptors: upstream
+    sockets (the resolver's queries, the relay's connections), mailbox files
+    and the log need some too. The daemon sets :attr:`limit` to the open-file
+    limit minus a reserve; every listener's connections count against it, and
+    past it new connections get their protocol's refusal instead of an
+    ``EMFILE`` that would reset every service's new connections.
+    """
+
+    def __init__(self, limit: int | None = None, refusal_allowance: int = 64) -> None:
+        self.limit = limit  # None: no budget (tests of one factory)
+        self.in_use = 0
+        # A refusal holds its descriptor until its message is written: at most
+        # this many at once; past that, a connection over a limit is closed at
+        # once without a message (a flood must not take the reserve).
+        self.refusal_allowance = refusal_allowance
+        self.refusing = 0
+        self.caps = 0  # the listeners' max_connections added up (for the start-up warning)
+
+    def exhausted(self) -> bool:
+        return self.limit is not None and self.in_use >= self.limit
+
+    def may_refuse_politely(self) -> bool:
+        return self.refusing < self.refusal_allowance
+
+
 class _Connection(policies.ProtocolWrapper):
     """One accepted connection: counts it and logs its opening and closing."""
 
@@ -140,6 +168,7 @@ class _Refused(policies.ProtocolWrapper):
 
     def connectionLost(self, reason) -> None:
         self.factory.unregisterProtocol(self)
+        self.factory.descriptors.refusing -= 1
 
 
 class LimitedFactory(policies.WrappingFactory):
@@ -158,6 +187,7 @@ class LimitedFactory(policies.WrappingFactory):
         stats,
         refuse: bytes | None = None,
         log_budget: LogBudget | None = None,
+        descriptors: DescriptorBudget | None = None,
     ) -> None:
         super().__init__(wrapped)
         wrapped.noisy = False  # the frame announces listeners with their address, once
@@ -168,6 +198,8 @@ class LimitedFactory(policies.WrappingFactory):
         self.stats = stats
         self.refuse = refuse
         self.budget = log_budget or LogBudget()
+        self.descriptors = descriptors or DescriptorBudget()
+        self.descriptors.caps += self.max_connections
         self.active = 0
         self.per_address: Counter[str] = Counter()
 
@@ -177,6 +209,9 @@ class LimitedFactory(policies.WrappingFactory):
             return self._refused(addr, f"{self.max_connections} connections open on {self.listener}")
         if self.per_address[host] >= self.max_per_address:
             return self._refused(addr, f"{self.max_per_address} connections open from {host}")
+        if self.descriptors.exhausted():
+            return self._refused(addr, f"{self.descriptors.in_use} connections open in all, the most "
+                                       "the open-file limit allows with its reserve")
         wrapped = self.wrappedFactory.buildProtocol(addr)
         if wrapped is None:
             return None
@@ -184,6 +219,7 @@ class LimitedFactory(policies.WrappingFactory):
 
     def _refused(self, addr, why: str):
         self.stats.incr("refused_connections")
+        polite = self.descriptors.may_refuse_politely()
         if self.budget.allow():
             suppressed = self.budget.take_suppressed()
             log.warn(
@@ -191,10 +227,14 @@ class LimitedFactory(policies.WrappingFactory):
                 service=self.service, peer=format_peer(addr), why=why,
                 more=f" ({suppressed} log lines suppressed)" if suppressed else "",
             )
+        if not polite:
+            return None  # Twisted closes the accepted socket at once: no descriptor is held
+        self.descriptors.refusing += 1
         return _Refused(self, self.refuse)
 
     def opened(self, connection: _Connection) -> None:
         self.active += 1
+        self.descriptors.in_use += 1
         self.per_address[connection.host] += 1
         self.stats.connection_opened()
         if self.budget.allow():
@@ -207,6 +247,7 @@ class LimitedFactory(policies.WrappingFactory):
 
     def closed(self, connection: _Connection) -> None:
         self.active -= 1
+        self.descriptors.in_use -= 1
         self.per_address[connection.host] -= 1
         if not self.per_address[connection.host]:
             del self.per_address[connection.host]

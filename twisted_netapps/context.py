@@ -9,7 +9,7 @@ from typing import Any, Callable
 from twisted.application import service
 
 from twisted_netapps.accounts import AccountStore
-from twisted_netapps.connections import LimitedFactory, StreamSettings
+from twisted_netapps.connections import DescriptorBudget, LimitedFactory, StreamSettings
 from twisted_netapps.errors import ConfigError
 from twisted_netapps.fileio import ensure_private_dir
 from twisted_netapps.listeners import (
@@ -21,6 +21,7 @@ from twisted_netapps.listeners import (
     parse_stream,
 )
 from twisted_netapps.logins import LoginGuard
+from twisted_netapps.observe import NULL_RECENT, Views
 from twisted_netapps.pools import Pools
 from twisted_netapps.stats import ServiceStats
 
@@ -43,6 +44,12 @@ class ServiceContext:
     config: Any
     logins: LoginGuard
     pools: Pools
+    descriptors: DescriptorBudget = field(default_factory=DescriptorBudget)
+    #: recent events and on-demand views for the status page (see twisted_netapps.observe)
+    recent: Any = NULL_RECENT
+    views: Views = field(default_factory=Views)
+    #: the whole daemon as the status service sees it (a DaemonView); None in unit tests
+    daemon: Any = None
     on_bound: Callable[[BoundAddress], None] = field(default=lambda address: None)
     # Listeners the daemon bound before building (twisted_netapps.binding).
     prebound: Any = None
@@ -90,7 +97,7 @@ class ServiceContext:
                 endpoint = parse_stream(self.reactor, description, item, backlog=limits.listen_backlog)
                 factory = LimitedFactory(
                     stream_factory, service=self.name, listener=description, limits=limits,
-                    stats=self.stats, refuse=refuse,
+                    stats=self.stats, refuse=refuse, descriptors=self.descriptors,
                 )
                 result.append(
                     self._prebound(setting, description, factory=factory)

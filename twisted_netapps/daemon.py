@@ -22,23 +22,27 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import resource
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
 from twisted.application import service
-from twisted.internet import task
 from twisted.logger import Logger
 
 from twisted_netapps import __version__, registry
 from twisted_netapps.accounts import AccountStore
 from twisted_netapps.binding import PreboundListeners
 from twisted_netapps.config import Config
+from twisted_netapps.connections import DescriptorBudget
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.errors import ListenError, NetappsError
 from twisted_netapps.fileio import ensure_private_dir, write_atomically
 from twisted_netapps.listeners import BoundAddress
 from twisted_netapps.logins import LoginGuard
+from twisted_netapps.observe import Observatory
+from twisted_netapps.periodic import PeriodicTask
 from twisted_netapps.pools import Pools
 from twisted_netapps.runstate import DAEMON_KEY, LISTENERS_FILE, RUN_DIR, STATS_FILE, format_duration
 from twisted_netapps.stats import StatsRegistry
@@ -70,13 +74,14 @@ class NetappsService(service.MultiService):
         self.reactor = reactor
         self.run_dir = data_dir / RUN_DIR
         self.stats = StatsRegistry()
-        self.started: float | None = None
-        self.bound: list[tuple[str, BoundAddress]] = []
-        self._stats_loop = task.LoopingCall(self.write_stats)
-        self._stats_loop.clock = reactor
+        self.started = time.time()
+        self.bound: list[BoundAddress] = []
+        self.bound_names: list[str] = []  # the listener name of each of self.bound (smtp.submission)
+        # A failed write (disk full, EMFILE) is one log line; the next one is tried on schedule.
+        self._stats_loop = PeriodicTask("stats.json writer", STATS_INTERVAL, self.write_stats, reactor)
 
         prebound = PreboundListeners(config, reactor)
-        prebound.bind_all(lambda name, address: self.bound.append((name, address)))
+        prebound.bind_all(self._bound)
         try:
             created = [ensure_private_dir(data_dir), ensure_private_dir(self.run_dir)]
         except OSError as e:
@@ -88,7 +93,12 @@ class NetappsService(service.MultiService):
         daemon_settings = config.daemon
         self.logins = LoginGuard(reactor, daemon_settings)
         self.pools = Pools(reactor, disk_threads=daemon_settings.disk_threads, cpu_threads=daemon_settings.cpu_threads)
+        self.descriptors = DescriptorBudget(
+            open_file_budget(daemon_settings.fd_reserve), refusal_allowance=daemon_settings.fd_reserve // 4
+        )
+        self.observatory = Observatory(enabled="status" in config.enabled)
         for name in config.enabled:
+            recent, views = self.observatory.for_service(name)
             context = ServiceContext(
                 name=name,
                 settings=config.services[name],
@@ -99,13 +109,29 @@ class NetappsService(service.MultiService):
                 config=config,
                 logins=self.logins,
                 pools=self.pools,
-                on_bound=lambda address, name=name: self.bound.append((name, address)),
+                descriptors=self.descriptors,
+                recent=recent,
+                views=views,
+                daemon=self,
+                on_bound=lambda address, name=name: self._bound(name, address),
                 prebound=prebound,
             )
             child = registry.service_module(name).build(context)
             child.setName(name)
             child.setServiceParent(self)
         prebound.close_unclaimed()
+        budget = self.descriptors
+        if budget.limit is not None and budget.caps > budget.limit:
+            log.warn(
+                "the TCP listeners' max_connections add up to {caps}, more than the {limit} connections "
+                "the open-file limit allows (RLIMIT_NOFILE {nofile} minus netapps.fd_reserve); "
+                "connections past {limit} will be refused",
+                caps=budget.caps, limit=budget.limit, nofile=budget.limit + daemon_settings.fd_reserve,
+            )
+
+    def _bound(self, name: str, address: BoundAddress) -> None:
+        self.bound.append(address)
+        self.bound_names.append(name)
 
     def _ensure_demo_account(self) -> None:
         password = self.accounts.ensure_demo_account()
@@ -133,11 +159,10 @@ class NetappsService(service.MultiService):
             raise SystemExit(1) from None
 
     def startService(self) -> None:
-        self.started = self.reactor.seconds()
         super().startService()
         self.write_listeners()
-        self.write_stats()
-        self._stats_loop.start(STATS_INTERVAL, now=False)
+        self._stats_loop.run_once()  # stamped at once: `netapps stats` works from the start
+        self._stats_loop.startService()
         log.info(
             "netapps {version} started (pid {pid}): {services}; data in {data_dir}",
             version=__version__, pid=os.getpid(), services=", ".join(self.config.enabled),
@@ -146,13 +171,16 @@ class NetappsService(service.MultiService):
 
     def stopService(self):
         if self._stats_loop.running:
-            self._stats_loop.stop()
+            self._stats_loop.stopService()
         d = super().stopService()
         d.addBoth(self._stopped)
         return d
 
     def _stopped(self, result):
-        self.write_stats(running=False)
+        try:
+            self.write_stats(running=False)
+        except OSError as e:
+            log.warn("cannot mark {path} stopped: {error}", path=str(self.run_dir / STATS_FILE), error=e)
         (self.run_dir / LISTENERS_FILE).unlink(missing_ok=True)
         log.info(
             "netapps {version} stopped (pid {pid}) after {uptime}",
@@ -161,19 +189,40 @@ class NetappsService(service.MultiService):
         return result
 
     def _uptime(self) -> float:
-        return self.reactor.seconds() - self.started if self.started is not None else 0.0
+        return time.time() - self.started
 
     def write_listeners(self) -> None:
         data = {
             "pid": os.getpid(), "version": __version__, "started": self.started,
-            "listeners": [{"name": name, **dataclasses.asdict(address)} for name, address in self.bound],
+            "listeners": [
+                {"name": name, **dataclasses.asdict(address)} for name, address in zip(self.bound_names, self.bound)
+            ],
         }
         write_atomically(self.run_dir / LISTENERS_FILE, json.dumps(data, indent=1).encode())
 
     def write_stats(self, running: bool = True) -> None:
         stamp = {
             "pid": os.getpid(), "version": __version__, "started": self.started,
-            "written": self.reactor.seconds(), "uptime": round(self._uptime(), 3), "running": running,
+            "written": time.time(), "uptime": round(self._uptime(), 3), "running": running,
         }
         data = {DAEMON_KEY: stamp, **self.stats.snapshot()}
         write_atomically(self.run_dir / STATS_FILE, json.dumps(data, indent=1).encode())
+
+
+def open_file_budget(reserve: int) -> int:
+    """Raise the soft open-file limit to the hard one; return how many may go to connections.
+
+    Distributions start daemons with a soft limit of 1024 and a much higher
+    hard limit: raising it is free. *reserve* descriptors stay for upstream
+    sockets, files and logs.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20) if soft != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as e:
+            log.warn("cannot raise the open-file limit from {soft} to {hard}: {error}", soft=soft, hard=hard, error=e)
+    return max(soft - reserve, 16)
