@@ -104,8 +104,14 @@ def _bracket_balance(text: str) -> int:
     return balance
 
 
+def _basic_string(text: str) -> str:
+    # JSON's string escapes are a subset of TOML basic strings'; TOML also
+    # forbids a raw DEL, which JSON leaves as it is.
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
 def format_key(key: str) -> str:
-    return key if re.fullmatch(_BARE, key) else json.dumps(key, ensure_ascii=False)
+    return key if re.fullmatch(_BARE, key) else _basic_string(key)
 
 
 def format_path(path: KeyPath) -> str:
@@ -140,8 +146,7 @@ def format_value(value: Any) -> str:
             return "inf" if value > 0 else "-inf"
         return repr(value)
     if isinstance(value, str):
-        # JSON's string escapes are a subset of TOML basic strings'.
-        return json.dumps(value, ensure_ascii=False)
+        return _basic_string(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(format_value(v) for v in value) + "]"
     if isinstance(value, dict):
