@@ -31,7 +31,7 @@ from typing import Callable
 from twisted.application import service
 from twisted.logger import Logger
 
-from twisted_netapps import __version__, registry
+from twisted_netapps import __version__, logfilter, registry
 from twisted_netapps.accounts import AccountStore
 from twisted_netapps.binding import PreboundListeners
 from twisted_netapps.config import Config
@@ -66,8 +66,10 @@ class NetappsService(service.MultiService):
         *,
         foreground: bool = True,
         prepare_data_dir: Callable[[list[Path]], None] = lambda paths: None,
+        log_options=None,
     ) -> None:
         super().__init__()
+        self.log_options = log_options  # twistd's options, for the log observer (logfilter)
         self.foreground = foreground
         self.config = config
         self.data_dir = data_dir
@@ -141,6 +143,10 @@ class NetappsService(service.MultiService):
                 "change it with 'netapps user passwd demo')",
                 password=password, path=str(self.accounts.path),
             )
+
+    def setServiceParent(self, parent):
+        logfilter.install(parent, self.log_options)  # parent: twistd's application
+        return super().setServiceParent(parent)
 
     def privilegedStartService(self) -> None:
         try:

@@ -82,7 +82,7 @@ def makeService(options: Options):
         foreground = bool(parent["nodaemon"]) if parent is not None else True
         return NetappsService(
             config, config.data_dir.path, reactor, foreground=foreground,
-            prepare_data_dir=lambda paths: _chown_for_privilege_drop(options, paths),
+            prepare_data_dir=lambda paths: _chown_for_privilege_drop(options, paths), log_options=parent,
         )
     except NetappsError as e:
         # One line, no traceback: this is a user mistake, not a bug. Errors
