@@ -166,8 +166,8 @@ class NetappsService(service.MultiService):
 
     def startService(self) -> None:
         super().startService()
-        self.write_listeners()
         self._stats_loop.run_once()  # stamped at once: `netapps stats` works from the start
+        self.write_listeners()  # last: its presence says the daemon is up (tests wait for it)
         self._stats_loop.startService()
         log.info(
             "netapps {version} started (pid {pid}): {services}; data in {data_dir}",
