@@ -319,3 +319,20 @@ def test_one_data_dir_rule_for_every_command(tmp_path):
     empty.mkdir()
     out = netapps("user", "list", "--data-dir", str(empty), env=env_home)
     assert out.returncode == 1 and f"no accounts in {empty}" in out.stderr
+
+
+def test_dns_trace_from_a_server_says_so_and_counts_in_english(netapps_daemon):
+    d = netapps_daemon(["dns"], listen={"dns": ["udp:0:interface=127.0.0.1"], "dns.root": [], "dns.test": [],
+                                        "dns.example": [], "dns.lab": []})
+    out = netapps("dns", "trace", "--server", "127.0.0.1", "--port", str(d.port("dns", "udp")), "www.example.test")
+    assert out.returncode == 0, out.stderr
+    assert "from the server given (127.0.0.1)" in out.stdout and "from the root hints" not in out.stdout
+    assert "NOERROR after 1 query in" in out.stdout
+
+
+def test_twistd_help_advertises_no_service_by_hand():
+    out = subprocess.run([TWISTD, "--help"], capture_output=True, text=True, timeout=60)
+    text = " ".join(out.stdout.split())
+    description = text[text.index(" netapps "):][:200]
+    assert "BitTorrent" not in description and "web" not in description
+    assert "('twistd netapps --help' lists this version's services)" in description
