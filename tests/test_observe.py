@@ -38,5 +38,12 @@ def test_views_render_on_demand():
     views = Views()
     calls = []
     views.add("queue", "Mail queue", lambda: calls.append(1) or [{"id": "a"}])
-    assert views.names() == [("queue", "Mail queue")] and calls == []
+    assert views.names() == [("queue", "Mail queue", ())] and calls == []
     assert views.render("queue") == [{"id": "a"}] and calls == [1]
+
+
+def test_views_take_the_parameters_they_declare():
+    views = Views()
+    views.add("trace", "Trace a name", lambda name: [{"step": name}], params=("name",))
+    assert views.names() == [("trace", "Trace a name", ("name",))]
+    assert views.render("trace", name="www.example.test") == [{"step": "www.example.test"}]

@@ -322,8 +322,7 @@ def test_one_data_dir_rule_for_every_command(tmp_path):
 
 
 def test_dns_trace_from_a_server_says_so_and_counts_in_english(netapps_daemon):
-    d = netapps_daemon(["dns"], listen={"dns": ["udp:0:interface=127.0.0.1"], "dns.root": [], "dns.test": [],
-                                        "dns.example": [], "dns.lab": []})
+    d = netapps_daemon(["dns"], listen={"dns": ["udp:0:interface=127.0.0.1"]}, sets=["dns.views=[]"])
     out = netapps("dns", "trace", "--server", "127.0.0.1", "--port", str(d.port("dns", "udp")), "www.example.test")
     assert out.returncode == 0, out.stderr
     assert "from the server given (127.0.0.1)" in out.stdout and "from the root hints" not in out.stdout

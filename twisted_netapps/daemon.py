@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from twisted.application import service
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 
 from twisted_netapps import __version__, logfilter, registry
 from twisted_netapps.accounts import AccountStore
@@ -99,6 +99,8 @@ class NetappsService(service.MultiService):
             open_file_budget(daemon_settings.fd_reserve), refusal_allowance=daemon_settings.fd_reserve // 4
         )
         self.observatory = Observatory(enabled="status" in config.enabled)
+        for name in config.enabled:  # every ring exists before any service (status included) is built
+            self.observatory.for_service(name)
         for name in config.enabled:
             recent, views = self.observatory.for_service(name)
             context = ServiceContext(
@@ -144,8 +146,15 @@ class NetappsService(service.MultiService):
                 password=password, path=str(self.accounts.path),
             )
 
+    #: ``text`` or ``json`` (``--log-format``), for the observer handed to twistd
+    log_format = "text"
+
     def setServiceParent(self, parent):
-        logfilter.install(parent, self.log_options)  # parent: twistd's application
+        # twistd builds the Application after makeService and uses its
+        # ILogObserver component (when --logger is not given) as the log
+        # observer: the Twisted way to choose the log format (and to leave
+        # Twisted's per-port lines out, twisted_netapps.logfilter) from a plugin.
+        logfilter.install(parent, self.log_options, self.log_format)
         return super().setServiceParent(parent)
 
     def privilegedStartService(self) -> None:

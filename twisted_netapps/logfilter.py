@@ -1,4 +1,4 @@
-"""Keep Twisted's per-port lines out of the daemon's log.
+"""The daemon's log observer: text or JSON, where twistd would write, without Twisted's per-port lines.
 
 Every listening port logs ``DNSStreamFactory starting on 5300`` when it
 starts and ``(UDP Port 5300 Closed)`` when it stops: a port number without
@@ -11,8 +11,10 @@ classes, so they can only be dropped by the log observer. twistd lets an
 application supply its observer (an ``ILogObserver`` component of the
 application, used unless ``--logger`` is given); :func:`install` sets one
 that writes where twistd would have (``-l FILE``, ``-l -``, stdout under
-``-n``, ``twistd.log`` otherwise, reopened on SIGUSR1 as twistd does) through
-a :class:`~twisted.logger.FilteringLogObserver` dropping those lines. Where
+``-n``, ``twistd.log`` otherwise, reopened on SIGUSR1 as twistd does), as
+text lines or, with ``--log-format=json``, one JSON object per line
+(twisted.logger's JSON observer), through a
+:class:`~twisted.logger.FilteringLogObserver` dropping those lines. Where
 twistd would do something else (``--syslog``, ``--logger``, an observer
 already set), it is left alone.
 """
@@ -23,7 +25,13 @@ import re
 import signal
 import sys
 
-from twisted.logger import FilteringLogObserver, ILogObserver, PredicateResult, textFileLogObserver
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    PredicateResult,
+    jsonFileLogObserver,
+    textFileLogObserver,
+)
 from twisted.python import logfile
 from twisted.python.components import Componentized
 
@@ -59,8 +67,11 @@ def _twistd_destination(options):
     return log_file
 
 
-def install(application, options) -> None:
-    """Give twistd's *application* a log observer without Twisted's per-port lines (see the module doc)."""
+FORMATS = ("text", "json")
+
+
+def install(application, options, log_format: str = "text") -> None:
+    """Give twistd's *application* a *log_format* observer without Twisted's per-port lines (module doc)."""
     if options is None or not isinstance(application, Componentized) or sys.platform == "win32":
         return
     if application.getComponent(ILogObserver, None) is not None:
@@ -68,4 +79,8 @@ def install(application, options) -> None:
     destination = _twistd_destination(options)
     if destination is None:
         return
-    application.setComponent(ILogObserver, FilteringLogObserver(textFileLogObserver(destination), [port_noise]))
+    if log_format == "json":
+        observer = jsonFileLogObserver(destination, recordSeparator="")
+    else:
+        observer = textFileLogObserver(destination)
+    application.setComponent(ILogObserver, FilteringLogObserver(observer, [port_noise]))

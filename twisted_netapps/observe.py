@@ -10,7 +10,8 @@ Each service gets, through its :class:`~twisted_netapps.context.ServiceContext`,
 - ``context.views``: named snapshots computed on demand (the mail queue with
   its retry times, the resolver cache with TTLs, a swarm's piece map):
   ``context.views.add("queue", "Mail queue", function)``; *function*
-  returns JSON-able data (a list of flat dicts renders as a table).
+  returns JSON-able data (a list of flat dicts renders as a table) or a
+  Deferred of it, and may take keyword arguments from the page's query.
 
 Nothing here blocks or grows without bound: a slow reader of the live
 stream loses events (and is told how many), it never holds the services up.
@@ -82,17 +83,23 @@ class Views:
     """A service's named, on-demand snapshots for the status page."""
 
     def __init__(self) -> None:
-        self._views: dict[str, tuple[str, Callable[[], Any]]] = {}
+        self._views: dict[str, tuple[str, Callable[..., Any], tuple[str, ...]]] = {}
 
-    def add(self, name: str, title: str, function: Callable[[], Any]) -> None:
-        self._views[name] = (title, function)
+    def add(self, name: str, title: str, function: Callable[..., Any], params: tuple[str, ...] = ()) -> None:
+        """Add view *name*; *params* names the keyword arguments the page asks the user for."""
+        self._views[name] = (title, function, params)
 
-    def names(self) -> list[tuple[str, str]]:
-        return [(name, title) for name, (title, _f) in self._views.items()]
+    def names(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        return [(name, title, params) for name, (title, _f, params) in self._views.items()]
 
-    def render(self, name: str) -> Any:
-        """The view's current data; KeyError for an unknown view."""
-        return self._views[name][1]()
+    def render(self, view: str, /, **params: str) -> Any:
+        """The view's current data (or a Deferred of it); KeyError for an unknown view.
+
+        *params* are the page's query arguments (strings), for views that take
+        some (the resolver's trace of a typed name); a view that takes none
+        ignores them."""
+        function = self._views[view][1]
+        return function(**params) if params else function()
 
 
 class Observatory:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from twisted.python import usage
 
-from twisted_netapps import __version__, registry
+from twisted_netapps import __version__, logfilter, registry
 from twisted_netapps.config import load_config
 from twisted_netapps.datadir import ENV_VAR
 from twisted_netapps.errors import ConfigError, NetappsError
@@ -31,6 +31,8 @@ class Options(usage.Options):
         ["services", "s", None, "Comma-separated services to run, or 'all' (default: netapps.services, "
                                 "else the sections of the --config file)."],
         ["data-dir", "d", None, f"Data directory (default: ${ENV_VAR}, netapps.data_dir, ~/.local/share/netapps)."],
+        ["log-format", None, "text", "Log lines as 'text' (twistd's usual) or 'json' (one JSON object per "
+         "line: twisted.logger's fields, service and peer among them), to twistd's -l file or stdout."],
     ]
 
     def __init__(self) -> None:
@@ -71,6 +73,8 @@ def makeService(options: Options):
 
     config = None
     try:
+        if options["log-format"] not in logfilter.FORMATS:
+            raise NetappsError(f"--log-format: expected text or json, got {options['log-format']!r}")
         config = load_config(
             options["config"],
             services=options["services"],
@@ -80,12 +84,15 @@ def makeService(options: Options):
         )
         parent = getattr(options, "parent", None)
         foreground = bool(parent["nodaemon"]) if parent is not None else True
-        return NetappsService(
+        service = NetappsService(
             config, config.data_dir.path, reactor, foreground=foreground,
             prepare_data_dir=lambda paths: _chown_for_privilege_drop(options, paths), log_options=parent,
         )
+        service.log_format = options["log-format"]
+        return service
     except NetappsError as e:
         # One line, no traceback: this is a user mistake, not a bug. Errors
         # found while binding or building name the option or file line.
         message = config.blame(str(e)) if config is not None and isinstance(e, ConfigError) else str(e)
         raise SystemExit(message) from None
+

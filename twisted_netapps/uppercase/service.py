@@ -41,6 +41,8 @@ def build(context: ServiceContext):
     factory = UppercaseFactory(
         context.stats, context.reactor,
         max_line=s.max_line, idle_timeout=s.idle_timeout, log_requests=s.log_requests, line_timeout=s.line_timeout,
+        recent=context.recent,
     )
-    datagrams = UppercaseDatagramProtocol(context.stats, max_datagram=s.max_datagram, log_requests=s.log_requests)
+    datagrams = UppercaseDatagramProtocol(context.stats, max_datagram=s.max_datagram, log_requests=s.log_requests,
+                                          recent=context.recent)
     return context.named_service(context.listeners(factory, datagrams, refuse=b"ERROR: too many connections\r\n"))

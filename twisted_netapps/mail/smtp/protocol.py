@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from twisted.cred import credentials, error as cred_error
 from twisted.cred.portal import IRealm
-from twisted.internet import defer, protocol
+from twisted.internet import protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import Interface, implementer
 
 from twisted_netapps.addresses import format_peer, host_of
 from twisted_netapps.logins import LoginRefused
+from twisted_netapps.observe import NULL_RECENT
 
 from twisted_netapps.mail.smtp.core import (
     DATA,
@@ -126,6 +127,11 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
         def done(reply: Reply) -> None:
             if reply.code < 400:  # a refused message is counted as an error when its reply is sent
                 self.factory.stats.incr("messages")
+            self.factory.recent.record(
+                "delivery", id=envelope.message_id, peer=self.peer, sender=str(envelope.mail_from),
+                recipients=", ".join(str(r) for r in envelope.recipients), size=len(event.data), code=reply.code,
+                received=ReceivedChain(event.data),
+            )
             log.info(
                 "smtp: {peer}: message {id} from <{sender}> to {n} recipients, {size} bytes: {code}",
                 peer=self.peer, id=envelope.message_id, sender=str(envelope.mail_from),
@@ -196,8 +202,10 @@ class SMTPFactory(protocol.Factory):
         data_timeout: float,
         auth_failure_delay: float,
         logins,
+        recent=NULL_RECENT,
     ) -> None:
         self.logins = logins
+        self.recent = recent
         self.config = config
         self.check_recipient = check_recipient
         self.deliverer = deliverer
@@ -211,6 +219,21 @@ class SMTPFactory(protocol.Factory):
 
     def buildProtocol(self, addr):
         return SMTPServerProtocol(self)
+
+
+class ReceivedChain:
+    """The ``Received:`` lines a message arrived with (newest first), parsed only if shown."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data[:32768]
+
+    def to_json(self) -> list[str]:
+        head = self.data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        unfolded = head.replace(b"\r\n ", b" ").replace(b"\r\n\t", b" ").replace(b"\n ", b" ").replace(b"\n\t", b" ")
+        return [line[9:].strip().decode("utf-8", "replace")[:300]
+                for line in unfolded.splitlines() if line[:9].lower() == b"received:"][:20]
 
 
 #: What a connection over the frame's limits is told (RFC 5321 3.8) before it is closed.

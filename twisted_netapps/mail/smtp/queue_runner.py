@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from twisted.application import service
-from twisted.internet import defer, error, ssl, task, threads
+from twisted.internet import defer, error, ssl, threads
 from twisted.logger import Logger
 
 from twisted_netapps.mail.smtp.bounce import FailedRecipient, build_dsn

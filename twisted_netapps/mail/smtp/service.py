@@ -180,7 +180,7 @@ def build(context: ServiceContext):
             config=config, check_recipient=policy.check_recipient, deliverer=deliverer, portal=portal,
             tls_options=tls_options, stats=context.stats, reactor=reactor, command_timeout=s.command_timeout,
             data_timeout=s.data_timeout, auth_failure_delay=s.auth_failure_delay,
-            logins=context.logins,
+            logins=context.logins, recent=context.recent,
         )
 
     # Maildir asks for tmp/ files older than 36 h to be removed (they are
@@ -193,4 +193,15 @@ def build(context: ServiceContext):
     for listener in submission:  # service names must be unique within the parent
         listener.name = f"{context.name}-submission:{listener.description}"
     listeners += submission
+    context.views.add("queue", "Queue (remote deliveries, with retry times)", lambda: context.pools.disk(_queue_view, queue))
+    context.views.add("mailboxes", "Mailboxes", lambda: context.pools.disk(store.mailbox_counts))
     return context.named_service([runner, sweeper, *listeners])
+
+
+def _queue_view(queue: QueueStore) -> list[dict]:
+    """The queue as the status page shows it (blocking: a directory scan)."""
+    return [
+        {"id": e.id, "from": e.sender or "<>", "to": ", ".join(r.address for r in e.recipients),
+         "size": e.size, "attempts": e.attempts, "next_attempt": e.next_attempt, "last_error": e.last_error}
+        for e in sorted(queue.entries(), key=lambda e: e.next_attempt)[:500]
+    ]
