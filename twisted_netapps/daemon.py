@@ -176,13 +176,13 @@ class NetappsService(service.MultiService):
     def startService(self) -> None:
         super().startService()
         self._stats_loop.run_once()  # stamped at once: `netapps stats` works from the start
-        self.write_listeners()  # last: its presence says the daemon is up (tests wait for it)
-        self._stats_loop.startService()
         log.info(
             "netapps {version} started (pid {pid}): {services}; data in {data_dir}",
             version=__version__, pid=os.getpid(), services=", ".join(self.config.enabled),
             data_dir=str(self.data_dir),
         )
+        self.write_listeners()  # last: its presence says the daemon is up (tests wait for it)
+        self._stats_loop.startService()
 
     def stopService(self):
         if self._stats_loop.running:
