@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import netapps, report, stop_process  # noqa: E402
+from benchlib import netapps, report, run_seconds, stop_process  # noqa: E402
 
 from twisted_netapps.accounts import AccountStore  # noqa: E402
 from twisted_netapps.mail.store.maildir import MailStore  # noqa: E402
@@ -60,18 +60,6 @@ def make_message(i: int, size: int, rng: random.Random) -> bytes:
         lines.append(line.encode() + b"\r\n")
         total += len(lines[-1])
     return head + b"".join(lines)
-
-
-def run_seconds(pid: int) -> float:
-    """Time *pid* (all its threads) has run on a CPU, from schedstat: nanosecond
-    precision, where utime+stime are 10 ms tick samples (too coarse for ~100 ms rounds)."""
-    total = 0
-    for task_dir in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task_dir / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-    return total / 1e9
 
 
 def tree_cpu(root_pid: int) -> float:

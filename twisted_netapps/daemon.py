@@ -38,7 +38,7 @@ from twisted_netapps.config import Config
 from twisted_netapps.connections import DescriptorBudget
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.errors import ListenError, NetappsError
-from twisted_netapps.fileio import ensure_private_dir, write_atomically
+from twisted_netapps.fileio import ensure_private_dir, hand_over, write_atomically
 from twisted_netapps.listeners import BoundAddress
 from twisted_netapps.logins import LoginGuard
 from twisted_netapps.observe import Observatory
@@ -124,6 +124,7 @@ class NetappsService(service.MultiService):
             child.setName(name)
             child.setServiceParent(self)
         prebound.close_unclaimed()
+        hand_over(data_dir)  # under twistd -u/-g: what the builders created becomes the target user's
         budget = self.descriptors
         if budget.limit is not None and budget.caps > budget.limit:
             log.warn(

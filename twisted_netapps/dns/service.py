@@ -240,8 +240,9 @@ def _query_observer(recent, log_queries: bool):
         return _log_query if log_queries else None
 
     def observe(query: bytes, reply, peer, over_tcp: bool) -> None:
-        recent.record("query", peer=f"{peer[0]}:{peer[1]}", transport="tcp" if over_tcp else "udp",
-                      query=_QueryRecord(query, reply))
+        if recent.wants():  # the fields are built only for the events kept
+            recent.add("query", peer=f"{peer[0]}:{peer[1]}", transport="tcp" if over_tcp else "udp",
+                       query=_QueryRecord(query, reply))
         if log_queries:
             _log_query(query, reply, peer, over_tcp)
 
