@@ -90,7 +90,7 @@ def test_listen_replaces_the_service_listeners():
 def test_file_values_are_blamed_on_the_file(tmp_path):
     path = tmp_path / "n.toml"
     path.write_text("[uppercase]\nmax_line = true\n")
-    with pytest.raises(ConfigError, match=f"^{path}: uppercase.max_line: expected an integer, got a boolean$"):
+    with pytest.raises(ConfigError, match=f"^{path}:2: uppercase.max_line: expected an integer, got a boolean$"):
         load_config(str(path))
 
 

@@ -29,6 +29,27 @@ from twisted_netapps.resolver.upstream import ResolutionRunner
 from twisted_netapps.settings import setting
 
 
+# What this service's counters count (twisted_netapps.stats; netapps stats --explain).
+COUNTERS: dict[str, str] = {
+    "requests": "DNS queries received from clients over UDP and TCP",
+    "errors": "queries that failed inside the resolver (answered SERVFAIL), replies not sent",
+    "dropped": "client messages not answered (responses, fragments)",
+    "cache_hits": "queries answered from the cache",
+    "cache_misses": "queries that needed a resolution (iterating or forwarding)",
+    "coalesced": "queries that joined a resolution of the same question already running",
+    "refused": "queries answered REFUSED (client not in allow, no recursion desired, ...)",
+    "formerr": "queries answered FORMERR (malformed)",
+    "servfail": "resolutions that ended in SERVFAIL (time budget, lame servers, loops)",
+    "overload_servfail": "queries answered SERVFAIL at once: max_resolutions were running",
+    "truncated": "UDP replies sent with TC set (the client retries over TCP)",
+    "upstream_queries": "queries sent to authoritative servers or forwarders",
+    "upstream_udp": "upstream queries over UDP",
+    "upstream_tcp": "upstream queries over TCP (after TC)",
+    "upstream_ignored": "upstream replies ignored: wrong source, ID or question (spoofing resistance)",
+    "send_failures": "UDP replies the network refused to send (also counted in errors)",
+    "tcp_idle_timeouts": "TCP connections closed after idle_timeout",
+}
+
 @dataclasses.dataclass(frozen=True)
 class Settings(StreamSettings):
     listen: list[str] = setting(

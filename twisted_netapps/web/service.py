@@ -48,6 +48,9 @@ COUNTERS: dict[str, str] = {
     "deletes": "DELETEs done",
 }
 
+# PUT/DELETE log users in: the daemon makes sure an account exists (the demo account).
+USES_ACCOUNTS = True
+
 DEMO_SITE = "www"
 # What a connection over the frame's limits is told before it is closed.
 TOO_MANY_CONNECTIONS = (

@@ -27,6 +27,17 @@ COUNTERS: dict[str, str] = {
 }
 
 
+# What this service's counters count (twisted_netapps.stats; netapps stats --explain).
+COUNTERS: dict[str, str] = {
+    "requests": "commands received",
+    "errors": "commands answered BAD or NO, and server-side failures",
+    "logins": "successful logins (LOGIN, AUTHENTICATE PLAIN)",
+    "login_failures": "failed logins",
+}
+
+# This service logs users in: the daemon makes sure an account exists.
+USES_ACCOUNTS = True
+
 @dataclasses.dataclass(frozen=True)
 class Settings(StreamSettings):
     listen: list[str] = setting(["tcp:1143:interface=127.0.0.1"], "TCP endpoint strings")
