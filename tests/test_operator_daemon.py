@@ -15,7 +15,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
-from netapps_daemon import TWISTD, run_twistd, wait_for
+from netapps_daemon import TWISTD, run_twistd
 
 from twisted_netapps import __version__, registry
 from twisted_netapps.accounts import AccountStore

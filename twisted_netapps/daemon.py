@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from twisted.application import service
-from twisted.logger import ILogObserver, Logger
+from twisted.logger import Logger
 
 from twisted_netapps import __version__, logfilter, registry
 from twisted_netapps.accounts import AccountStore

@@ -11,7 +11,7 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from twisted_netapps.dnswire import parse_plain_query, reply_size_limit
