@@ -39,7 +39,7 @@ class Browser:
             [self.chromedriver, f"--port={self.port}", "--allowed-ips=127.0.0.1"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
         )
-        wait_for(self._driver_ready, timeout=20, what="chromedriver")
+        wait_for(self._driver_ready, timeout=60, what="chromedriver")
         capabilities = {"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
