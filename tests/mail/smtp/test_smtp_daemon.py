@@ -145,7 +145,7 @@ def test_auth_refused_before_tls_unless_configured(smtp_daemon):
         c.ehlo("c")
         assert c.docmd("AUTH", "PLAIN AGFsaWNlAGFsaWNlLXB3")[0] == 538
     d.stop()
-    d = smtp_daemon("smtp.allow_plaintext_auth=true")
+    d = smtp_daemon("smtp.plaintext_auth=always")
     with smtplib.SMTP(*d.address("smtp"), timeout=10) as c:
         c.login("alice", "alice-pw")
 
