@@ -128,6 +128,7 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
         self._closing = False
         self._lost = False
         self._paused = False
+        self._lines_counted = 0
         self.folder = None
         self.lock = None
         self.reader: MessageReader | None = None
@@ -229,7 +230,6 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
     def _run(self, events: list) -> None:
         """Carry out the session's events in order; replies of one turn go out together."""
         session = self.session
-        lines = session.lines
         stats = self.factory.stats
         pending = list(events)
         i = 0
@@ -261,10 +261,14 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
                 self.transport.loseConnection()
                 return
         self._flush()
-        if session.lines != lines:
-            stats.incr("requests", session.lines - lines)
-        self.deadlines.update(partial_line=session.partial_line, lines=session.lines, waiting=session.waiting)
-        self._pause_while_waiting()
+        lines = session.lines
+        if lines != self._lines_counted:
+            stats.incr("requests", lines - self._lines_counted)
+            self._lines_counted = lines
+        waiting = session.waiting
+        self.deadlines.update(partial_line=session.partial_line, lines=lines, waiting=waiting)
+        if waiting is not self._paused:
+            self._pause_while_waiting(waiting)
 
     def _flush(self) -> None:
         if self._out:
@@ -273,15 +277,13 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
             self.factory.stats.incr("bytes_out", len(data))
             self.writer.write(data)
 
-    def _pause_while_waiting(self) -> None:
+    def _pause_while_waiting(self, waiting: bool) -> None:
         """While the session waits on the disk or a login, stop reading: a pipelining
         client cannot pile up unbounded input meanwhile."""
-        waiting = self.session.waiting
-        if waiting and not self._paused:
-            self._paused = True
+        self._paused = waiting
+        if waiting:
             self.transport.pauseProducing()
-        elif self._paused and not waiting:
-            self._paused = False
+        else:
             self.transport.resumeProducing()
 
     def _resume(self, events_of) -> None:
@@ -359,6 +361,7 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
             return None
         result = self.reader.take(event.message)
         if result is NotImplemented:  # not read ahead: read it (and the next ones) in the pool
+            self.factory.stats.incr("read_waits")
             d = self.reader.read(event.message)
             d.addCallbacks(self._retr_read, self._read_failed, callbackArgs=(event,))
             return None

@@ -52,7 +52,7 @@ class MessageReader:
         *,
         inline_limit: int,
         batch_messages: int = 32,
-        batch_bytes: int = 512 * 1024,
+        batch_bytes: int = 256 * 1024,
     ) -> None:
         self.folder = folder
         self.messages = messages  # the session's Pop3Message list (deleted flags are live)
@@ -65,16 +65,22 @@ class MessageReader:
         self._reading: set[int] = set()  # numbers in batches under way
         self._waiters: dict[int, defer.Deferred] = {}
         self._horizon = 0  # the highest message number read or being read
+        self._last_taken = 0
         self._closed = False
 
     def take(self, message) -> object:
         """The :data:`ReadResult` for *message* if it was read ahead (else ``NotImplemented``);
         a hit tops the read-ahead up in the background."""
-        result = self._ready.pop(message.number, NotImplemented)
+        number = message.number
+        result = self._ready.pop(number, NotImplemented)
         if result is not NotImplemented:
-            self._forget(result)
-            self._drop_before(message.number)
-            self._read_ahead()
+            if type(result) is tuple:
+                self._ready_bytes -= len(result[0])
+            if number != self._last_taken + 1:
+                self._drop_before(number)  # not in order: what was read ahead before it is wasted
+            self._last_taken = number
+            if not self._reading:
+                self._read_ahead()
         return result
 
     def read(self, message) -> defer.Deferred:
@@ -85,7 +91,9 @@ class MessageReader:
             return defer.succeed(cached)
         waiting = self._waiters[message.number] = defer.Deferred()
         if message.number not in self._reading:
+            # The client went elsewhere than we read ahead: read on from here.
             self._drop_before(message.number)
+            self._horizon = message.number
             budget_used = min(message.size, self.inline_limit)
             self._start([(message.number, message.ref)] + self._candidates(message.number + 1, budget_used))
         return waiting
@@ -152,7 +160,10 @@ class MessageReader:
             self._forget(self._ready.pop(stale))
 
     def _read_ahead(self) -> None:
-        if self._closed or self._reading or len(self._ready) * 2 >= self.batch_messages:
+        # One batch at a time, as far ahead as the byte budget allows: a pool
+        # thread shares the GIL with the reactor, so on a busy machine a batch
+        # can take as long as sending dozens of messages.
+        if self._closed or self._reading:
             return
         refs = self._candidates(self._horizon + 1)
         if refs:

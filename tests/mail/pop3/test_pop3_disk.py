@@ -1,0 +1,210 @@
+"""POP3 disk work off the reactor thread: the read-ahead reader, and a slow disk
+(an injected delay) that holds up only the session waiting on it."""
+
+from __future__ import annotations
+
+import dataclasses
+import poplib
+import socket
+import threading
+import time
+
+import pytest
+import pytest_twisted
+from twisted.cred import credentials, error
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.portal import Portal
+from twisted.internet import defer, threads
+from zope.interface import implementer
+
+from twisted_netapps.mail.pop3.apop import ApopSecrets
+from twisted_netapps.mail.pop3.core import Pop3Message
+from twisted_netapps.mail.pop3.maildrop import Maildrop, Pop3Realm
+from twisted_netapps.mail.pop3.protocol import Pop3Factory
+from twisted_netapps.mail.pop3.reader import MessageReader
+from twisted_netapps.mail.pop3.service import Settings
+from twisted_netapps.mail.store.mailbox import MaildirFolder
+from twisted_netapps.mail.store.maildir import MailStore
+from twisted_netapps.pools import Pools
+from twisted_netapps.stats import ServiceStats
+
+
+class Pool:
+    """The disk pool run by hand: counts jobs, runs them when told."""
+
+    def __init__(self):
+        self.jobs = []
+
+    def __call__(self, f, *args):
+        d = defer.Deferred()
+        self.jobs.append((f, args, d))
+        return d
+
+    def run_all(self):
+        while self.jobs:
+            f, args, d = self.jobs.pop(0)
+            d.callback(f(*args))
+
+
+def session_messages(store, user, n, size=100):
+    for i in range(n):
+        store.deliver(user, b"Subject: %d\r\n\r\n" % i + b"x" * size + b"\r\n")
+    folder = MaildirFolder(store.maildir(user))
+    return folder, [Pop3Message(i, m.uid, folder.size(m), m) for i, m in enumerate(folder.scan(), 1)]
+
+
+def test_a_download_loop_is_served_from_read_ahead(tmp_path):
+    folder, messages = session_messages(MailStore(tmp_path), "alice", 100)
+    pool = Pool()
+    reader = MessageReader(folder, messages, pool, inline_limit=1000, batch_messages=10, batch_bytes=2000)
+    first = reader.read(messages[0])
+    assert len(pool.jobs) == 1  # message 1 and the next ones, in one job
+    pool.run_all()
+    data, _where = first.result
+    assert data.startswith(b"Subject: 0\r\n")
+    waits = 0
+    for message in messages[1:]:
+        result = reader.take(message)
+        if result is NotImplemented:
+            waits += 1
+            d = reader.read(message)
+            pool.run_all()
+            result = d.result
+        assert result[0].startswith(b"Subject: %d\r\n" % (message.number - 1))
+        pool.run_all()  # the read-ahead job started by this hit
+    assert waits == 0
+    assert reader._ready_bytes <= 2000
+
+
+def test_read_ahead_skips_deleted_and_big_messages_and_reports_missing_files(tmp_path):
+    store = MailStore(tmp_path)
+    session_messages(store, "alice", 5)
+    store.deliver("alice", b"Subject: big\r\n\r\n" + b"y" * 5000)
+    folder, messages = session_messages(store, "alice", 0)  # five small ones, then the big one
+    messages[1].deleted = True
+    pool = Pool()
+    reader = MessageReader(folder, messages, pool, inline_limit=1000)
+    reader.read(messages[0])
+    (_f, (_folder, refs, _limit), _d) = pool.jobs[0]
+    numbers = [n for n, _ref in refs]
+    assert 2 not in numbers and 6 not in numbers and numbers[0] == 1  # deleted, too big
+    folder.remove(messages[2].ref)  # another client removes message 3 meanwhile
+    pool.run_all()
+    assert isinstance(reader.take(messages[2]), FileNotFoundError)
+    big = reader.read(messages[5])
+    pool.run_all()
+    assert big.result is None  # too big for one piece: the caller streams it
+
+
+def test_closing_drops_what_was_read(tmp_path):
+    folder, messages = session_messages(MailStore(tmp_path), "alice", 5)
+    pool = Pool()
+    reader = MessageReader(folder, messages, pool, inline_limit=1000)
+    reader.read(messages[0])
+    reader.close()
+    pool.run_all()
+    assert reader._ready == {} and reader._ready_bytes == 0
+
+
+@implementer(ICredentialsChecker)
+class Passwords:
+    credentialInterfaces = (credentials.IUsernamePassword,)
+
+    def requestAvatarId(self, creds):
+        if creds.password == b"pw":
+            return defer.succeed(creds.username.decode())
+        return defer.fail(error.UnauthorizedLogin())
+
+
+def _slow_for(user: str, delay: float, pools: Pools, slowed: list):
+    """The disk pool, but every job about *user*'s mailbox first waits *delay* seconds."""
+
+    def about_user(args) -> bool:
+        for arg in args:
+            if isinstance(arg, Maildrop) and arg.user == user:
+                return True
+            if isinstance(arg, MaildirFolder) and arg.path.name == user:
+                return True
+        return False
+
+    def run(f, *args):
+        if not about_user(args):
+            return pools.disk(f, *args)
+
+        def slowly():
+            slowed.append(f.__name__)
+            time.sleep(delay)
+            return f(*args)
+
+        return pools.disk(slowly)
+
+    return run
+
+
+def _pop3_session(port: int, user: str, commands) -> tuple[float, list]:
+    start = time.monotonic()
+    client = poplib.POP3("127.0.0.1", port, timeout=20)
+    client.user(user)
+    client.pass_("pw")
+    replies = [command(client) for command in commands]
+    client.quit()
+    return time.monotonic() - start, replies
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slow_disk_holds_up_only_the_session_waiting_on_it(tmp_path):
+    from twisted.internet import reactor
+
+    store = MailStore(tmp_path / "mail")
+    for user in ("alice", "bob"):
+        for i in range(3):
+            store.deliver(user, b"Subject: %s %d\r\n\r\nbody\r\n" % (user.encode(), i))
+    pools = Pools(reactor)
+    slowed: list[str] = []
+    factory = Pop3Factory(
+        portal=Portal(Pop3Realm(store), [Passwords()]), stats=ServiceStats("pop3"), reactor=reactor,
+        tls_options=None, apop_secrets=ApopSecrets(tmp_path / "none", reactor),
+        settings=dataclasses.replace(Settings(), hostname="test"),
+        run_blocking=_slow_for("alice", 1.5, pools, slowed),
+    )
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    number = port.getHost().port
+    try:
+        alice_in = threading.Event()
+
+        def alice():
+            with socket.create_connection(("127.0.0.1", number), timeout=20) as sock:
+                lines = sock.makefile("rb")
+                lines.readline()
+                sock.sendall(b"USER alice\r\nPASS pw\r\n")
+                lines.readline()
+                lines.readline()  # the mailbox scan is slow: this took 1.5 s
+                alice_in.set()
+                start = time.monotonic()
+                # Pipelined: RETR (a slow read) and NOOP; the replies come in order.
+                sock.sendall(b"RETR 2\r\nNOOP\r\nQUIT\r\n")
+                reply = lines.readline()
+                body = []
+                while (line := lines.readline()) != b".\r\n":
+                    body.append(line)
+                noop = lines.readline()
+                took = time.monotonic() - start
+                lines.readline()
+            return took, reply, body, noop
+
+        slow = threads.deferToThread(alice)
+        while not slowed:  # alice's login is waiting on the slow disk now
+            await defer.succeed(None)
+            await threads.deferToThread(time.sleep, 0.01)
+        took, (stat, listing) = await threads.deferToThread(
+            _pop3_session, number, "bob", [lambda c: c.stat(), lambda c: c.retr(3)[1]]
+        )
+        assert took < 1.0, f"bob waited {took:.2f}s behind alice's slow disk"
+        assert stat[0] == 3 and listing[0] == b"Subject: bob 2"
+        await threads.deferToThread(alice_in.wait, 10)
+        took, reply, lines, noop = await slow
+        assert took >= 1.4  # alice's RETR did wait for her disk...
+        assert reply.startswith(b"+OK") and lines[0] == b"Subject: alice 1\r\n" and noop.startswith(b"+OK nothing")
+    finally:
+        await port.stopListening()
+        pools.stop()
