@@ -117,3 +117,34 @@ def test_half_close_gets_every_reply_then_closes(factory):
     factory.deliverer.pending[0].callback(Reply(250, "2.0.0", "Queued"))
     assert transport.value().endswith(b"250 2.0.0 Queued\r\n221 2.0.0 mx.test closing connection\r\n")
     assert transport.disconnecting
+
+
+def test_a_full_disk_is_one_rate_limited_warning_per_failure_not_a_traceback(tmp_path):
+    from types import SimpleNamespace
+
+    from twisted.logger import LogLevel, globalLogPublisher
+
+    from twisted_netapps.mail.smtp.delivery import Deliverer
+    from twisted_netapps.mail.smtp.envelope import Envelope
+    from twisted_netapps.mail.smtp.syntax import Address
+
+    class FullDisk:
+        def submit(self, job):
+            return defer.fail(OSError(28, "No space left on device"))
+
+    policy = SimpleNamespace(route=lambda rcpt: SimpleNamespace(local_users=["alice"], remote=[]))
+    deliverer = Deliverer(None, None, policy, FullDisk(), hostname="mx.test", clock=task.Clock())
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        replies = [
+            deliverer.accept(Envelope(Address("a", "b.test"), [Address("alice", "example.test")]), b"x\r\n").result
+            for _ in range(50)
+        ]
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert {reply.code for reply in replies} == {451}
+    ours = [e for e in events if e.get("log_namespace") == "netapps.smtp"]
+    assert ours and all(e["log_level"] is LogLevel.warn and "log_failure" not in e for e in ours)
+    assert len(ours) <= 11  # a burst of 10, then at most one a second
+    assert "No space left on device" in ours[0]["log_format"].format(**ours[0])
