@@ -26,6 +26,17 @@ from twisted_netapps.mail.tls import check_cert_key_pair, server_tls_options
 from twisted_netapps.periodic import PeriodicTask
 from twisted_netapps.settings import setting
 
+COUNTERS: dict[str, str] = {
+    "messages": "messages accepted (250 after they were durable)",
+    "auth_failures": "AUTH with a wrong user name or password (answered after the login guard's delay)",
+    "auth_refused": "AUTH refused at once: the client's address is over its failure budget (454)",
+    "timeouts": "connections closed for silence (command_timeout / data_timeout)",
+    "deadlines_passed": "connections closed at a command, DATA or login deadline (slowloris)",
+    "relayed": "recipients delivered to a remote host by the queue",
+    "deferred": "relay attempts put off for a retry",
+    "bounced": "recipients bounced to the sender",
+}
+
 QUEUE_DIR = "smtp-queue"
 MAIL_DIR = "mail"
 TMP_SWEEP_INTERVAL = 6 * 3600.0  # seconds; the first sweep runs at start-up
