@@ -39,6 +39,7 @@ class SessionDeadlines:
         self.data = Deadline(clock, data, lambda: on_expire(self.DATA)) if data else None
         self.login = Deadline(clock, login, lambda: on_expire(self.LOGIN)) if login else None
         self._lines = 0
+        self._running = False  # a command or data deadline may be counting
 
     def start_login(self) -> None:
         """The session must log in within the login deadline (call at the greeting)."""
@@ -59,6 +60,9 @@ class SessionDeadlines:
         """
         new_line = lines != self._lines
         self._lines = lines
+        if not (partial_line or in_data or self._running):
+            return  # the common case of a whole command answered: nothing runs, nothing to start
+        self._running = (partial_line or in_data) and not waiting
         if partial_line and not waiting:
             if new_line:
                 self.command.restart()
@@ -74,6 +78,7 @@ class SessionDeadlines:
 
     def cancel(self) -> None:
         """The connection is gone."""
+        self._running = False
         for deadline in (self.command, self.data, self.login):
             if deadline is not None:
                 deadline.cancel()
