@@ -21,6 +21,7 @@ from twisted_netapps.mail.pop3.apop import ApopSecrets
 from twisted_netapps.mail.pop3.core import Pop3Message
 from twisted_netapps.mail.pop3.maildrop import Maildrop, Pop3Realm
 from twisted_netapps.mail.pop3.protocol import Pop3Factory
+from twisted_netapps.mail.pop3 import reader as reader_module
 from twisted_netapps.mail.pop3.reader import MessageReader
 from twisted_netapps.mail.pop3.service import Settings
 from twisted_netapps.mail.store.mailbox import MaildirFolder
@@ -78,18 +79,13 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def test_a_download_loop_is_served_from_files_opened_ahead(tmp_path):
+def test_a_download_loop_reads_from_the_caches_and_the_pool_only_warms_them(tmp_path):
     folder, messages = session_messages(MailStore(tmp_path), "alice", 100)
     fds = open_fds()
     pool = Pool()
-    reader = MessageReader(folder, messages, pool, inline_limit=1000, batch=8, ahead=16)
-    first = reader.read(messages[0])
-    assert [f.__name__ for f, _args, _d in pool.jobs] == ["read_file", "open_batch"]
-    pool.run_all()
-    data, _where = first.result
-    assert data.startswith(b"Subject: 0\r\n")
+    reader = MessageReader(folder, messages, pool, inline_limit=1000, ahead=16)
     waits = 0
-    for message in messages[1:]:
+    for message in messages:
         result = reader.take(message)
         if result is NotImplemented:
             waits += 1
@@ -97,46 +93,48 @@ def test_a_download_loop_is_served_from_files_opened_ahead(tmp_path):
             pool.run_all()
             result = d.result
         assert result[0].startswith(b"Subject: %d\r\n" % (message.number - 1))
-        assert len(reader._open) <= 16
-        pool.run_all()  # the opening ahead started by this one
-    if _nowait_works(tmp_path):
-        assert waits == 0  # every file was opened ahead and read from the page cache
-    assert open_fds() == fds
+    if reader_module.open_cached is not None and _nowait_works(tmp_path):
+        assert waits == 0  # just delivered: every name and page is cached; no pool job at all
+    assert open_fds() == fds  # nothing is held open between commands
 
 
-def test_open_ahead_skips_deleted_and_big_messages_and_reports_missing_files(tmp_path):
+def test_a_miss_is_read_in_the_pool_which_warms_the_next_messages(tmp_path, monkeypatch):
     store = MailStore(tmp_path)
     session_messages(store, "alice", 5)
     store.deliver("alice", b"Subject: big\r\n\r\n" + b"y" * 5000)
     store.deliver("alice", b"Subject: last\r\n\r\nz\r\n")
     folder, messages = session_messages(store, "alice", 0)  # five small, one big, one small
     messages[1].deleted = True
-    folder.remove(messages[2].ref)  # another client removes message 3 before we open it
+    monkeypatch.setattr(reader_module, "open_cached", None)  # as on a system without openat2
     pool = Pool()
     reader = MessageReader(folder, messages, pool, inline_limit=1000)
-    reader.read(messages[0])
+    assert reader.take(messages[0]) is NotImplemented
+    first = reader.read(messages[0])
+    assert [f.__name__ for f, _args, _d in pool.jobs] == ["read_file", "warm"]
     (_f, (_folder, refs), _d) = pool.jobs[1]
-    assert [n for n, _ref in refs] == [3, 4, 5, 7]  # not 2 (deleted) nor 6 (big: streamed)
+    assert refs == [messages[n - 1].ref for n in (3, 4, 5, 7)]  # not 2 (deleted) nor 6 (big: streamed)
     pool.run_all()
-    assert isinstance(reader.take(messages[2]), FileNotFoundError)
+    assert first.result[0].startswith(b"Subject: 0")
+    reader.read(messages[2])
+    assert [f.__name__ for f, _args, _d in pool.jobs] == ["read_file"]  # already warmed
+    folder.remove(messages[3].ref)  # another client removes message 4
+    gone = reader.read(messages[3])
     big = reader.read(messages[5])
     pool.run_all()
+    assert isinstance(gone.result, FileNotFoundError)
     assert big.result is None  # too big for one piece: the caller streams it
-    reader.close()
 
 
-def test_closing_closes_every_file_opened_ahead(tmp_path):
-    folder, messages = session_messages(MailStore(tmp_path), "alice", 40)
-    fds = open_fds()
+def test_a_renamed_message_is_found_by_the_pool(tmp_path):
+    folder, messages = session_messages(MailStore(tmp_path), "alice", 3)
+    folder.set_flags(messages[1].ref, "S")  # another client flags it: renamed behind the session's back
     pool = Pool()
     reader = MessageReader(folder, messages, pool, inline_limit=1000)
-    reader.read(messages[0])
+    assert reader.take(messages[1]) is NotImplemented  # the name it has is gone
+    d = reader.read(messages[1])
     pool.run_all()
-    assert open_fds() > fds
-    reader.read(messages[1])
-    reader.close()  # with a batch still to come back
-    pool.run_all()
-    assert reader._open == {} and open_fds() == fds
+    data, where = d.result
+    assert data.startswith(b"Subject: 1") and where.flags == "S"
 
 
 @implementer(ICredentialsChecker)
@@ -185,8 +183,11 @@ def _pop3_session(port: int, user: str, commands) -> tuple[float, list]:
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_slow_disk_holds_up_only_the_session_waiting_on_it(tmp_path):
+async def test_a_slow_disk_holds_up_only_the_session_waiting_on_it(tmp_path, monkeypatch):
     from twisted.internet import reactor
+
+    # Nothing comes from the kernel's caches: every read is a disk read, in the pool.
+    monkeypatch.setattr(reader_module, "open_cached", None)
 
     store = MailStore(tmp_path / "mail")
     for user in ("alice", "bob"):

@@ -173,8 +173,6 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
         self._lost = True
         self.setTimeout(None)
         self.deadlines.cancel()
-        if self.reader is not None:
-            self.reader.close()
         if self.lock is not None and self.session.state is not core.State.UPDATE:
             # A dropped session deletes nothing (no UPDATE phase). An UPDATE
             # already running keeps the lock until it has finished.

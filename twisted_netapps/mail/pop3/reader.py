@@ -1,23 +1,25 @@
-"""Reading a POP3 session's messages without blocking the reactor: opens ahead in the
-disk pool, reads from the page cache only, everything else in the pool.
+"""Reading a POP3 session's messages without ever waiting for the disk on the reactor thread.
 
 Opening a file looks its name and inode up, which may wait for the disk;
-reading it may too. So :class:`MessageReader` opens the messages a download
-loop will ask for next (``RETR 1``, ``RETR 2``... clients download in order)
-in the disk pool, ``batch`` at a time, up to ``ahead`` open files per
-session; when the next ``RETR`` comes, its file is read on the reactor
-thread with ``preadv2(RWF_NOWAIT)``, which returns at once with the data
-when it is in the page cache and refuses (``EAGAIN``) rather than wait for
-the disk. Only then, or for a message not opened ahead, a big one, a
-filesystem without ``RWF_NOWAIT`` (tmpfs) or a platform without it, is the
-read done in the disk pool. Either way nothing on the reactor thread waits
-for the disk, and the session answers in command order meanwhile.
+reading it may too. Both have Linux forms that refuse instead of waiting:
+``openat2(RESOLVE_CACHED)`` opens only what the kernel's lookup cache holds
+(a cached name has its inode in memory), ``preadv2(RWF_NOWAIT)`` reads only
+what the page cache holds. :class:`MessageReader` tries those on the reactor
+thread first: a message delivered or read recently costs what an inline read
+costs. What they refuse is read in the disk pool, and the same pool job
+warms the caches for the next ``ahead`` messages (clients download in order:
+``RETR 1``, ``RETR 2``...): it opens each (name and inode into the lookup
+cache) and asks the kernel to read it ahead (``POSIX_FADV_WILLNEED``), so
+the following ``RETR`` s find them cached. A big message, a filesystem
+without ``RWF_NOWAIT`` (tmpfs) or a system without these calls take the pool
+path every time. The session answers in command order meanwhile; nothing is
+held open or in memory between commands.
 
-Why not simply read in the pool: measured with ``bench/pop3_retr.py``, a
-pool thread reading 4 KiB messages (open, read, close: three system calls,
-each giving up and retaking the GIL while the reactor thread runs) cost more
-CPU than the whole reply and halved the throughput on a loaded machine;
-opening ahead is one GIL hand-off per message, in batches.
+Why not simply read every message in the pool: measured with
+``bench/pop3_retr.py``, a pool thread reading 4 KiB messages (open, read,
+close: three system calls, each giving the GIL up and taking it back while
+the reactor thread runs) cost more CPU than the rest of the reply and, on
+the loaded shared machine, halved the throughput.
 
 A message opened ahead may be removed by another client (IMAP) before it is
 asked for; Maildir files never change once delivered, and an open file stays
@@ -27,11 +29,13 @@ moment earlier.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import platform
+import sys
 from typing import Callable
 
-from twisted.internet import defer
 
 from twisted_netapps.mail.store.mailbox import MaildirFolder, MessageFile
 
@@ -40,25 +44,38 @@ from twisted_netapps.mail.store.mailbox import MaildirFolder, MessageFile
 ReadResult = "tuple[bytes, MessageFile] | None | OSError"
 
 _NOWAIT = getattr(os, "RWF_NOWAIT", None)
+_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
 _NOT_NOW = (errno.EAGAIN, errno.EOPNOTSUPP, errno.EINVAL, errno.EINTR)
 
 
-def open_batch(folder: MaildirFolder, refs: list[tuple[int, MessageFile]]) -> dict[int, object]:
-    """Blocking (disk pool): message number -> (fd, where found) or the OSError."""
-    base = str(folder.path)
-    opened: dict[int, object] = {}
-    for number, ref in refs:
-        try:
-            try:
-                opened[number] = os.open(f"{base}/{ref.subdir}/{ref.filename}", os.O_RDONLY), ref
-            except FileNotFoundError:
-                moved = folder.relocate(ref)  # renamed by a flag change meanwhile
-                if moved is None:
-                    raise
-                opened[number] = os.open(f"{base}/{moved.subdir}/{moved.filename}", os.O_RDONLY), moved
-        except OSError as e:
-            opened[number] = e
-    return opened
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def _cached_opener() -> Callable[[bytes], int] | None:
+    """``open_cached(path) -> fd or -1``: openat2(2) with RESOLVE_CACHED, where the system has it."""
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "aarch64", "riscv64", "ppc64le", "s390x"):
+        return None
+    try:
+        syscall = ctypes.CDLL(None, use_errno=True).syscall
+    except (OSError, AttributeError):
+        return None
+    syscall.restype = ctypes.c_long
+    sys_openat2, at_fdcwd, resolve_cached = 437, -100, 0x20  # one number on every 64-bit Linux
+    how = _OpenHow(os.O_RDONLY | os.O_CLOEXEC, 0, resolve_cached)
+    how_ref, how_size = ctypes.byref(how), ctypes.sizeof(how)
+
+    def open_cached(path: bytes) -> int:
+        return syscall(sys_openat2, at_fdcwd, path, how_ref, how_size)
+
+    probe = open_cached(b"/")  # old kernels (ENOSYS), seccomp filters (EPERM): then never
+    if probe < 0:
+        return None
+    os.close(probe)
+    return open_cached
+
+
+open_cached = _cached_opener()
 
 
 def read_cached(fd: int, size: int | None, limit: int) -> bytes | None:
@@ -78,139 +95,72 @@ def read_cached(fd: int, size: int | None, limit: int) -> bytes | None:
     return bytes(buffer)
 
 
-def read_fd(fd: int, ref: MessageFile, limit: int) -> object:
-    """Blocking (disk pool): the :data:`ReadResult` of an open file; closes it."""
-    try:
-        chunks, total = [], 0
-        while total <= limit:
-            chunk = os.pread(fd, limit + 1 - total, total)
-            if not chunk:
-                return b"".join(chunks), ref
-            chunks.append(chunk)
-            total += len(chunk)
-        return None
-    except OSError as e:
-        return e
-    finally:
-        os.close(fd)
-
-
 def read_file(folder: MaildirFolder, ref: MessageFile, limit: int) -> object:
-    """Blocking (disk pool): the :data:`ReadResult` of a message not opened ahead."""
+    """Blocking (disk pool): the :data:`ReadResult` of *ref*."""
     try:
         return folder.read_small(ref, limit)
     except OSError as e:
         return e
 
 
-class MessageReader:
-    """The messages of one logged-in POP3 session: opened ahead in the pool, read without waiting."""
+def warm(folder: MaildirFolder, refs: list[MessageFile]) -> None:
+    """Blocking (disk pool): bring *refs*' names into the lookup cache and start reading their data."""
+    base = str(folder.path)
+    for ref in refs:
+        try:
+            fd = os.open(f"{base}/{ref.subdir}/{ref.filename}", os.O_RDONLY)
+        except OSError:
+            continue  # gone or renamed: its RETR finds out
+        try:
+            if _WILLNEED is not None:
+                os.posix_fadvise(fd, 0, 0, _WILLNEED)  # the kernel reads it in the background
+        finally:
+            os.close(fd)
 
-    def __init__(
-        self,
-        folder: MaildirFolder,
-        messages: list,
-        run: Callable,
-        *,
-        inline_limit: int,
-        batch: int = 16,
-        ahead: int = 32,
-    ) -> None:
+
+class MessageReader:
+    """The messages of one logged-in POP3 session: from the kernel's caches, else from the disk pool."""
+
+    def __init__(self, folder: MaildirFolder, messages: list, run: Callable, *, inline_limit: int,
+                 ahead: int = 32) -> None:
         self.folder = folder
         self.messages = messages  # the session's Pop3Message list (deleted flags are live)
         self.run = run
         self.inline_limit = inline_limit
-        self.batch = batch
         self.ahead = ahead
-        self._open: dict[int, object] = {}  # number -> (fd, ref) or OSError, opened ahead
-        self._opening: set[int] = set()  # numbers in a batch under way
-        self._horizon = 0  # the highest message number opened or being opened
-        self._last_taken = 0
-        self._closed = False
+        self._warmed_to = 0  # the highest message number whose caches a pool job warmed
+        self._base = os.fsencode(folder.path)
 
     def take(self, message) -> object:
-        """The :data:`ReadResult` for *message* if it can be had now without waiting
-        for the disk; ``NotImplemented`` if not (then call :meth:`read`)."""
-        number = message.number
-        entry = self._open.get(number)
-        if entry is None:
+        """The :data:`ReadResult` for *message* if both its name and its data are
+        in the kernel's caches (nothing waits); ``NotImplemented`` if not (call :meth:`read`)."""
+        if open_cached is None:
             return NotImplemented
-        if number != self._last_taken + 1:
-            self._close_before(number)  # not in order: what was opened before it is wasted
-        self._last_taken = number
-        if not self._opening:
-            self._open_ahead()
-        if type(entry) is not tuple:
-            del self._open[number]
-            return entry  # the OSError of the open
-        fd, ref = entry
-        data = read_cached(fd, ref.size, self.inline_limit)
+        ref = message.ref
+        fd = open_cached(b"%s/%s/%s" % (self._base, ref.subdir.encode(), os.fsencode(ref.filename)))
+        if fd < 0:
+            return NotImplemented  # not cached, or renamed meanwhile: the pool finds it
+        try:
+            data = read_cached(fd, ref.size, self.inline_limit)
+        except OSError:
+            data = None
+        finally:
+            os.close(fd)
         if data is None:
-            return NotImplemented  # read() reads this open file in the pool
-        del self._open[number]
-        os.close(fd)
+            return NotImplemented
         return data, ref
 
     def read(self, message) -> defer.Deferred:
-        """A Deferred :data:`ReadResult` for *message*, read in the disk pool."""
-        number = message.number
-        entry = self._open.pop(number, None)
-        if type(entry) is tuple:
-            fd, ref = entry
-            return self.run(read_fd, fd, ref, self.inline_limit)
-        if entry is not None:
-            return defer.succeed(entry)
-        # Not opened ahead: the client went elsewhere. Read it, and open ahead from there.
-        self._close_before(number)
-        self._last_taken = number
-        self._horizon = max(number, self._horizon if number in self._opening else 0)
+        """A Deferred :data:`ReadResult` for *message*, read in the disk pool; unless
+        that was done already, a second pool job warms the caches for the messages after it."""
         d = self.run(read_file, self.folder, message.ref, self.inline_limit)
-        if not self._opening:
-            self._open_ahead()
+        number = message.number
+        if not number < self._warmed_to <= number + self.ahead:
+            following = [
+                other.ref for other in self.messages[number:number + self.ahead]
+                if not other.deleted and other.size <= self.inline_limit
+            ]
+            self._warmed_to = number + self.ahead
+            if following:
+                self.run(warm, self.folder, following)
         return d
-
-    def close(self) -> None:
-        """The session is over: close every file opened ahead, open no more."""
-        self._closed = True
-        for entry in self._open.values():
-            if type(entry) is tuple:
-                os.close(entry[0])
-        self._open.clear()
-
-    # ------------------------------------------------------------ internals
-
-    def _open_ahead(self) -> None:
-        # Whole batches only: a pool round trip costs more than the open it carries.
-        room = self.ahead - len(self._open)
-        if self._closed or room < self.batch:
-            return
-        room = self.batch
-        refs: list = []
-        for message in self.messages[self._horizon:]:
-            if len(refs) >= room:
-                break
-            if message.deleted or message.size > self.inline_limit or message.number in self._open:
-                continue  # (a big message is streamed from its own open when asked for)
-            refs.append((message.number, message.ref))
-        if not refs:
-            return
-        self._horizon = refs[-1][0]
-        self._opening.update(number for number, _ref in refs)
-        self.run(open_batch, self.folder, refs).addCallback(self._opened)
-
-    def _opened(self, opened: dict) -> None:
-        self._opening.difference_update(opened)
-        for number, entry in opened.items():
-            if self._closed or number <= self._last_taken:
-                # The session is over, or the client has had (or passed) this one meanwhile.
-                if type(entry) is tuple:
-                    os.close(entry[0])
-                continue
-            self._open[number] = entry
-        self._open_ahead()
-
-    def _close_before(self, number: int) -> None:
-        for stale in [n for n in self._open if n < number]:
-            entry = self._open.pop(stale)
-            if type(entry) is tuple:
-                os.close(entry[0])
