@@ -2,10 +2,11 @@
 
 Thin by design: :class:`~twisted_netapps.mail.pop3.core.Pop3Session` decides
 everything; this protocol feeds it bytes, carries out its requests and
-reports back. The disk is never touched on the reactor thread: the login's
-lock and scan, message reads (with read-ahead, :mod:`.reader`), TOP, big
-messages' chunks and the UPDATE phase all run in the disk pool, and the
-session answers strictly in command order meanwhile.
+reports back. Nothing waits for the disk on the reactor thread: the login's
+lock and scan, TOP, big messages' chunks and the UPDATE phase run in the disk
+pool, and a message is read on the reactor only when the kernel's caches hold
+it, else in the pool (:mod:`.reader`); the session answers strictly in
+command order meanwhile.
 
 Performance notes (measured against stock twisted.mail.pop3, which stalls
 ~45 ms per RETR): every reply produced while handling one read is written
