@@ -153,8 +153,6 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     _.CLOSED: frozenset(),
 }
 del _
-#: The states that read commands; in the others a request is out (or the session is over).
-READING = frozenset({State.AUTHORIZATION, State.TRANSACTION})
 
 
 class CommandError(ValueError):
@@ -228,12 +226,14 @@ class Pop3Session:
     @property
     def waiting(self) -> bool:
         """A request is out: the session reads nothing until the adapter answers it."""
-        return self._machine.state not in READING and self._machine.state is not State.CLOSED
+        state = self._machine.state  # (identity tests: an Enum's hash is a Python call)
+        return not (state is State.AUTHORIZATION or state is State.TRANSACTION or state is State.CLOSED)
 
     @property
     def partial_line(self) -> bool:
         """Bytes of an unfinished command line are buffered (and would be read now)."""
-        return self._machine.state in READING and not self._input.is_empty()
+        state = self._machine.state
+        return (state is State.AUTHORIZATION or state is State.TRANSACTION) and not self._input.is_empty()
 
     # -------------------------------------------------------- entry points
 
@@ -322,7 +322,7 @@ class Pop3Session:
     def _process(self) -> list:
         events: list = []
         machine = self._machine
-        while machine.state in READING:
+        while machine.state is State.TRANSACTION or machine.state is State.AUTHORIZATION:
             line = self._input.next_line()
             if line is None:
                 break
@@ -331,7 +331,7 @@ class Pop3Session:
                 events += self._bad("line too long")
             else:
                 events += self._line(line)
-        if self._eof and machine.state in READING:
+        if self._eof and (machine.state is State.TRANSACTION or machine.state is State.AUTHORIZATION):
             # Everything the client sent before its FIN has been answered.
             machine.move(State.CLOSED)
             events.append(Close())

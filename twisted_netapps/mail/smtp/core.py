@@ -255,7 +255,8 @@ class ServerSession:
     @property
     def waiting(self) -> bool:
         """A request is out: the session reads nothing until the adapter answers it."""
-        return self._machine.state in WAITING
+        state = self._machine.state  # (identity tests: an Enum's hash is a Python call)
+        return state is State.DELIVERING or state is State.AUTHENTICATING or state is State.STARTING_TLS
 
     @property
     def partial_line(self) -> bool:
@@ -277,7 +278,7 @@ class ServerSession:
     def _process(self) -> list:
         events: list = []
         machine = self._machine
-        while machine.state is not State.CLOSED and machine.state not in WAITING:
+        while machine.state is State.COMMAND or machine.state is State.DATA or machine.state in _AUTH_EXCHANGE:
             if machine.state is State.DATA:
                 self._compact()
                 more = self._data_phase(events)
@@ -286,7 +287,7 @@ class ServerSession:
             if not more:
                 break
         self._compact()
-        if self._eof and machine.state is not State.CLOSED and machine.state not in WAITING:
+        if self._eof and not (machine.state is State.CLOSED or self.waiting):
             self._move(State.CLOSED)
             self._clear_input()
             events.append(Close())
