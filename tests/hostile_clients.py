@@ -108,6 +108,20 @@ class Tricklers:
             self._read(connection)
 
 
+def serve_repeatedly(action, seconds: float, limit: float = 1.0) -> int:
+    """Run *action* (a normal client's whole session) again and again for *seconds*;
+    each must finish within *limit* seconds. Returns how many ran."""
+    done, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        start = time.monotonic()
+        action()
+        took = time.monotonic() - start
+        assert took < limit, f"the normal client was held up for {took:.2f}s"
+        done += 1
+        time.sleep(0.1)
+    return done
+
+
 # ----------------------------------------------------------------- password guessing
 
 

@@ -17,6 +17,8 @@ from twisted.cred.portal import Portal
 from twisted.internet import defer, threads
 from zope.interface import implementer
 
+from pool_by_hand import Pool
+
 from twisted_netapps.mail.pop3.apop import ApopSecrets
 from twisted_netapps.mail.pop3.core import Pop3Message
 from twisted_netapps.mail.pop3.maildrop import Maildrop, Pop3Realm
@@ -28,23 +30,6 @@ from twisted_netapps.mail.store.mailbox import MaildirFolder
 from twisted_netapps.mail.store.maildir import MailStore
 from twisted_netapps.pools import Pools
 from twisted_netapps.stats import ServiceStats
-
-
-class Pool:
-    """The disk pool run by hand: counts jobs, runs them when told."""
-
-    def __init__(self):
-        self.jobs = []
-
-    def __call__(self, f, *args):
-        d = defer.Deferred()
-        self.jobs.append((f, args, d))
-        return d
-
-    def run_all(self):
-        while self.jobs:
-            f, args, d = self.jobs.pop(0)
-            d.callback(f(*args))
 
 
 def session_messages(store, user, n, size=100):

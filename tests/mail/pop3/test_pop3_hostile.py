@@ -9,7 +9,7 @@ import poplib
 import time
 
 import pytest
-from hostile_clients import Guessers, Tricklers
+from hostile_clients import Guessers, Tricklers, serve_repeatedly
 
 from twisted_netapps.accounts import AccountStore
 from twisted_netapps.mail.store.maildir import MailStore
@@ -52,14 +52,7 @@ def read_mail(d) -> None:
 
 
 def serve_normal_client_for(d, seconds: float) -> int:
-    done, end = 0, time.monotonic() + seconds
-    while time.monotonic() < end:
-        start = time.monotonic()
-        read_mail(d)
-        assert time.monotonic() - start < 1.0, "the normal client was held up"
-        done += 1
-        time.sleep(0.1)
-    return done
+    return serve_repeatedly(lambda: read_mail(d), seconds)
 
 
 @pytest.mark.slow

@@ -11,6 +11,8 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
+from pool_by_hand import Pool
+
 from twisted_netapps.mail.store.maildir import MailStore
 from twisted_netapps.mail.store.mailbox import MaildirFolder
 from twisted_netapps.mail.pop3.apop import ApopSecretChecker, ApopSecrets
@@ -192,26 +194,6 @@ def test_idle_timeout(setup):
     assert not transport.disconnecting
     clock.advance(2)
     assert transport.disconnecting and b"-ERR idle timeout" in transport.value()
-
-
-class Pool:
-    """The disk pool, run by hand: each job waits until the test lets it run."""
-
-    def __init__(self):
-        self.jobs = []
-
-    def __call__(self, f, *args):
-        d = defer.Deferred()
-        self.jobs.append((f, args, d))
-        return d
-
-    def run_one(self):
-        f, args, d = self.jobs.pop(0)
-        d.callback(f(*args))
-
-    def run_all(self):
-        while self.jobs:
-            self.run_one()
 
 
 def test_big_message_is_streamed_by_a_push_producer_reading_in_the_pool(setup):

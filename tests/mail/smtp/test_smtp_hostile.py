@@ -9,7 +9,7 @@ import smtplib
 import time
 
 import pytest
-from hostile_clients import Guessers, Tricklers
+from hostile_clients import Guessers, Tricklers, serve_repeatedly
 from smtp_doubles import SMTP_LISTEN, smtp_sets
 
 from twisted_netapps.accounts import AccountStore
@@ -33,16 +33,8 @@ def send_one(d, subject: str) -> None:
         c.sendmail("bob@remote.test", ["alice@example.test"], f"Subject: {subject}\r\n\r\nhello\r\n".encode())
 
 
-def serve_normal_client_while(d, busy, seconds: float) -> int:
-    """Send messages from the normal client for *seconds* while *busy* runs; all must succeed."""
-    sent, end = 0, time.monotonic() + seconds
-    while time.monotonic() < end:
-        start = time.monotonic()
-        send_one(d, f"normal {sent}")
-        assert time.monotonic() - start < 1.0, "the normal client was held up"
-        sent += 1
-        time.sleep(0.1)
-    return sent
+def serve_normal_client_for(d, seconds: float) -> int:
+    return serve_repeatedly(lambda: send_one(d, "normal"), seconds)
 
 
 @pytest.mark.slow
@@ -54,7 +46,7 @@ def test_a_trickled_command_is_cut_at_the_deadline_while_a_normal_client_is_serv
         preamble=b"EHLO slow.test\r\nMAIL FROM:<a@slow.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n",
     )
     with command, data:
-        sent = serve_normal_client_while(d, command, 3.0)
+        sent = serve_normal_client_for(d, 3.0)
     assert sent >= 5
     [cut] = command.connections
     assert cut.closed_at is not None and 0.9 <= cut.closed_at - cut.first_byte <= 1.6
@@ -77,7 +69,7 @@ def test_fifty_tricklers_from_one_address_do_not_keep_another_address_out(smtp_d
         refused = [c for c in tricklers.connections if c.received.startswith(b"421 4.3.2 Too many connections")]
         held = tricklers.open()
         assert len(refused) == 30 and len(held) == 20
-        sent = serve_normal_client_while(d, tricklers, 2.0)
+        sent = serve_normal_client_for(d, 2.0)
         assert sent >= 5 and len(tricklers.open()) == 20  # they are still there, trickling
     assert "connections open from 127.0.0.2" in d.log
 
