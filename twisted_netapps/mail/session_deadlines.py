@@ -41,6 +41,12 @@ class SessionDeadlines:
         self._lines = 0
         self._running = False  # a command or data deadline may be counting
 
+    @property
+    def running(self) -> bool:
+        """A command or data deadline may be counting (else :meth:`update` without a
+        partial line or a transfer has nothing to do, and may be skipped)."""
+        return self._running
+
     def start_login(self) -> None:
         """The session must log in within the login deadline (call at the greeting)."""
         if self.login is not None:

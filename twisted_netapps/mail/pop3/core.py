@@ -78,7 +78,7 @@ class StartTls:
     """The ``+OK`` for STLS is queued before this: start TLS, then :meth:`Pop3Session.tls_started`."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per RETR, and a frozen __init__ costs a microsecond more
 class SendMessage:
     """Send *ok* then message *message*, dot-stuffed, then ``.``; then :meth:`Pop3Session.message_sent`.
 
@@ -133,6 +133,10 @@ class Pop3Policy:
 
 
 class State(enum.Enum):
+    # Members are singletons: hash them by identity, in C (Enum's own __hash__
+    # is a Python call, paid on every transition check of every command).
+    __hash__ = object.__hash__
+
     AUTHORIZATION = "AUTHORIZATION"
     LOGGING_IN = "LOGGING_IN"  # CheckPassword/CheckApop out: -> login_accepted / login_rejected
     STARTING_TLS = "STARTING_TLS"  # StartTls out: -> tls_started
@@ -320,6 +324,8 @@ class Pop3Session:
         self._machine.move(to)
 
     def _process(self) -> list:
+        if not self._eof and self._input.is_empty():
+            return []  # (the common case after a RETR: nothing more was sent meanwhile)
         events: list = []
         machine = self._machine
         while machine.state is State.TRANSACTION or machine.state is State.AUTHORIZATION:

@@ -230,16 +230,12 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
         """Carry out the session's events in order; replies of one turn go out together."""
         session = self.session
         stats = self.factory.stats
-        pending = list(events)
-        i = 0
-        while i < len(pending):
-            event = pending[i]
-            i += 1
+        for event in events:  # (the core's own fresh list: answers to requests are appended as they come)
             kind = type(event)
             if kind is core.SendMessage:  # the hot path first
                 more = self._send_message(event)
-                if more is not None:
-                    pending += more
+                if more:
+                    events += more
             elif kind is core.Send:
                 if event.data.startswith(b"-ERR"):
                     stats.incr("errors")
@@ -250,24 +246,27 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
             elif kind is core.CheckApop:
                 self._login(ApopCredentials(event.timestamp, event.user, event.digest), event.user)
             elif kind is core.StartTls:
-                pending += self._start_tls()
+                events += self._start_tls()
             elif kind is core.Commit:
                 self._commit(event)
             elif kind is core.Close:
-                self._flush()
                 self._closing = True
-                self.deadlines.cancel()
-                self.transport.loseConnection()
-                return
+                break
         self._flush()
         lines = session.lines
         if lines != self._lines_counted:
             stats.incr("requests", lines - self._lines_counted)
             self._lines_counted = lines
+        if self._closing:
+            self.deadlines.cancel()
+            self.transport.loseConnection()
+            return
         waiting = session.waiting
-        self.deadlines.update(partial_line=session.partial_line, lines=lines, waiting=waiting)
         if waiting is not self._paused:
             self._pause_while_waiting(waiting)
+        partial = session.partial_line
+        if partial or self.deadlines.running:  # else there is nothing to start or cancel
+            self.deadlines.update(partial_line=partial, lines=lines, waiting=waiting)
 
     def _flush(self) -> None:
         if self._out:

@@ -57,7 +57,7 @@ def _cached_opener() -> Callable[[bytes], int] | None:
     if sys.platform != "linux" or platform.machine() not in ("x86_64", "aarch64", "riscv64", "ppc64le", "s390x"):
         return None
     try:
-        syscall = ctypes.CDLL(None, use_errno=True).syscall
+        syscall = ctypes.CDLL(None).syscall  # (any failure means "not from the cache": errno is not needed)
     except (OSError, AttributeError):
         return None
     syscall.restype = ctypes.c_long
@@ -130,6 +130,7 @@ class MessageReader:
         self.ahead = ahead
         self._warmed_to = 0  # the highest message number whose caches a pool job warmed
         self._base = os.fsencode(folder.path)
+        self._paths: dict[int, tuple[MessageFile, bytes]] = {}  # number -> (ref, its path), built once
 
     def take(self, message) -> object:
         """The :data:`ReadResult` for *message* if both its name and its data are
@@ -137,7 +138,13 @@ class MessageReader:
         if open_cached is None:
             return NotImplemented
         ref = message.ref
-        fd = open_cached(b"%s/%s/%s" % (self._base, ref.subdir.encode(), os.fsencode(ref.filename)))
+        known = self._paths.get(message.number)
+        if known is not None and known[0] is ref:
+            path = known[1]
+        else:
+            path = b"%s/%s/%s" % (self._base, ref.subdir.encode(), os.fsencode(ref.filename))
+            self._paths[message.number] = ref, path
+        fd = open_cached(path)
         if fd < 0:
             return NotImplemented  # not cached, or renamed meanwhile: the pool finds it
         try:

@@ -117,6 +117,10 @@ RecipientCheck = Callable[[SessionInfo, Address, Address], "Reply | None"]
 
 
 class State(enum.Enum):
+    # Members are singletons: hash them by identity, in C (Enum's own __hash__
+    # is a Python call, paid on every transition check of every command).
+    __hash__ = object.__hash__
+
     COMMAND = "command"  # reading command lines
     DATA = "data"  # reading the message after 354
     AUTH_PLAIN = "auth-plain"  # 334 sent: the PLAIN response line comes next
