@@ -22,6 +22,7 @@ from zope.interface import Interface, implementer
 
 from twisted_netapps.addresses import format_peer, host_of, is_loopback
 from twisted_netapps.logins import LoginRefused
+from twisted_netapps.mail.plaintext import LOOPBACK
 from twisted_netapps.mail.session_deadlines import SessionDeadlines
 
 from twisted_netapps.mail.smtp.core import (
@@ -69,9 +70,10 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)
-        self.session = ServerSession(
-            self.factory.config, self.factory.check_recipient, getattr(peer, "host", ""), loopback=is_loopback(peer)
-        )
+        config = self.factory.config
+        # (only the "loopback" plaintext policy asks; parsing the address is not free)
+        loopback = config.plaintext_auth == LOOPBACK and is_loopback(peer)
+        self.session = ServerSession(config, self.factory.check_recipient, getattr(peer, "host", ""), loopback=loopback)
         self.setTimeout(self.factory.command_timeout)
         self.deadlines.start_login()
         self._run(self.session.start())
@@ -93,7 +95,7 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
             return
         out: list[bytes] = []
         for event in events:
-            if isinstance(event, Send):
+            if type(event) is Send:
                 out.append(event.data)
             elif isinstance(event, MessageReady):
                 self._flush(out)
@@ -113,11 +115,12 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
                 return
         self._flush(out)
         session = self.session
-        if not session.waiting:
-            self.setTimeout(self.factory.data_timeout if session.in_data else self.factory.command_timeout)
-        self.deadlines.update(
-            partial_line=session.partial_line, lines=session.lines, in_data=session.in_data, waiting=session.waiting
-        )
+        waiting, in_data = session.waiting, session.in_data
+        if not waiting:
+            self.setTimeout(self.factory.data_timeout if in_data else self.factory.command_timeout)
+        partial = session.partial_line
+        if partial or in_data or self.deadlines.running:  # else there is nothing to start or cancel
+            self.deadlines.update(partial_line=partial, lines=session.lines, in_data=in_data, waiting=waiting)
 
     def _flush(self, out: list[bytes]) -> None:
         if out:
