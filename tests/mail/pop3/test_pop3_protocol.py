@@ -331,3 +331,19 @@ def test_idle_timeout_mid_stream_aborts(setup):
     pool.run_all()
     clock.advance(601)
     assert transport.disconnected and b"-ERR idle timeout" not in transport.value()
+
+
+def test_top_is_the_same_from_the_caches_and_from_the_pool(setup, monkeypatch):
+    from twisted_netapps.mail.pop3 import reader
+
+    store, clock, factory = setup
+    store.deliver("alice", b"Subject: t\r\nX: y\r\n\r\n.one\r\ntwo\r\nthree\r\n")
+    replies = []
+    for opener in (reader.open_cached, None):  # the kernel's caches, then (as without openat2) the pool
+        monkeypatch.setattr(reader, "open_cached", opener)
+        proto, transport = connect(factory)
+        login(proto, transport)
+        proto.dataReceived(b"TOP 1 1\r\nTOP 1 0\r\nQUIT\r\n")
+        replies.append(transport.value())
+    assert replies[0] == replies[1]
+    assert replies[0].startswith(b"+OK top of message follows\r\nSubject: t\r\nX: y\r\n\r\n..one\r\n.\r\n")

@@ -18,6 +18,7 @@ bigger ones are streamed in ``CHUNK`` pieces, never read whole into memory.
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import socket
@@ -41,7 +42,7 @@ from twisted_netapps.mail.pop3.maildrop import (
     open_message,
     read_top,
 )
-from twisted_netapps.mail.pop3.multiline import MessageEncoder, encode_message
+from twisted_netapps.mail.pop3.multiline import MessageEncoder, encode_message, top_of_message
 from twisted_netapps.mail.pop3.reader import MessageReader
 from twisted_netapps.mail.pop3.sending import ReplyWriter
 from twisted_netapps.mail.session_deadlines import SessionDeadlines
@@ -353,12 +354,16 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
 
     def _send_message(self, event: core.SendMessage) -> list | None:
         """Send a RETR/TOP reply: the events that follow when done now, None when it continues later."""
+        result = self.reader.take(event.message)
         if event.top_lines is not None:
+            if type(result) is tuple:  # cached: the top is cut here (header scans send TOP n 0 for each)
+                data, event.message.ref = result
+                self._out += [event.ok, encode_message(top_of_message(io.BytesIO(data), event.top_lines))]
+                return self.session.message_sent()
             d = self.factory.run_blocking(read_top, self.folder, event.message.ref, event.top_lines)
             d.addCallbacks(self._top_read, self._read_failed, callbackArgs=(event,))
             return None
-        result = self.reader.take(event.message)
-        if result is NotImplemented:  # not read ahead: read it (and the next ones) in the pool
+        if result is NotImplemented:  # not in the kernel's caches: read in the pool (which warms the next ones)
             self.factory.stats.incr("read_waits")
             d = self.reader.read(event.message)
             d.addCallbacks(self._retr_read, self._read_failed, callbackArgs=(event,))

@@ -22,7 +22,7 @@ COUNTERS: dict[str, str] = {
     "login_failures": "wrong user name or password (answered after the login guard's delay)",
     "login_refused": "logins refused at once: the client's address is over its failure budget",
     "messages_retrieved": "RETR replies sent in full",
-    "read_waits": "RETRs that waited for the disk pool (not read ahead)",
+    "read_waits": "RETRs that waited for a read in the disk pool (the message was not in the kernel's caches)",
     "messages_deleted": "messages removed in the UPDATE phase",
     "timeouts": "connections closed for silence (idle_timeout)",
     "deadlines_passed": "connections closed at a command or login deadline (slowloris)",
