@@ -108,7 +108,7 @@ class Tricklers:
             self._read(connection)
 
 
-def serve_repeatedly(action, seconds: float, limit: float = 1.0) -> int:
+def serve_repeatedly(action, seconds: float, limit: float = 2.0) -> int:
     """Run *action* (a normal client's whole session) again and again for *seconds*;
     each must finish within *limit* seconds. Returns how many ran."""
     done, end = 0, time.monotonic() + seconds
