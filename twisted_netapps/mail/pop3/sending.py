@@ -6,7 +6,7 @@ later, after registering for writability and unregistering again (two
 waits for every reply, so that turn is most of a small RETR's latency:
 measured with ``bench/pop3_retr.py``, plain ``transport.write`` cost 47 us of
 server CPU per 4 KiB message against 39-42 us sending at once, and a quarter
-of the throughput.
+less throughput.
 
 So :class:`ReplyWriter` sends on the connection's socket itself
 (``getHandle()``, public ``ISystemHandle``) when, and only when, that cannot
