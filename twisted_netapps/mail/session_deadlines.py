@@ -20,7 +20,11 @@ from __future__ import annotations
 
 from typing import Callable
 
+from twisted.logger import Logger
+
 from twisted_netapps.deadlines import Deadline
+
+log = Logger(namespace="netapps.mail")
 
 
 class SessionDeadlines:
@@ -81,6 +85,13 @@ class SessionDeadlines:
                 self.data.start()
             else:
                 self.data.cancel()
+
+    def report(self, which: str, service: str, peer: str, stats) -> None:
+        """The one log line and count for a deadline that passed (the adapter then closes)."""
+        deadline = getattr(self, which)
+        log.info("{service}: {peer}: {which} deadline ({seconds:g}s) passed, closing", service=service, peer=peer,
+                 which=which, seconds=deadline.seconds)
+        stats.incr("deadlines_passed")
 
     def cancel(self) -> None:
         """The connection is gone."""

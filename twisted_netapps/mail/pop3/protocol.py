@@ -191,10 +191,7 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
         self._close_with(b"-ERR idle timeout, closing\r\n")
 
     def _deadline_passed(self, which: str) -> None:
-        seconds = getattr(self.factory, f"{which}_deadline")
-        log.info("pop3: {peer}: {which} deadline ({seconds:g}s) passed, closing", peer=self.peer, which=which,
-                 seconds=seconds)
-        self.factory.stats.incr("deadlines_passed")
+        self.deadlines.report(which, "pop3", self.peer, self.factory.stats)
         self._close_with(b"-ERR [SYS/TEMP] %s time limit exceeded, closing\r\n" % which.encode())
 
     def _close_with(self, reply: bytes) -> None:

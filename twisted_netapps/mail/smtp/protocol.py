@@ -195,10 +195,7 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
         self._close_for_time(b"421 4.4.2 Timeout, closing connection\r\n")
 
     def _deadline_passed(self, which: str) -> None:
-        seconds = getattr(self.factory, f"{which}_deadline")
-        log.info("smtp: {peer}: {which} deadline ({seconds:g}s) passed, closing", peer=self.peer, which=which,
-                 seconds=seconds)
-        self.factory.stats.incr("deadlines_passed")
+        self.deadlines.report(which, "smtp", self.peer, self.factory.stats)
         self._close_for_time(b"421 4.4.2 %s time limit exceeded, closing connection\r\n" % which.encode().title())
 
     def _close_for_time(self, reply: bytes) -> None:
