@@ -131,7 +131,7 @@ class Floor(protocol.Protocol):
         self.transport.setTcpNoDelay(True)
         self.transport.write(b"+OK floor\r\n")
     def dataReceived(self, data):
-        self.transport.socket.send(b"+OK\r\n" if data[:4] in (b"USER", b"PASS", b"QUIT") else reply)
+        self.transport.getHandle().send(b"+OK\r\n" if data[:4] in (b"USER", b"PASS", b"QUIT") else reply)
 port = reactor.listenTCP(0, protocol.Factory.forProtocol(Floor), interface="127.0.0.1")
 print(port.getHost().port, flush=True)
 reactor.run()

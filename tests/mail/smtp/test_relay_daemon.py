@@ -56,7 +56,7 @@ relay_timeout = 5.0
 queue_interval = 0.2
 retry_base = 0.3
 retry_max = 1.0
-allow_plaintext_auth = true
+plaintext_auth = "always"
 """)
 
     def start(*sets: str):

@@ -41,6 +41,7 @@ from zope.interface import implementer
 from twisted_netapps import __version__
 from twisted_netapps.addresses import format_peer, host_of, is_loopback
 from twisted_netapps.logins import LoginGuard, LoginRefused
+from twisted_netapps.mail.plaintext import plaintext_allowed
 from twisted_netapps.mail.imap.account import IImapAccount
 from twisted_netapps.mail.imap.core import ImapCore
 from twisted_netapps.mail.imap.events import CheckPassword, Close, IdleDone, Result, Run, Send, StartTls
@@ -93,7 +94,7 @@ class ImapServer(protocol.Protocol):
         self.core = ImapCore(
             max_line=self.factory.max_line,
             max_append=self.factory.max_message_size,
-            plaintext_without_tls=policy == "always" or (policy == "loopback" and is_loopback(peer)),
+            plaintext_without_tls=plaintext_allowed(policy, tls=False, loopback=is_loopback(peer)),
             tls_available=self.factory.tls_options is not None
             and interfaces.ITLSTransport(self.transport, None) is not None,
             version=__version__.encode("ascii"),

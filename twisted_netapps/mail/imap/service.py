@@ -11,7 +11,7 @@ from twisted_netapps.mail.imap.account import ImapRealm
 from twisted_netapps.mail.imap.mailbox import FolderRegistry
 from twisted_netapps.mail.imap.protocol import TOO_MANY_CONNECTIONS, ImapFactory
 from twisted_netapps.mail.store.maildir import MailStore
-from twisted_netapps.mail.pop3.service import PLAINTEXT_POLICIES
+from twisted_netapps.mail.plaintext import plaintext_auth_setting
 from twisted_netapps.mail.tls import check_cert_key_pair, server_tls_options
 from twisted_netapps.settings import setting
 
@@ -57,10 +57,7 @@ class Settings(StreamSettings):
     login_failure_delay: float = setting(
         2.0, "seconds before a failed login's NO (slows down guessing)", minimum=0
     )
-    plaintext_auth: str = setting(
-        "loopback", 'LOGIN and AUTHENTICATE PLAIN: "always", "loopback" (or after STARTTLS), "tls" (only after STARTTLS)',
-        choices=PLAINTEXT_POLICIES,
-    )
+    plaintext_auth: str = plaintext_auth_setting("loopback", "LOGIN and AUTHENTICATE PLAIN")
     tls: bool = setting(True, "offer STARTTLS")
     tls_cert: str = setting("", "PEM certificate for STARTTLS (default: <data_dir>/tls/cert.pem, self-signed if absent)")
     tls_key: str = setting("", "PEM private key for tls_cert (default: <data_dir>/tls/key.pem)")

@@ -5,24 +5,28 @@ everything; this protocol moves bytes, runs the requests the session emits
 (AUTH through ``twisted.cred``, STARTTLS, durable delivery) and feeds their
 results back. Replies produced by one read are written with one
 ``write`` (pipelined replies coalesce), and TCP_NODELAY is on, so there are
-no Nagle/delayed-ACK stalls.
+no Nagle/delayed-ACK stalls. Two kinds of timers: the idle timeout
+(``command_timeout``/``data_timeout``, silence) and the session deadlines
+(``command_deadline``/``data_deadline``/``login_deadline``, progress; see
+:mod:`twisted_netapps.mail.session_deadlines`).
 """
 
 from __future__ import annotations
 
 from twisted.cred import credentials, error as cred_error
 from twisted.cred.portal import IRealm
-from twisted.internet import protocol
+from twisted.internet import interfaces, protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import Interface, implementer
 
-from twisted_netapps.addresses import format_peer, host_of
+from twisted_netapps.addresses import format_peer, host_of, is_loopback
 from twisted_netapps.logins import LoginRefused
+from twisted_netapps.mail.plaintext import LOOPBACK
+from twisted_netapps.mail.session_deadlines import SessionDeadlines
 from twisted_netapps.observe import NULL_RECENT
 
 from twisted_netapps.mail.smtp.core import (
-    DATA,
     Authenticate,
     Close,
     MessageReady,
@@ -48,6 +52,7 @@ class SubmitterRealm:
         return ISMTPSubmitter, avatar_id, lambda: None
 
 
+@implementer(interfaces.IHalfCloseableProtocol)
 class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
     def __init__(self, factory: "SMTPFactory") -> None:
         self.factory = factory
@@ -55,6 +60,10 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
         self.session: ServerSession | None = None
         self.peer = "?"
         self._lost = False
+        self.deadlines = SessionDeadlines(
+            factory.reactor, self._deadline_passed, command=factory.command_deadline, data=factory.data_deadline,
+            login=factory.login_deadline if factory.config.auth_required else None,
+        )
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
@@ -62,13 +71,24 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)
-        self.session = ServerSession(self.factory.config, self.factory.check_recipient, getattr(peer, "host", ""))
+        config = self.factory.config
+        # (only the "loopback" plaintext policy asks; parsing the address is not free)
+        loopback = config.plaintext_auth == LOOPBACK and is_loopback(peer)
+        self.session = ServerSession(config, self.factory.check_recipient, getattr(peer, "host", ""), loopback=loopback)
         self.setTimeout(self.factory.command_timeout)
+        self.deadlines.start_login()
         self._run(self.session.start())
 
     def dataReceived(self, data: bytes) -> None:
         self.factory.stats.incr("bytes_in", len(data))
         self._run(self.session.receive_data(data))
+
+    # IHalfCloseableProtocol: `printf 'EHLO..\r\n...QUIT\r\n' | nc -N` gets every reply.
+    def readConnectionLost(self) -> None:
+        self._run(self.session.receive_eof())
+
+    def writeConnectionLost(self) -> None:
+        self.transport.loseConnection()
 
     def _run(self, events: list) -> None:
         """Carry out the session's events in order; writes are coalesced."""
@@ -76,7 +96,7 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
             return
         out: list[bytes] = []
         for event in events:
-            if isinstance(event, Send):
+            if type(event) is Send:
                 out.append(event.data)
                 if event.data[:1] in (b"4", b"5"):  # every refusal (a 550 at RCPT too) is an error
                     self.factory.stats.incr("errors")
@@ -97,7 +117,13 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
                 self._lost = True
                 return
         self._flush(out)
-        self.setTimeout(self.factory.data_timeout if self.session.state == DATA else self.factory.command_timeout)
+        session = self.session
+        waiting, in_data = session.waiting, session.in_data
+        if not waiting:
+            self.setTimeout(self.factory.data_timeout if in_data else self.factory.command_timeout)
+        partial = session.partial_line
+        if partial or in_data or self.deadlines.running:  # else there is nothing to start or cancel
+            self.deadlines.update(partial_line=partial, lines=session.lines, in_data=in_data, waiting=waiting)
 
     def _flush(self, out: list[bytes]) -> None:
         if out:
@@ -154,6 +180,7 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
         def ok(result):
             _iface, user, _logout = result
             log.info("smtp: {peer}: AUTH {mech} as {user}", peer=self.peer, mech=event.mechanism, user=user)
+            self.deadlines.logged_in()
             self._resume(lambda: self.session.auth_result(user))
 
         def bad(failure):
@@ -174,13 +201,25 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
     def timeoutConnection(self) -> None:
         log.info("smtp: {peer}: timeout, closing", peer=self.peer)
         self.factory.stats.incr("timeouts")
-        self.transport.write(b"421 4.4.2 Timeout, closing connection\r\n")
+        self._close_for_time(b"421 4.4.2 Timeout, closing connection\r\n")
+
+    def _deadline_passed(self, which: str) -> None:
+        self.deadlines.report(which, "smtp", self.peer, self.factory.stats)
+        self._close_for_time(b"421 4.4.2 %s time limit exceeded, closing connection\r\n" % which.encode().title())
+
+    def _close_for_time(self, reply: bytes) -> None:
+        if self._lost:
+            return
+        self.transport.write(reply)
         self._lost = True
+        self.setTimeout(None)
+        self.deadlines.cancel()
         self.transport.loseConnection()
 
     def connectionLost(self, reason) -> None:
         self._lost = True
         self.setTimeout(None)
+        self.deadlines.cancel()
         if self.session is not None and self.session.messages > 1:
             log.info("smtp: {peer}: closed after {n} messages", peer=self.peer, n=self.session.messages)
 
@@ -200,6 +239,9 @@ class SMTPFactory(protocol.Factory):
         reactor,
         command_timeout: float,
         data_timeout: float,
+        command_deadline: float,
+        data_deadline: float,
+        login_deadline: float,
         auth_failure_delay: float,
         logins,
         recent=NULL_RECENT,
@@ -215,6 +257,9 @@ class SMTPFactory(protocol.Factory):
         self.reactor = reactor
         self.command_timeout = command_timeout
         self.data_timeout = data_timeout
+        self.command_deadline = command_deadline
+        self.data_deadline = data_deadline
+        self.login_deadline = login_deadline
         self.auth_failure_delay = auth_failure_delay
 
     def buildProtocol(self, addr):

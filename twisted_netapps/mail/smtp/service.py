@@ -24,6 +24,7 @@ from twisted_netapps.mail.smtp.queue_runner import QueueRunner, RunnerSettings
 from twisted_netapps.mail.smtp.core import SessionConfig
 from twisted_netapps.mail.smtp.protocol import TOO_MANY_CONNECTIONS, SMTPFactory, SubmitterRealm
 from twisted_netapps.mail.smtp.syntax import valid_domain
+from twisted_netapps.mail.plaintext import ALWAYS, plaintext_auth_setting
 from twisted_netapps.mail.tls import check_cert_key_pair, server_tls_options
 from twisted_netapps.periodic import PeriodicTask
 from twisted_netapps.settings import setting
@@ -42,6 +43,7 @@ COUNTERS: dict[str, str] = {
     "errors": "error replies sent (4xx/5xx): refused commands, unknown recipients, refused messages",
     "auth_failures": "AUTH attempts that failed",
     "timeouts": "sessions closed after command_timeout or data_timeout",
+    "deadlines_passed": "sessions closed at a command, DATA or login deadline (slowloris)",
     "auth_refused": "AUTH attempts refused at once: the address is over its login failure budget",
     "relayed": "recipients delivered to a remote mail host by the queue",
     "deferred": "relay attempts deferred for a retry (4xx, connection failures)",
@@ -66,7 +68,8 @@ class Settings(StreamSettings):
         "(postmaster without an alias: the mailbox 'postmaster')",
     )
     relay_networks: list[str] = setting([], "client networks allowed to relay without AUTH (CIDR)")
-    allow_plaintext_auth: bool = setting(False, "offer AUTH before STARTTLS (only for tests and loopback)")
+    plaintext_auth: str = plaintext_auth_setting("tls", "AUTH PLAIN and LOGIN")
+    allow_plaintext_auth: bool = setting(False, 'older spelling of plaintext_auth = "always" (true wins)')
     tls_cert: str = setting("", "PEM certificate for STARTTLS ('' = self-signed in <data_dir>/tls)")
     tls_key: str = setting("", "PEM private key for tls_cert")
     max_message_size: int = setting(25 * 1024 * 1024, "largest message accepted (SIZE), in bytes", minimum=1)
@@ -81,6 +84,13 @@ class Settings(StreamSettings):
     )
     command_timeout: float = setting(300.0, "seconds to wait for a command", positive=True)
     data_timeout: float = setting(600.0, "seconds to wait for more DATA", positive=True)
+    command_deadline: float = setting(
+        60.0, "seconds from a command line's first byte to its end (slowloris: however it trickles)", positive=True
+    )
+    data_deadline: float = setting(600.0, "seconds from the 354 to the end of the message", positive=True)
+    login_deadline: float = setting(
+        120.0, "seconds from the greeting to a successful AUTH on the submission port", positive=True
+    )
     auth_failure_delay: float = setting(1.0, "seconds before a failed AUTH is answered", minimum=0)
     resolver: str = setting("", "DNS server ADDR[:PORT] for MX lookups ('' = the system's resolver)")
     resolver_timeout: float = setting(
@@ -179,12 +189,14 @@ def build(context: ServiceContext):
             hostname=hostname, max_message_size=s.max_message_size, max_recipients=s.max_recipients,
             max_command_line=s.max_command_line, max_data_line=s.max_line, max_errors=s.max_errors,
             max_hops=s.max_hops,
-            starttls_available=True, auth_requires_tls=not s.allow_plaintext_auth, auth_required=submission,
+            starttls_available=True, plaintext_auth=ALWAYS if s.allow_plaintext_auth else s.plaintext_auth,
+            auth_required=submission,
         )
         return SMTPFactory(
             config=config, check_recipient=policy.check_recipient, deliverer=deliverer, portal=portal,
             tls_options=tls_options, stats=context.stats, reactor=reactor, command_timeout=s.command_timeout,
-            data_timeout=s.data_timeout, auth_failure_delay=s.auth_failure_delay,
+            data_timeout=s.data_timeout, command_deadline=s.command_deadline, data_deadline=s.data_deadline,
+            login_deadline=s.login_deadline, auth_failure_delay=s.auth_failure_delay,
             logins=context.logins, recent=context.recent,
         )
 
