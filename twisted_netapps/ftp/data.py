@@ -53,9 +53,15 @@ class PortPicker:
         return self.rng.sample(range(self.low, self.high + 1), min(span, MAX_PORT_TRIES))
 
 
+@implementer(interfaces.IHandshakeListener)
 class DataConnection(protocol.Protocol, TimeoutMixin):
     """One data connection. A transfer attaches with :meth:`attach` and gets
-    ``data_received(bytes)``, ``data_connection_lost(reason)`` and ``data_idle()``."""
+    ``data_received(bytes)``, ``data_connection_lost(reason)`` and ``data_idle()``.
+
+    Under TLS the connection is offered to a transfer only once the
+    handshake has completed: clients start it after reading the 150, and
+    bytes written (or a close) before then would break it.
+    """
 
     def __init__(self, channel: "DataChannel") -> None:
         self.channel = channel
@@ -64,18 +70,21 @@ class DataConnection(protocol.Protocol, TimeoutMixin):
         self.tls = False
 
     def connectionMade(self) -> None:
-        self.transport.pauseProducing()  # until a transfer attaches
         channel = self.channel
-        try:
-            self.transport.setTcpNoDelay(True)
-        except (AttributeError, OSError):
-            pass
-        if channel.tls_options is not None:
-            self.transport.startTLS(channel.tls_options)
-            self.tls = True
         self.callLater = channel.reactor.callLater
         self.setTimeout(channel.timeout)
+        tls_options = channel.tls_options()
+        if tls_options is not None:
+            self.tls = True
+            self.transport.startTLS(tls_options)  # reading goes on: the handshake needs it
+            return
+        self.transport.pauseProducing()  # until a transfer attaches
         channel.connected(self)
+
+    def handshakeCompleted(self) -> None:
+        if not self.lost:
+            self.transport.pauseProducing()
+            self.channel.connected(self)
 
     def attach(self, transfer) -> None:
         self.transfer = transfer
@@ -182,13 +191,14 @@ class DataChannel:
     active address, and at most one connection, at a time."""
 
     def __init__(self, reactor, *, local_host: str, peer_host: str, picker: PortPicker,
-                 timeout: float) -> None:
+                 timeout: float, tls_options) -> None:
         self.reactor = reactor
         self.local_host = local_host
         self.peer_host = peer_host
         self.picker = picker
         self.timeout = timeout
-        self.tls_options = None  # set per transfer (PROT P)
+        # () -> TLS options or None: asked when a connection is made (PROT P at that moment).
+        self.tls_options = tls_options
         self.port = None  # the passive listening port
         self.active: tuple[str, int] | None = None
         self.connection: DataConnection | None = None
@@ -267,6 +277,8 @@ class DataChannel:
     def lost_before_transfer(self, connection: DataConnection) -> None:
         if connection is self.pending:
             self.pending = None
+        elif connection.tls and self._waiter is not None:  # the TLS handshake failed
+            self._fail_wait(error.ConnectionLost("TLS handshake on the data connection failed"))
 
     # ------------------------------------------------------------ tear-down
 

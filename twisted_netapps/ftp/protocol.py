@@ -108,7 +108,8 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
         ))
         self.announce_host = f.settings.passive_address or local_host
         self.channel = DataChannel(f.reactor, local_host=local_host, peer_host=self.peer_host,
-                                   picker=f.port_picker, timeout=f.settings.data_timeout)
+                                   picker=f.port_picker, timeout=f.settings.data_timeout,
+                                   tls_options=self.data_tls_options)
         f.sessions.add(self)
         self.setTimeout(f.settings.idle_timeout)
         self.resume(self.session.greeting())
@@ -130,7 +131,7 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
         self.resume(self.session.shutdown())
 
     def data_tls_options(self):
-        return self.factory.tls_options if self.session.protect else None
+        return self.factory.data_tls_options if self.session.protect else None
 
     # ------------------------------------------------------------ input / output
 
@@ -255,13 +256,14 @@ class FtpFactory(protocol.Factory):
     noisy = False
 
     def __init__(self, *, settings, stats, reactor, login, run_disk, tls_options=None,
-                 refused_errors: tuple = ()) -> None:
+                 data_tls_options=None, refused_errors: tuple = ()) -> None:
         self.settings = settings
         self.stats = stats
         self.reactor = reactor
         self.login = login  # (credentials, peer_host, account) -> Deferred of (iface, avatar, logout)
         self.run_disk = run_disk  # (f, *args) -> Deferred, off the reactor thread
         self.tls_options = tls_options
+        self.data_tls_options = data_tls_options or tls_options
         self.refused_errors = refused_errors
         low, high = settings.passive_ports or (0, 0)
         self.port_picker = PortPicker(low, high)

@@ -17,7 +17,7 @@ from pathlib import Path
 from twisted.application import service
 from twisted.cred import checkers
 from twisted.cred.portal import IRealm, Portal
-from twisted.internet import task, threads
+from twisted.internet import ssl, task, threads
 from zope.interface import implementer
 
 from twisted_netapps.accounts import USERNAME_RE
@@ -137,6 +137,21 @@ def _disk_function(context: ServiceContext):
     return lambda f, *args: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
 
 
+def data_connection_tls(control_options: ssl.CertificateOptions) -> ssl.CertificateOptions:
+    """TLS for data connections: the control connection's certificate, at most TLS 1.2.
+
+    A TLS 1.3 server sends session tickets after the handshake; a client that
+    uploads without ever reading (lftp) then closes a socket with unread
+    bytes, the kernel answers with a reset, and the end of the upload still
+    in our receive buffer is lost. TLS 1.2 without tickets (Twisted's
+    default) sends nothing after the handshake.
+    """
+    return ssl.CertificateOptions(
+        privateKey=control_options.privateKey, certificate=control_options.certificate,
+        lowerMaximumSecurityTo=ssl.TLSVersion.TLSv1_2,
+    )
+
+
 class FtpService(service.MultiService):
     """The listeners, plus 421 to every session when the daemon stops."""
 
@@ -158,6 +173,7 @@ def build(context: ServiceContext):
     if s.anonymous:
         portal.registerChecker(checkers.AllowAnonymousAccess())
     tls_options = server_tls_options(context.data_dir, s.tls_cert, s.tls_key, where) if s.tls else None
+    data_tls_options = data_connection_tls(tls_options) if tls_options is not None else None
     try:
         from twisted_netapps.logins import LoginRefused  # the frame's, once on main
         refused = (LoginRefused,)
@@ -166,7 +182,8 @@ def build(context: ServiceContext):
     factory = FtpFactory(
         settings=s, stats=context.stats, reactor=context.reactor,
         login=_login_function(context, portal, s.login_failure_delay),
-        run_disk=_disk_function(context), tls_options=tls_options, refused_errors=refused,
+        run_disk=_disk_function(context), tls_options=tls_options, data_tls_options=data_tls_options,
+        refused_errors=refused,
     )
     parent = FtpService(factory)
     parent.setName(context.name)

@@ -97,7 +97,6 @@ class Transfer:
         else:
             self.upload = opened
         channel = self.control.channel
-        channel.tls_options = self.control.data_tls_options()
         self.control.resume(self.control.session.transfer_started(channel.is_connected, name))
         d = channel.wait()
         d.addCallbacks(self._connected, self._not_connected)
@@ -140,6 +139,9 @@ class Transfer:
     def _not_connected(self, failure) -> None:
         if self.over:
             return
+        if failure.check(error.ConnectionLost):
+            self._fail(core.TLS_FAILED)
+            return
         failure.trap(error.ConnectError, error.ConnectionAborted, error.TimeoutError, error.ConnectingCancelledError)
         self._fail(core.NO_CONNECTION)
 
@@ -179,7 +181,11 @@ class Transfer:
         if self.over:
             return
         if self.upload is not None:
-            if reason.check(error.ConnectionDone):  # the client's EOF ends an upload
+            # The client's EOF ends an upload. Under TLS, clients such as lftp
+            # close without a close_notify, which the TLS layer reports as
+            # ConnectionLost, the same as a reset: accepted, as vsftpd does by
+            # default (strict_ssl_read_eof=NO). On plain TCP a reset is a failure.
+            if reason.check(error.ConnectionDone) or (self.connection.tls and reason.check(error.ConnectionLost)):
                 self._commit()
             else:
                 self._fail(core.CONNECTION_LOST)
