@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from ftptestlib import PASSWORD, login, random_file, sha256
+from ftptestlib import PASSWORD, ftpd, login, random_file, sha256  # noqa: F401 (ftpd: the fixture)
 from netapps_daemon import wait_for
 
 
