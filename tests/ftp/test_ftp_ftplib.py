@@ -120,6 +120,26 @@ def test_20_megabyte_round_trip_sha256(ftpd, tmp_path):
     assert not [p for p in ftpd.home.iterdir() if p.name.startswith(".netapps-ftp-")]
 
 
+def test_ascii_mode_converts_line_ends_and_binary_uses_sendfile(ftpd):
+    (ftpd.home / "text.txt").write_bytes(b"one\ntwo\n")
+    client = login(ftpd)
+    raw = []
+    client.voidcmd("TYPE A")
+    conn = client.transfercmd("RETR text.txt")
+    raw.append(conn.makefile("rb").read())
+    conn.close()
+    client.voidresp()
+    assert raw == [b"one\r\ntwo\r\n"]
+    client.storlines("STOR back.txt", io.BytesIO(b"a\nb\n"))  # ftplib sends CRLF lines
+    assert (ftpd.home / "back.txt").read_bytes() == b"a\nb\n"
+    out = io.BytesIO()
+    client.retrbinary("RETR text.txt", out.write)
+    assert out.getvalue() == b"one\ntwo\n"
+    client.quit()
+    ftpd.stop()
+    assert ftpd.stats()["ftp"]["sendfile_transfers"] == 1
+
+
 def test_rest_resume_retr_and_stor(ftpd, tmp_path):
     payload = bytes(range(256)) * 4096  # 1 MiB
     (ftpd.home / "r.bin").write_bytes(payload)

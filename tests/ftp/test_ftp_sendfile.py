@@ -1,0 +1,85 @@
+"""The sendfile sender (driven by writability) and its fallback decision."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from twisted.internet.testing import StringTransport
+
+from twisted_netapps.ftp.sendfile import SendfileSender, sendfile_socket
+
+
+class FakeReactor:
+    def __init__(self) -> None:
+        self.writers = set()
+
+    def addWriter(self, writer) -> None:
+        self.writers.add(writer)
+
+    def removeWriter(self, writer) -> None:
+        self.writers.discard(writer)
+
+
+class HandleTransport:
+    def __init__(self, sock) -> None:
+        self.sock = sock
+
+    def getHandle(self):
+        return self.sock
+
+
+def test_fallback_without_a_socket_handle():
+    assert sendfile_socket(StringTransport()) is None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        assert sendfile_socket(HandleTransport(udp)) is None
+
+
+def test_sends_the_file_from_its_position_as_the_socket_drains(tmp_path):
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    path = tmp_path / "f.bin"
+    path.write_bytes(payload)
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    assert sendfile_socket(HandleTransport(a)) is a
+    reactor, progress, done = FakeReactor(), [], []
+    with open(path, "rb", buffering=0) as f:
+        f.seek(100)
+        sender = SendfileSender(reactor, a, f, progress.append, done.append)
+        sender.start()
+        assert reactor.writers == {sender} and sender.fileno() != a.fileno()
+        received = bytearray()
+        while not done:
+            sender.doWrite()  # the reactor would call this whenever the socket is writable
+            try:
+                while True:
+                    chunk = b.recv(1 << 20, socket.MSG_DONTWAIT)
+                    if not chunk:
+                        break
+                    received += chunk
+            except BlockingIOError:
+                pass
+    assert done == [None] and reactor.writers == set()
+    a.close()
+    b.settimeout(10)
+    received += b"".join(iter(lambda: b.recv(1 << 20), b""))
+    assert bytes(received) == payload[100:]
+    assert sum(progress) <= len(payload) - 100
+    b.close()
+
+
+def test_a_reset_peer_reports_the_error_and_releases_the_descriptor(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * (8 * 1024 * 1024))
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.close()
+    reactor, done = FakeReactor(), []
+    with open(path, "rb", buffering=0) as f:
+        sender = SendfileSender(reactor, a, f, lambda n: None, done.append)
+        sender.start()
+        sender.doWrite()
+    assert len(done) == 1 and isinstance(done[0], OSError)
+    assert reactor.writers == set()
+    sender.stop()  # idempotent
+    a.close()
