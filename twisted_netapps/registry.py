@@ -26,6 +26,7 @@ SERVICES: dict[str, str] = {
     "smtp": "twisted_netapps.mail.smtp.service",
     "resolver": "twisted_netapps.resolver.service",
     "ftp": "twisted_netapps.ftp.service",
+    "status": "twisted_netapps.status.service",
 }
 
 

@@ -27,6 +27,8 @@ class Options(usage.Options):
         ["config", "c", None, "TOML configuration file (default: the embedded default)."],
         ["services", "s", None, "Comma-separated services to run, or 'all' (default: netapps.services)."],
         ["data-dir", "d", None, "Data directory (default: netapps.data_dir, ./netapps-data)."],
+        ["log-format", None, "text", "Log lines as 'text' (twistd's usual) or 'json' (one JSON object per "
+         "line: twisted.logger's fields, service and peer among them), to twistd's -l file or stdout."],
     ]
 
     def __init__(self) -> None:
@@ -61,6 +63,8 @@ def makeService(options: Options):
     from twisted_netapps.daemon import NetappsService
 
     try:
+        if options["log-format"] not in ("text", "json"):
+            raise NetappsError(f"--log-format: expected text or json, got {options['log-format']!r}")
         config = load_config(
             options["config"],
             services=options["services"],
@@ -78,9 +82,25 @@ def makeService(options: Options):
         parent = getattr(options, "parent", None)
         foreground = bool(parent["nodaemon"]) if parent is not None else True
         try:
-            return NetappsService(config, data_dir, reactor, foreground=foreground)
+            service = NetappsService(config, data_dir, reactor, foreground=foreground)
         except ConfigError as e:  # found while building (bad endpoint, zone file...)
             raise ConfigError(blame_command_line(str(e), config.source, options["set"], options["listen"])) from None
+        if options["log-format"] == "json":
+            service.log_observer = json_log_observer(parent, foreground)
+        return service
     except NetappsError as e:
         # One line, no traceback: this is a user mistake, not a bug.
         raise SystemExit(str(e)) from None
+
+
+def json_log_observer(parent, foreground: bool):
+    """twisted.logger's JSON observer, writing where twistd would write its text lines."""
+    import sys
+
+    from twisted.logger import jsonFileLogObserver
+    from twisted.python import logfile
+
+    path = parent.get("logfile") if parent is not None else "-"
+    if path == "-" or (not path and foreground):
+        return jsonFileLogObserver(sys.stdout, recordSeparator="")
+    return jsonFileLogObserver(logfile.LogFile.fromFullPath(path or "twistd.log"), recordSeparator="")

@@ -6,6 +6,7 @@ import ftplib
 import io
 import socket
 import threading
+import time
 
 import pytest
 
@@ -368,3 +369,37 @@ def test_concurrent_sessions(ftpd):
     for t in threads:
         t.join(60)
     assert not errors
+
+
+def test_trickled_command_line_and_slow_login_hit_their_deadlines(netapps_daemon, tmp_path):
+    from ftptestlib import start_ftp
+
+    daemon = start_ftp(netapps_daemon, tmp_path / "d", sets=["ftp.command_timeout=1.0", "ftp.login_timeout=2.0"])
+    host, port = daemon.address("ftp")
+    with socket.create_connection((host, port), timeout=10) as s:
+        f = s.makefile("rb")
+        f.readline()
+        for byte in b"NOOP":  # one byte at a time: the idle timer alone would never fire
+            s.sendall(bytes([byte]))
+            time.sleep(0.3)
+        assert f.readline().startswith(b"421")
+    with socket.create_connection((host, port), timeout=10) as s:
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"NOOP\r\n")
+        assert f.readline().startswith(b"200")
+        assert f.readline().startswith(b"421")  # never logged in
+
+
+def test_connections_per_address_are_capped(netapps_daemon, tmp_path):
+    from ftptestlib import start_ftp
+
+    daemon = start_ftp(netapps_daemon, tmp_path / "d", sets=["ftp.max_connections_per_address=2"])
+    host, port = daemon.address("ftp")
+    kept = [socket.create_connection((host, port), timeout=10) for _ in range(2)]
+    for s in kept:
+        assert s.makefile("rb").readline().startswith(b"220")
+    with socket.create_connection((host, port), timeout=10) as extra:
+        assert extra.makefile("rb").readline().startswith(b"421")
+    for s in kept:
+        s.close()

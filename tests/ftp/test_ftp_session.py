@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from twisted_netapps.ftp import events as ev
 from twisted_netapps.ftp.filesystem import BAD_OFFSET, DENIED, NOT_FILE, NOT_FOUND, NO_SPACE, FileError
+from twisted_netapps.sansio import LocalProtocolError
 from twisted_netapps.ftp.session import ABORTED, NO_CONNECTION, FtpSession, Phase, SessionPolicy, TRANSITIONS
 
 
@@ -277,7 +278,7 @@ def test_shutdown_and_idle_are_421():
 
 def test_transitions_are_checked():
     session = new()
-    with pytest.raises(AssertionError):
+    with pytest.raises(LocalProtocolError):
         session._move(Phase.TRANSFER)
     assert Phase.TRANSFER in TRANSITIONS[Phase.READY]
 

@@ -30,7 +30,9 @@ import dns.rdatatype
 from twisted.logger import Logger
 
 from twisted_netapps.config import DEFAULT_CONFIG_NAME
+from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
+from twisted_netapps.observe import NULL_RECENT
 from twisted_netapps.dns.responder import DEFAULT_UDP_PAYLOAD, Counters, Responder
 from twisted_netapps.dns.transport import DNSDatagramProtocol, DNSStreamFactory
 from twisted_netapps.dns.zoneset import ZoneSet, ZoneSpec, parse_notify_targets, parse_transfer_acl
@@ -68,7 +70,7 @@ class ViewSettings:
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(StreamSettings):
     listen: list[str] = setting(
         ["tcp:5300:interface=127.0.0.1", "udp:5300:interface=127.0.0.1"],
         "listeners serving every zone (TCP endpoint strings and udp:PORT[:interface=ADDR])",
@@ -79,7 +81,6 @@ class Settings:
         DEFAULT_UDP_PAYLOAD, "largest UDP reply with EDNS (clients ask; this caps)", minimum=512, maximum=65535
     )
     idle_timeout: float = setting(30.0, "seconds a TCP connection may stay idle", positive=True)
-    max_tcp_connections: int = setting(1000, "concurrent TCP connections per listener set", minimum=1)
     reload_interval: float = setting(
         2.0, "seconds between zone file change checks (0: only on SIGHUP)", minimum=0
     )
@@ -134,7 +135,8 @@ def _log_transfer(*, event: str, zone: str, peer: str, records: int) -> None:
                  records=records)
 
 
-def _log_query(query: bytes, reply, peer, over_tcp: bool) -> None:
+def _describe_query(query: bytes, reply) -> tuple[str, str, str]:
+    """(name, type, outcome) of one query and its reply, for logs and the status page."""
     try:
         qname, used = dns.name.from_wire(query, 12)
         name = qname.to_text()
@@ -146,8 +148,40 @@ def _log_query(query: bytes, reply, peer, over_tcp: bool) -> None:
     else:
         first = reply if isinstance(reply, bytes) else reply[0]
         outcome = dns.rcode.to_text(first[3] & 0x0F) + (" TC" if first[2] & 0x02 else "")
+    return name, qtype, outcome
+
+
+def _log_query(query: bytes, reply, peer, over_tcp: bool) -> None:
+    name, qtype, outcome = _describe_query(query, reply)
     log.info("dns: {peer} {transport} {name} {qtype}: {outcome}", peer=f"{peer[0]}:{peer[1]}",
              transport="tcp" if over_tcp else "udp", name=name, qtype=qtype, outcome=outcome)
+
+
+class _QueryRecord:
+    """A query and its reply as the status page shows them, decoded only if shown."""
+
+    __slots__ = ("query", "reply")
+
+    def __init__(self, query: bytes, reply) -> None:
+        self.query, self.reply = query, reply
+
+    def to_json(self) -> str:
+        name, qtype, outcome = _describe_query(self.query, self.reply)
+        return f"{name} {qtype} -> {outcome}"
+
+
+def _query_observer(recent, log_queries: bool):
+    """The responder's per-query hook: the log line if asked, the status page's event if it runs."""
+    if recent is NULL_RECENT:
+        return _log_query if log_queries else None
+
+    def observe(query: bytes, reply, peer, over_tcp: bool) -> None:
+        recent.record("query", peer=f"{peer[0]}:{peer[1]}", transport="tcp" if over_tcp else "udp",
+                      query=_QueryRecord(query, reply))
+        if log_queries:
+            _log_query(query, reply, peer, over_tcp)
+
+    return observe
 
 
 def build(context: ServiceContext):
@@ -166,10 +200,10 @@ def build(context: ServiceContext):
     def serve(endpoints: list[str], origins, setting_name: str) -> None:
         responder = Responder(max_udp_payload=s.max_udp_payload, max_prepared=s.max_prepared,
                               counters=counters, log_transfer=_log_transfer,
-                              log_query=_log_query if s.log_queries else None)
+                              log_query=_query_observer(context.recent, s.log_queries))
         zoneset.add_view(responder, origins)
         factory = DNSStreamFactory(responder, context.stats, context.reactor, s.idle_timeout,
-                                   service=context.name, max_connections=s.max_tcp_connections)
+                                   service=context.name)
         for endpoint in endpoints:
             # A DatagramProtocol belongs to one port: a fresh one per UDP listener.
             datagrams = DNSDatagramProtocol(responder, context.stats, context.name, context.reactor) if is_datagram(endpoint) else None
@@ -178,4 +212,33 @@ def build(context: ServiceContext):
     serve(s.listen, None, "listen")
     for i, view in enumerate(s.views):
         serve(view.listen, {dns.name.from_text(z) for z in view.zones}, f"views[{i}].listen")
+    context.views.add("zones", "Zones", lambda: _zones_view(zoneset))
+    context.views.add("records", "Records of a zone", lambda zone="": _records_view(zoneset, zone), params=("zone",))
     return context.named_service(children)
+
+
+def _zones_view(zoneset: ZoneSet) -> list[dict]:
+    return [
+        {"zone": origin.to_text(), "serial": zone.serial, "names": len(zone.names),
+         "delegations": ", ".join(sorted(c.to_text() for c in zone.cuts)), "files": ", ".join(zone.files)}
+        for origin, zone in sorted(zoneset.zones.items())
+    ]
+
+
+def _records_view(zoneset: ZoneSet, zone: str) -> list[dict]:
+    try:
+        origin = dns.name.from_text(zone or ".")
+    except dns.exception.DNSException as e:
+        raise ValueError(f"bad zone name {zone!r}: {e}") from None
+    loaded = zoneset.zones.get(origin)
+    if loaded is None:
+        raise ValueError(f"no zone {origin.to_text()} here (zones: {', '.join(o.to_text() for o in zoneset.zones)})")
+    rows = []
+    for name, node in sorted(loaded.zone.nodes.items()):
+        for rdataset in node.rdatasets:
+            for rdata in rdataset:
+                rows.append({"name": name.derelativize(origin).to_text(), "ttl": rdataset.ttl,
+                             "type": dns.rdatatype.to_text(rdataset.rdtype), "data": rdata.to_text()})
+                if len(rows) >= 1000:
+                    return rows
+    return rows

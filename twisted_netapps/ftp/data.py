@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import errno
-import ipaddress
 import random
 import socket
 
@@ -26,17 +25,11 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from twisted_netapps.addresses import same_host
+
 log = Logger(namespace="netapps.ftp")
 
 MAX_PORT_TRIES = 16
-
-
-def same_host(a: str, b: str) -> bool:
-    try:
-        x, y = ipaddress.ip_address(a.split("%")[0]), ipaddress.ip_address(b.split("%")[0])
-    except ValueError:
-        return False
-    return (getattr(x, "ipv4_mapped", None) or x) == (getattr(y, "ipv4_mapped", None) or y)
 
 
 class PortPicker:

@@ -9,17 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Bytes for the control connection (complete CRLF-terminated replies)."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Close the control connection once everything queued is sent."""
+from twisted_netapps.sansio import Close, Send  # noqa: F401  (the shared events, re-exported)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,12 @@ operations run in the disk pool (the factory's ``run_disk``), data
 connections are :mod:`twisted_netapps.ftp.data`'s, transfers
 :mod:`twisted_netapps.ftp.transfer`'s. The control connection's idle timer
 is off while a transfer runs (a long download is not idleness); the data
-connection has its own.
+connection has its own. Two deadlines bound what an idle timer cannot: a
+command line must be complete ``command_timeout`` seconds after its first
+byte (no slowloris trickle), and the login must be done ``login_timeout``
+seconds after the connection opened.
 """
+
 
 from __future__ import annotations
 
@@ -21,13 +25,18 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import Interface, implementer
 
+from twisted_netapps.addresses import host_of
+from twisted_netapps.deadlines import Deadline
 from twisted_netapps.ftp import events as ev
 from twisted_netapps.ftp.data import DataChannel, PortPicker
 from twisted_netapps.ftp.filesystem import FileError, JailedFilesystem
 from twisted_netapps.ftp.session import FtpSession, SessionPolicy
 from twisted_netapps.ftp.transfer import Transfer
+from twisted_netapps.logins import LoginRefused
 
 log = Logger(namespace="netapps.ftp")
+
+TOO_MANY_CONNECTIONS = b"421 Too many connections from your address or to this server; try again later.\r\n"
 
 
 class IFtpAccount(Interface):
@@ -39,10 +48,6 @@ class FtpAccount:
     def __init__(self, name: str, fs: JailedFilesystem) -> None:
         self.name = name
         self.fs = fs
-
-
-class LoginRefused(Exception):
-    """The address is over its failed-login budget (the frame's logins.LoginRefused)."""
 
 
 def _file_operation(fs: JailedFilesystem, request: ev.FileRequest):
@@ -95,7 +100,7 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
             # that byte in the stream, or the line loses its end.
             handle.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
         peer, local = transport.getPeer(), transport.getHost()
-        self.peer_host = getattr(peer, "host", "")
+        self.peer_host = host_of(peer) or ""
         self.peer = f"{self.peer_host}:{getattr(peer, 'port', '')}"
         local_host = getattr(local, "host", "127.0.0.1")
         self.session = FtpSession(SessionPolicy(
@@ -112,10 +117,16 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
                                    tls_options=self.data_tls_options)
         f.sessions.add(self)
         self.setTimeout(f.settings.idle_timeout)
+        clock = f.reactor
+        self.command_deadline = Deadline(clock, f.settings.command_timeout, self._command_too_slow)
+        self.login_deadline = Deadline(clock, f.settings.login_timeout, self._login_too_slow)
+        self.login_deadline.start()
         self.resume(self.session.greeting())
 
     def connectionLost(self, reason) -> None:
         self.setTimeout(None)
+        self.command_deadline.cancel()
+        self.login_deadline.cancel()
         self.factory.sessions.discard(self)
         if self.transfer is not None:
             self.transfer.stop()
@@ -125,6 +136,17 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
     def timeoutConnection(self) -> None:
         log.info("ftp: {peer} idle for {t}s, closing", peer=self.peer, t=self.factory.settings.idle_timeout)
         self.resume(self.session.idle_timeout())
+
+    def _command_too_slow(self) -> None:
+        log.info("ftp: {peer}: command line not complete after {t}s, closing", peer=self.peer,
+                 t=self.factory.settings.command_timeout)
+        self.resume(self.session.close_with_timeout("Command line not completed in time"))
+
+    def _login_too_slow(self) -> None:
+        if self.account is None:
+            log.info("ftp: {peer}: not logged in after {t}s, closing", peer=self.peer,
+                     t=self.factory.settings.login_timeout)
+            self.resume(self.session.close_with_timeout("Login not completed in time"))
 
     def shutdown(self) -> None:
         """The service is stopping: 421 and close (RFC 959's 421 for "service closing")."""
@@ -140,6 +162,10 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
             self.resetTimeout()
         self.factory.stats.incr("bytes_in", len(data))
         self.resume(self.session.receive_data(data))
+        if self.session.buffer.is_empty():
+            self.command_deadline.cancel()
+        else:  # part of a line waits for its end: counted from its first byte
+            self.command_deadline.start()
 
     def resume(self, events: list) -> None:
         """Carry out *events* from the core, then send every reply queued."""
@@ -188,7 +214,9 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
     def _login(self, event: ev.CheckLogin) -> None:
         creds = credentials.Anonymous() if event.anonymous else credentials.UsernamePassword(
             event.user.encode("utf-8", "surrogateescape"), event.password.encode("utf-8", "surrogateescape"))
-        d = self.factory.login(creds, self.peer_host, "anonymous" if event.anonymous else event.user)
+        f = self.factory
+        d = f.logins.login(f.portal, creds, self.peer_host, "anonymous" if event.anonymous else event.user,
+                           IFtpAccount, failure_delay=f.settings.login_failure_delay)
         d.addCallbacks(self._logged_in, self._login_failed, errbackArgs=(event.user,))
 
     def _logged_in(self, result) -> None:
@@ -196,6 +224,7 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
         if not self.transport.connected:
             return
         self.account = account
+        self.login_deadline.cancel()
         self.factory.stats.incr("logins")
         log.info("ftp: {peer}: {user} logged in", peer=self.peer, user=account.name)
         self.resume(self.session.login_done(account.fs.access.writable))
@@ -203,7 +232,7 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
     def _login_failed(self, failure, user: str) -> None:
         if not self.transport.connected:
             return
-        if failure.check(LoginRefused) or failure.check(*self.factory.refused_errors):
+        if failure.check(LoginRefused):
             self.resume(self.session.login_refused())
             return
         failure.trap(cred_error.UnauthorizedLogin, cred_error.UnhandledCredentials)
@@ -255,22 +284,33 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
 class FtpFactory(protocol.Factory):
     noisy = False
 
-    def __init__(self, *, settings, stats, reactor, login, run_disk, tls_options=None,
-                 data_tls_options=None, refused_errors: tuple = ()) -> None:
+    def __init__(self, *, settings, stats, reactor, portal, logins, run_disk, tls_options=None,
+                 data_tls_options=None) -> None:
         self.settings = settings
         self.stats = stats
         self.reactor = reactor
-        self.login = login  # (credentials, peer_host, account) -> Deferred of (iface, avatar, logout)
-        self.run_disk = run_disk  # (f, *args) -> Deferred, off the reactor thread
+        self.portal = portal
+        self.logins = logins  # the frame's LoginGuard: delays and per-address budgets
+        self.run_disk = run_disk  # (f, *args) -> Deferred, in the disk pool
         self.tls_options = tls_options
         self.data_tls_options = data_tls_options or tls_options
-        self.refused_errors = refused_errors
         low, high = settings.passive_ports or (0, 0)
         self.port_picker = PortPicker(low, high)
         self.sessions: set[FtpControl] = set()
 
     def buildProtocol(self, addr):
         return FtpControl(self)
+
+    def _command_too_slow(self) -> None:
+        log.info("ftp: {peer}: command line not complete after {t}s, closing", peer=self.peer,
+                 t=self.factory.settings.command_timeout)
+        self.resume(self.session.close_with_timeout("Command line not completed in time"))
+
+    def _login_too_slow(self) -> None:
+        if self.account is None:
+            log.info("ftp: {peer}: not logged in after {t}s, closing", peer=self.peer,
+                     t=self.factory.settings.login_timeout)
+            self.resume(self.session.close_with_timeout("Login not completed in time"))
 
     def shutdown(self) -> None:
         for control in list(self.sessions):

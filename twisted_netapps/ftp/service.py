@@ -16,17 +16,18 @@ from pathlib import Path
 
 from twisted.application import service
 from twisted.cred import checkers
-from twisted.cred.portal import IRealm, Portal
-from twisted.internet import ssl, task, threads
+from twisted.cred.portal import IRealm
+from twisted.internet import ssl
 from zope.interface import implementer
 
 from twisted_netapps.accounts import USERNAME_RE
-from twisted_netapps.auth import AccountChecker
+from twisted_netapps.auth import make_portal
+from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.errors import ConfigError
 from twisted_netapps.fileio import ensure_private_dir, write_file
 from twisted_netapps.ftp.filesystem import Access, JailedFilesystem
-from twisted_netapps.ftp.protocol import FtpAccount, FtpFactory, IFtpAccount
+from twisted_netapps.ftp.protocol import TOO_MANY_CONNECTIONS, FtpAccount, FtpFactory, IFtpAccount
 from twisted_netapps.mail.tls import check_cert_key_pair, server_tls_options
 from twisted_netapps.settings import setting
 
@@ -51,7 +52,7 @@ DEMO_TEXT = (
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(StreamSettings):
     listen: list[str] = setting(["tcp:2121:interface=127.0.0.1"], "TCP endpoint strings (the control connection)")
     root: str = setting("", 'directory holding anonymous/ and home/ ("" = <data_dir>/ftp)')
     anonymous: bool = setting(True, 'accept "anonymous"/"ftp" logins, read-only, to anonymous/')
@@ -61,8 +62,12 @@ class Settings:
     idle_timeout: float = setting(300.0, "seconds a control connection may stay silent (none while a transfer runs)", positive=True)
     data_timeout: float = setting(60.0, "seconds to wait for a data connection, and for progress on one", positive=True)
     max_line: int = setting(4096, "longest command line in bytes; longer gets 500", minimum=512)
+    command_timeout: float = setting(60.0, "seconds a command line may take from its first byte to its end", positive=True)
+    login_timeout: float = setting(120.0, "seconds from connecting to being logged in", positive=True)
     max_login_failures: int = setting(3, "failed logins before the control connection is closed", minimum=1)
-    login_failure_delay: float = setting(2.0, "seconds before a failed login's 530", minimum=0)
+    login_failure_delay: float = setting(
+        2.0, "seconds before a failed login's 530 (doubling per recent failure: the login guard)", minimum=0
+    )
     tls: bool = setting(True, "offer explicit FTPS (AUTH TLS, PBSZ, PROT)")
     tls_cert: str = setting("", "PEM certificate (default: <data_dir>/tls/cert.pem, self-signed if absent)")
     tls_key: str = setting("", "PEM private key for tls_cert (default: <data_dir>/tls/key.pem)")
@@ -112,31 +117,6 @@ def prepare_root(root: Path, anonymous_upload: str) -> None:
         (root / "anonymous" / anonymous_upload).mkdir(mode=0o755, parents=True, exist_ok=True)
 
 
-def _login_function(context: ServiceContext, portal: Portal, delay: float):
-    """``(credentials, peer_host, account) -> Deferred``: the frame's ``context.logins``
-    (delays escalating per address and account, refusals over budget); until that
-    lands on main, portal.login with failures answered after a fixed *delay*."""
-    logins = getattr(context, "logins", None)
-    if logins is not None:
-        return lambda creds, host, account: logins.login(portal, creds, host, account, IFtpAccount)
-    reactor = context.reactor
-
-    def login(creds, host, account):
-        d = portal.login(creds, None, IFtpAccount)
-        d.addErrback(lambda failure: task.deferLater(reactor, delay, lambda: failure))
-        return d
-
-    return login
-
-
-def _disk_function(context: ServiceContext):
-    pools = getattr(context, "pools", None)
-    if pools is not None:
-        return pools.disk
-    reactor = context.reactor
-    return lambda f, *args: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
-
-
 def data_connection_tls(control_options: ssl.CertificateOptions) -> ssl.CertificateOptions:
     """TLS for data connections: the control connection's certificate, at most TLS 1.2.
 
@@ -169,24 +149,17 @@ def build(context: ServiceContext):
     where = f"{context.config.source}: {context.name}"
     root = Path(s.root) if s.root else context.data_dir / "ftp"
     prepare_root(root, s.anonymous_upload)
-    portal = Portal(FtpRealm(root, s.anonymous_upload), [AccountChecker(context.accounts, context.reactor)])
+    portal = make_portal(FtpRealm(root, s.anonymous_upload), context.accounts, run=context.pools.cpu)
     if s.anonymous:
         portal.registerChecker(checkers.AllowAnonymousAccess())
     tls_options = server_tls_options(context.data_dir, s.tls_cert, s.tls_key, where) if s.tls else None
     data_tls_options = data_connection_tls(tls_options) if tls_options is not None else None
-    try:
-        from twisted_netapps.logins import LoginRefused  # the frame's, once on main
-        refused = (LoginRefused,)
-    except ImportError:
-        refused = ()
     factory = FtpFactory(
-        settings=s, stats=context.stats, reactor=context.reactor,
-        login=_login_function(context, portal, s.login_failure_delay),
-        run_disk=_disk_function(context), tls_options=tls_options, data_tls_options=data_tls_options,
-        refused_errors=refused,
+        settings=s, stats=context.stats, reactor=context.reactor, portal=portal, logins=context.logins,
+        run_disk=context.pools.disk, tls_options=tls_options, data_tls_options=data_tls_options,
     )
     parent = FtpService(factory)
     parent.setName(context.name)
-    for child in context.listeners(factory):
+    for child in context.listeners(factory, refuse=TOO_MANY_CONNECTIONS):
         child.setServiceParent(parent)
     return parent

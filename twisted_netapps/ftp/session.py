@@ -23,10 +23,10 @@ What it guarantees, where stock ``twisted.protocols.ftp`` did not:
 from __future__ import annotations
 
 import enum
-import ipaddress
 from collections import deque
 from dataclasses import dataclass
 
+from twisted_netapps.addresses import same_host
 from twisted_netapps.ftp import commands, paths
 from twisted_netapps.ftp.commands import CommandError
 from twisted_netapps.ftp.events import (
@@ -50,9 +50,7 @@ from twisted_netapps.ftp.replies import (
     quote_path,
     reply,
 )
-
-# The bounded line framer: pop3's, until the frame's sansio.LineBuffer lands on main.
-from twisted_netapps.mail.pop3.core import OVERLONG, LineBuffer
+from twisted_netapps.sansio import OVERLONG, LineBuffer, StateMachine
 
 ANONYMOUS_USERS = frozenset(("anonymous", "ftp"))
 MAX_QUEUED_LINES = 64  # commands waiting behind a transfer; more is abuse
@@ -89,7 +87,7 @@ class Phase(enum.Enum):
     CLOSED = "closed"
 
 
-# Allowed transitions, as data; FtpSession._move checks every change against it.
+# Allowed transitions, as data, checked by sansio.StateMachine.
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.AWAIT_USER: frozenset({Phase.AWAIT_PASS, Phase.CLOSED}),
     Phase.AWAIT_PASS: frozenset({Phase.AWAIT_PASS, Phase.AWAIT_USER, Phase.LOGGING_IN, Phase.CLOSED}),
@@ -114,22 +112,12 @@ class SessionPolicy:
     greeting: str = "twisted-netapps FTP server ready."
 
 
-def _same_host(a: str, b: str) -> bool:
-    try:
-        x, y = ipaddress.ip_address(a.split("%")[0]), ipaddress.ip_address(b.split("%")[0])
-    except ValueError:
-        return False
-    x = getattr(x, "ipv4_mapped", None) or x
-    y = getattr(y, "ipv4_mapped", None) or y
-    return x == y
-
-
 class FtpSession:
     """One control connection. Feed :meth:`receive_data`; act on the events."""
 
     def __init__(self, policy: SessionPolicy) -> None:
         self.policy = policy
-        self.phase = Phase.AWAIT_USER
+        self.machine = StateMachine(Phase.AWAIT_USER, TRANSITIONS)
         self.buffer = LineBuffer(policy.max_line)
         self.queued: deque = deque()  # lines read behind a transfer
         self.user: str | None = None
@@ -150,6 +138,10 @@ class FtpSession:
         self._aborting = False
         self._transfer_kind = ""
 
+    @property
+    def phase(self) -> Phase:
+        return self.machine.state
+
     # ------------------------------------------------------------ entry points
 
     def greeting(self) -> list:
@@ -169,6 +161,10 @@ class FtpSession:
 
     def idle_timeout(self) -> list:
         return self._close_with(421, "Idle timeout: closing control connection.")
+
+    def close_with_timeout(self, text: str) -> list:
+        """A deadline passed (a command line or the login took too long)."""
+        return self._close_with(421, f"{text}: closing control connection.")
 
     def shutdown(self) -> list:
         return self._close_with(421, "Service not available, closing control connection (server shutting down).")
@@ -256,9 +252,7 @@ class FtpSession:
     # ------------------------------------------------------------ internals
 
     def _move(self, phase: Phase) -> None:
-        if phase is not self.phase and phase not in TRANSITIONS[self.phase]:
-            raise AssertionError(f"FTP session: {self.phase.name} -> {phase.name} is not allowed")
-        self.phase = phase
+        self.machine.move(phase)
 
     def _close_with(self, code: int, text: str) -> list:
         events: list = [AbortTransfer()] if self.phase is Phase.TRANSFER else []
@@ -549,13 +543,13 @@ class FtpSession:
         if self.epsv_all:
             return [Send(reply(503, "EPRT not allowed after EPSV ALL."))]
         proto, host, port = commands.parse_eprt(arg)
-        if (proto == 2) != self.policy.ipv6 and not _same_host(host, self.policy.peer_host):
+        if (proto == 2) != self.policy.ipv6 and not same_host(host, self.policy.peer_host):
             return [Send(reply(522, f"Network protocol not supported, use ({2 if self.policy.ipv6 else 1})"))]
         return self._use_active(host, port)
 
     def _use_active(self, host: str, port: int) -> list:
         # RFC 2577: connect only to the client itself, never to a privileged port (no FTP bounce).
-        if not _same_host(host, self.policy.peer_host):
+        if not same_host(host, self.policy.peer_host):
             return [Send(reply(504, "Refused: the data connection must go to your own address (no FTP bounce)."))]
         if port < 1024:
             return [Send(reply(504, "Refused: data connections to privileged ports are not allowed."))]

@@ -38,6 +38,7 @@ from zope.interface import implementer
 
 from twisted_netapps.dns import wire as raw
 from twisted_netapps.dns.transport import IQueryHandler
+from twisted_netapps.observe import NULL_RECENT
 from twisted_netapps.resolver import wire
 from twisted_netapps.resolver.cache import ResolverCache
 from twisted_netapps.resolver.hints import RootHints
@@ -115,6 +116,7 @@ class RecursiveQueryHandler:
         self.rng = rng
         self.runner_factory = runner_factory or (lambda resolution: ResolutionRunner(resolution, reactor, stats))
         self._in_flight: dict[bytes, list[defer.Deferred]] = {}
+        self.recent = NULL_RECENT  # the status page's events (set by the service builder)
 
     # -- IQueryHandler -----------------------------------------------------
     def handle(self, query: bytes, peer, over_tcp: bool):
@@ -199,6 +201,9 @@ class RecursiveQueryHandler:
     def _finished(self, result: Result, query: wire.ClientQuery, resolution: Resolution, started: float):
         now = self.clock()
         self.stats.incr("upstream_queries", resolution.queries_sent)
+        self.recent.record("resolution", question=f"{result.qname} {dns.rdatatype.to_text(result.qtype)}",
+                           rcode=dns.rcode.to_text(result.rcode), ms=round((now - started) * 1000, 1),
+                           upstream_queries=resolution.queries_sent, reason=result.reason or "")
         if result.rcode == dns.rcode.SERVFAIL:
             log.info(
                 "resolver: SERVFAIL for {qname} {qtype}: {reason}",

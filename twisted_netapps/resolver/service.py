@@ -7,18 +7,23 @@ import importlib.resources
 import ipaddress
 from pathlib import Path
 
+import dns.exception
+import dns.name
+import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
 from twisted_netapps.config import DEFAULT_CONFIG_NAME
+from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.dns.transport import DNSDatagramProtocol, DNSStreamFactory
 from twisted_netapps.errors import ConfigError
 from twisted_netapps.resolver.cache import ResolverCache
 from twisted_netapps.resolver.handler import ClientACL, RecursiveQueryHandler
 from twisted_netapps.resolver.hints import RootHints, load_hints
-from twisted_netapps.resolver.iterate import Limits
+from twisted_netapps.resolver.iterate import Limits, Resolution
+from twisted_netapps.resolver.upstream import ResolutionRunner
 from twisted_netapps.settings import setting
 
 
@@ -40,7 +45,7 @@ def parse_server(text: str, default_port: int = 53) -> tuple[str, int]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(StreamSettings):
     listen: list[str] = setting(
         ["tcp:5301:interface=127.0.0.1", "udp:5301:interface=127.0.0.1"],
         "TCP endpoint strings and udp:PORT[:interface=ADDR] listeners",
@@ -157,6 +162,37 @@ def build(context: ServiceContext):
     preload_rdata_classes()
     hints = load_hints(hints_path(s.root_hints, context.config.source))
     handler = build_handler(s, context.reactor, context.stats, hints)
+    handler.recent = context.recent
     datagrams = DNSDatagramProtocol(handler, context.stats, service="resolver", reactor=context.reactor)
     streams = DNSStreamFactory(handler, context.stats, context.reactor, s.idle_timeout, service="resolver")
+    context.views.add("cache", "Cache (newest first, TTLs counting down)", handler.cache.entries)
+    context.views.add("trace", "Trace a name (like dig +trace)",
+                      lambda name="", type="A": live_trace(name, type, hints, s, context.reactor),
+                      params=("name", "type"))
     return context.named_service(context.listeners(streams, datagrams))
+
+
+def live_trace(name: str, rdtype: str, hints: RootHints, s: Settings, reactor):
+    """Walk *name* from the root hints with an empty cache, on the reactor; a Deferred of the steps."""
+    try:
+        qname = dns.name.from_text(name.strip() or ".")
+        qtype = dns.rdatatype.from_text(rdtype.strip() or "A")
+    except dns.exception.DNSException as e:
+        raise ValueError(f"bad question {name!r} {rdtype!r}: {e}") from None
+    cache = ResolverCache(reactor.seconds)
+    limits = Limits(max_queries=s.max_upstream_queries, time_budget=s.time_budget,
+                    server_timeout=s.server_timeout, edns_payload=s.max_udp_payload, ipv6=s.ipv6_servers)
+    resolution = Resolution(qname, qtype, cache=cache, hints=hints, clock=reactor.seconds,
+                            upstream_port=s.upstream_port, limits=limits, details=True)
+
+    def steps(result) -> list[dict]:
+        rows = [{"step": i, "depth": step.depth, "zone": str(step.zone), "server": f"{step.server}:{step.port}",
+                 "transport": "tcp" if step.over_tcp else "udp", "ms": round(step.rtt * 1000, 1),
+                 "question": f"{step.qname} {dns.rdatatype.to_text(step.qtype)}",
+                 "outcome": step.outcome, "detail": step.detail}
+                for i, step in enumerate(resolution.steps, 1)]
+        rows.append({"step": "result", "outcome": dns.rcode.to_text(result.rcode),
+                     "detail": " | ".join(r.to_text() for r in result.answer + result.authority)[:2000]})
+        return rows
+
+    return ResolutionRunner(resolution, reactor).run().addCallback(steps)
