@@ -137,7 +137,9 @@ def server(name: str, work: Path, big: Path):
         base = work / "ours"
         lay_out(base / "anonymous", big)
         (base / "home").mkdir()
-        sets = [f'ftp.root="{base}"', 'ftp.anonymous_upload="incoming"', "ftp.tls=false"]
+        # 50 clients all come from 127.0.0.1: lift the per-address cap (the peers have none).
+        sets = [f'ftp.root="{base}"', 'ftp.anonymous_upload="incoming"', "ftp.tls=false",
+                "ftp.max_connections_per_address=10000", "ftp.max_connections=10000"]
         with netapps(["ftp"], {"ftp": ["tcp:0:interface=127.0.0.1"]}, sets=sets) as (pid, listeners):
             port = next(l["port"] for l in listeners if l["service"] == "ftp")
             yield pid, port, ANONYMOUS, ANONYMOUS, "incoming/"

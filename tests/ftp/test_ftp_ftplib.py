@@ -134,8 +134,15 @@ def test_ascii_mode_converts_line_ends_and_binary_uses_sendfile(ftpd):
     client.storlines("STOR back.txt", io.BytesIO(b"a\nb\n"))  # ftplib sends CRLF lines
     assert (ftpd.home / "back.txt").read_bytes() == b"a\nb\n"
     out = io.BytesIO()
-    client.retrbinary("RETR text.txt", out.write)
+    client.retrbinary("RETR text.txt", out.write)  # small: read whole, one write
     assert out.getvalue() == b"one\ntwo\n"
+    (ftpd.home / "big.txt").write_bytes(b"line\n" * 100000)
+    out = io.BytesIO()
+    client.retrbinary("RETR big.txt", out.write)  # binary, plain TCP: sendfile
+    assert out.getvalue() == b"line\n" * 100000
+    lines = []
+    client.retrlines("RETR big.txt", lines.append)  # ASCII: the producer, CRLF on the wire
+    assert lines == ["line"] * 100000
     client.quit()
     ftpd.stop()
     assert ftpd.stats()["ftp"]["sendfile_transfers"] == 1
