@@ -73,7 +73,9 @@ class Transfer:
     # ------------------------------------------------------------ opening
 
     def start(self) -> None:
-        if self.kind == "retr":  # one open (and, for a small file, one read): see SMALL_FILE
+        inline = self.kind == "retr" or (
+            self.kind in ("list", "nlst", "mlsd") and self.fs.is_small_directory(self.request.path))
+        if inline:  # one open and, for a small file, one read (SMALL_FILE); or a one-block directory
             try:
                 opened = self._open()
             except FileError as e:
