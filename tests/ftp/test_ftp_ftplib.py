@@ -119,6 +119,10 @@ def test_20_megabyte_round_trip_sha256(ftpd, tmp_path):
     assert sha256(back) == digest
     client.quit()
     assert not [p for p in ftpd.home.iterdir() if p.name.startswith(".netapps-ftp-")]
+    ftpd.stop()
+    stats = ftpd.stats()["ftp"]
+    assert stats["splice_transfers"] == 1 and stats["sendfile_transfers"] == 1
+    assert stats["bytes_received"] == stats["bytes_sent"] == 20 * 1024 * 1024
 
 
 def test_ascii_mode_converts_line_ends_and_binary_uses_sendfile(ftpd):

@@ -74,6 +74,8 @@ class SendfileSender:
                 self._finish(e)
                 return None
             if sent == 0:  # end of file
+                if sent_this_turn:
+                    self.on_progress(sent_this_turn)
                 self._finish(None)
                 return None
             self.offset += sent

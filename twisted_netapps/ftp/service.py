@@ -41,6 +41,7 @@ COUNTERS: dict[str, str] = {
     "listings": "LIST/NLST/MLSD transfers completed",
     "aborts": "transfers stopped by ABOR",
     "sendfile_transfers": "RETR transfers sent with os.sendfile",
+    "splice_transfers": "uploads received with os.splice",
 }
 
 DEMO_FILE = "welcome.txt"

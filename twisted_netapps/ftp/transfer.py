@@ -3,9 +3,10 @@
 RETR streams the file with back-pressure: ``os.sendfile`` on plain TCP
 (:mod:`twisted_netapps.ftp.sendfile`), else a pull producer reading
 ``CHUNK`` bytes each time the transport's buffer drains (under TLS, or in
-TYPE A). STOR writes each received chunk straight to the upload's file
-descriptor (no copies kept), then ``fsync`` + rename run in the disk pool
-before the 226. Listings are built in the disk pool and written in one piece.
+TYPE A). STOR moves the bytes with ``os.splice`` on plain TCP
+(:mod:`twisted_netapps.ftp.splice`), else writes each received chunk
+straight to the upload's file descriptor (no copies kept); then ``fsync`` +
+rename run in the disk pool before the 226. Listings are built in the disk pool and written in one piece.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from zope.interface import implementer
 from twisted_netapps.ftp import paths, session as core, textmode
 from twisted_netapps.ftp.filesystem import FileError
 from twisted_netapps.ftp.sendfile import SendfileSender, sendfile_socket
+from twisted_netapps.ftp.splice import SpliceReceiver, splice_socket
 
 log = Logger(namespace="netapps.ftp")
 
@@ -65,6 +67,7 @@ class Transfer:
         self.payload: bytes | None = None  # listings and small files, whole
         self.connection = None
         self.sender: SendfileSender | None = None
+        self.receiver: SpliceReceiver | None = None
         self.decoder = textmode.FromNetwork() if request.ascii else None
         self.bytes = 0
         self.finished = False  # all data handed over / the peer's EOF seen
@@ -141,6 +144,15 @@ class Transfer:
             connection.transport.abortConnection()
             return
         self.connection = connection
+        if self.upload is not None and not (connection.tls or self.request.ascii):
+            sock = splice_socket(connection.transport, self.upload.fd)
+            if sock is not None:  # the transport stays paused: the receiver reads
+                connection.transfer = self
+                self.control.factory.stats.incr("splice_transfers")
+                self.receiver = SpliceReceiver(self.control.factory.reactor, sock, self.upload.fd,
+                                               self.progress, self._splice_done)
+                self.receiver.start()
+                return
         connection.attach(self)
         if self.payload is not None:
             self.progress(len(self.payload))
@@ -166,7 +178,7 @@ class Transfer:
         self._fail(core.NO_CONNECTION)
 
     def progress(self, count: int) -> None:
-        self.bytes += count
+        self.bytes += count  # (uploads written by data_received count themselves)
         if self.connection is not None:
             self.connection.resetTimeout()
 
@@ -177,6 +189,14 @@ class Transfer:
             return
         self.progress(0)
         self.sent_all()
+
+    def _splice_done(self, failure: BaseException | None) -> None:
+        self.receiver = None
+        if failure is not None:
+            self._fail(core.CONNECTION_LOST)
+            return
+        self.finished = True  # the client's EOF: close our side; 226 once committed
+        self.connection.transport.loseConnection()
 
     def sent_all(self) -> None:
         """Everything is handed to the transport: close it; 226 once it is closed."""
@@ -201,6 +221,12 @@ class Transfer:
         if self.over:
             return
         if self.upload is not None:
+            if self.finished:  # spliced to the end; this is our own close
+                self._commit()
+                return
+            if self.receiver is not None:  # closed under the receiver (our abort, a timeout)
+                self._fail(core.CONNECTION_LOST)
+                return
             # The client's EOF ends an upload. Under TLS, clients such as lftp
             # close without a close_notify, which the TLS layer reports as
             # ConnectionLost, the same as a reset: accepted, as vsftpd does by
@@ -276,6 +302,9 @@ class Transfer:
         if self.sender is not None:
             self.sender.stop()
             self.sender = None
+        if self.receiver is not None:
+            self.receiver.stop()
+            self.receiver = None
         if self.connection is not None and not self.connection.lost:
             self.connection.transport.abortConnection()
         self._close_file()
