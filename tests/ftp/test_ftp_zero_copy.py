@@ -7,8 +7,7 @@ import socket
 
 from twisted.internet.testing import StringTransport
 
-from twisted_netapps.ftp.sendfile import SendfileSender, sendfile_socket
-from twisted_netapps.ftp.splice import SpliceReceiver, splice_socket
+from twisted_netapps.ftp.zerocopy import SendfileSender, SpliceReceiver, sendfile_socket, splice_socket
 
 
 class FakeReactor:

@@ -3,6 +3,6 @@
 Layers, imports flowing one way: :mod:`commands`/:mod:`replies` (codec) ->
 :mod:`paths` (virtual paths) -> :mod:`session` (the sans-I/O control
 connection) and :mod:`filesystem`/:mod:`listing` (the jailed storage) ->
-:mod:`data`/:mod:`transfer`/:mod:`sendfile`/:mod:`protocol` (Twisted) ->
+:mod:`data`/:mod:`transfer`/:mod:`zerocopy`/:mod:`protocol` (Twisted) ->
 :mod:`service`.
 """

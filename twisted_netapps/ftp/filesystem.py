@@ -94,13 +94,11 @@ class Upload:
         self.fd = fd
         self.final = final
         self.temp = temp  # None: written in place (APPE, REST)
-        self.size = 0
 
     def write(self, data) -> None:
         view = memoryview(data)
         while view:  # os.write may write less than asked
             view = view[os.write(self.fd, view):]
-        self.size += len(data)
 
     def commit(self) -> None:
         """fsync, rename over the final name (temp uploads), fsync the directory. Blocking."""

@@ -317,17 +317,7 @@ class FtpFactory(protocol.Factory):
     def buildProtocol(self, addr):
         return FtpControl(self)
 
-    def _command_too_slow(self) -> None:
-        log.info("ftp: {peer}: command line not complete after {t}s, closing", peer=self.peer,
-                 t=self.factory.settings.command_timeout)
-        self.resume(self.session.close_with_timeout("Command line not completed in time"))
-
-    def _login_too_slow(self) -> None:
-        if self.account is None:
-            log.info("ftp: {peer}: not logged in after {t}s, closing", peer=self.peer,
-                     t=self.factory.settings.login_timeout)
-            self.resume(self.session.close_with_timeout("Login not completed in time"))
-
     def shutdown(self) -> None:
+        """421 to every session (the service is stopping)."""
         for control in list(self.sessions):
             control.shutdown()

@@ -1,10 +1,10 @@
 """One FTP transfer over a data connection: open the file, move the bytes, report the end.
 
 RETR streams the file with back-pressure: ``os.sendfile`` on plain TCP
-(:mod:`twisted_netapps.ftp.sendfile`), else a pull producer reading
+(:mod:`twisted_netapps.ftp.zerocopy`), else a pull producer reading
 ``CHUNK`` bytes each time the transport's buffer drains (under TLS, or in
 TYPE A). STOR moves the bytes with ``os.splice`` on plain TCP
-(:mod:`twisted_netapps.ftp.splice`), else writes each received chunk
+(same module), else writes each received chunk
 straight to the upload's file descriptor (no copies kept); then ``fsync`` +
 rename run in the disk pool before the 226. Listings are built in the disk pool and written in one piece.
 """
@@ -17,8 +17,7 @@ from zope.interface import implementer
 
 from twisted_netapps.ftp import paths, session as core, textmode
 from twisted_netapps.ftp.filesystem import FileError
-from twisted_netapps.ftp.sendfile import SendfileSender, sendfile_socket
-from twisted_netapps.ftp.splice import SpliceReceiver, splice_socket
+from twisted_netapps.ftp.zerocopy import SendfileSender, SpliceReceiver, sendfile_socket, splice_socket
 
 log = Logger(namespace="netapps.ftp")
 
