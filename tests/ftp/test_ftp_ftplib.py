@@ -414,3 +414,28 @@ def test_connections_per_address_are_capped(netapps_daemon, tmp_path):
         assert extra.makefile("rb").readline().startswith(b"421")
     for s in kept:
         s.close()
+
+
+def test_passive_port_range_and_announced_address(netapps_daemon, tmp_path):
+    from ftptestlib import start_ftp
+    from netapps_daemon import free_port
+
+    low = free_port()
+    low = min(max(low, 20000), 60000)
+    daemon = start_ftp(netapps_daemon, tmp_path / "d",
+                       sets=[f"ftp.passive_ports=[{low}, {low + 40}]", 'ftp.passive_address="127.0.0.9"'])
+    client = login(daemon)
+    for _ in range(5):
+        reply = client.sendcmd("PASV")
+        numbers = [int(n) for n in reply.split("(")[1].split(")")[0].split(",")]
+        assert numbers[:4] == [127, 0, 0, 9]  # the announced (NAT) address
+        assert low <= numbers[4] * 256 + numbers[5] <= low + 40
+    port = int(client.sendcmd("EPSV").split("|||")[1].rstrip("|)"))
+    assert low <= port <= low + 40
+    data = socket.create_connection(("127.0.0.1", port), timeout=10)  # EPSV: the control address
+    client.putcmd("NLST")
+    assert client.getresp()[:3] in ("125", "150")
+    data.makefile("rb").read()
+    data.close()
+    assert client.voidresp().startswith("226")
+    client.quit()
