@@ -92,6 +92,7 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
         self.account: FtpAccount | None = None
         self.transfer: Transfer | None = None
         self.tls_active = False
+        self._commands_counted = 0
 
     # ------------------------------------------------------------ connection
 
@@ -181,7 +182,6 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
             kind = type(event)
             if kind is ev.Send:
                 self._out.append(event.data)
-                self.factory.stats.incr("requests")
                 if event.data[:1] in (b"4", b"5"):
                     self.factory.stats.incr("errors")
             elif kind is ev.FileRequest:
@@ -211,6 +211,10 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
         self._flush()
 
     def _flush(self) -> None:
+        handled = self.session.commands - self._commands_counted
+        if handled:
+            self._commands_counted = self.session.commands
+            self.factory.stats.incr("requests", handled)
         if self._out:
             data = b"".join(self._out)
             self._out.clear()

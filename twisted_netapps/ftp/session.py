@@ -137,6 +137,7 @@ class FtpSession:
         self._pending: tuple | None = None  # (verb, detail) of the outstanding FileRequest/OpenPassive
         self._aborting = False
         self._transfer_kind = ""
+        self.commands = 0  # command lines handled so far (the adapter's "requests" counter)
 
     @property
     def phase(self) -> Phase:
@@ -298,6 +299,7 @@ class FtpSession:
                     break
                 self.queued.append(line)
                 continue
+            self.commands += 1
             events += self._dispatch(command)
         return events
 
