@@ -439,3 +439,26 @@ def test_passive_port_range_and_announced_address(netapps_daemon, tmp_path):
     data.close()
     assert client.voidresp().startswith("226")
     client.quit()
+
+
+def test_stalled_data_connection_times_out_and_anonymous_drop_box(netapps_daemon, tmp_path):
+    from ftptestlib import start_ftp
+
+    daemon = start_ftp(netapps_daemon, tmp_path / "d", sets=["ftp.data_timeout=1.0", 'ftp.anonymous_upload="incoming"'])
+    (daemon.home / "huge.bin").write_bytes(b"\0" * (32 * 1024 * 1024))
+    client = login(daemon)
+    client.voidcmd("TYPE I")
+    conn = client.transfercmd("RETR huge.bin")  # and never read: the sender stalls
+    with pytest.raises(ftplib.error_temp, match="^426"):
+        client.voidresp()
+    conn.close()
+    assert client.sendcmd("NOOP").startswith("200")
+    client.quit()
+    anonymous = login(daemon, "anonymous", "guest@example.test")
+    anonymous.storbinary("STOR incoming/drop.txt", io.BytesIO(b"dropped"))
+    assert (daemon.root / "anonymous" / "incoming" / "drop.txt").read_bytes() == b"dropped"
+    with pytest.raises(ftplib.error_perm, match="^55[03]"):  # no overwrite, no delete
+        anonymous.storbinary("STOR incoming/drop.txt", io.BytesIO(b"again"))
+    with pytest.raises(ftplib.error_perm, match="^550"):
+        anonymous.delete("incoming/drop.txt")
+    anonymous.quit()
