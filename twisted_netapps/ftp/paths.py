@@ -38,9 +38,3 @@ def parent(path: str) -> str:
 def basename(path: str) -> str:
     return path.rsplit("/", 1)[1]
 
-
-def is_within(path: str, directory: str) -> bool:
-    """True when virtual *path* is *directory* or below it."""
-    if directory == "/":
-        return True
-    return path == directory or path.startswith(directory + "/")
