@@ -15,8 +15,11 @@ Three figures per server, all over plain TCP, binary mode, PASV:
   root, fetching a 4 KiB file and quitting: sessions/s and server CPU ms
   per session.
 
-Server CPU is utime+stime from /proc (with reaped children: vsftpd forks
-per session). Ratios are ours/peer. The targets of issue 9: RETR and STOR
+Server CPU comes from a cpuacct cgroup per server (vsftpd forks per session
+and its children are never reaped into its own counters), else /proc. All
+servers run at once and take turns within each round, in a rotating order,
+so drifting load on a shared machine hits them alike; medians over the
+rounds are reported. Ratios are ours/peer. The targets of issue 9: RETR and STOR
 at least 70% of vsftpd's MB/s, sessions/s at least pyftpdlib's. On a shared
 machine the CPU figures are steadier than the rates. Needs root (vsftpd),
 curl, vsftpd, and pyftpdlib installed in this Python.
@@ -29,11 +32,12 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -204,50 +208,64 @@ def sessions(meter: CpuMeter, port: int, seconds: float, clients: int) -> tuple[
     return done / elapsed, (cpu / done * 1e3 if done else float("nan")), sum(r["errors"] for r in results)
 
 
+def median_of(rounds: list[tuple]) -> tuple:
+    """Per position, the median over rounds (rates and CPU figures taken separately)."""
+    return tuple(statistics.median(values) for values in zip(*rounds))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3, help="large transfers per server (medians reported)")
+    parser.add_argument("--session-rounds", type=int, default=2)
     parser.add_argument("--servers", default="ours,vsftpd,pyftpdlib,twisted")
     args = parser.parse_args()
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     work = Path(tempfile.mkdtemp(prefix="ftpbench-", dir="/dev/shm"))
     os.chmod(work, 0o755)
-    results: dict[str, dict] = {}
+    runs: dict[str, dict[str, list]] = {}
     try:
         big = work / "big.bin"
         with open(big, "wb") as f:
             block = os.urandom(1 << 20)
             for _ in range(args.size_mb):
                 f.write(block)
-        load = os.getloadavg()[0]
-        print(f"FTP benchmark: {args.size_mb} MB file on tmpfs, {args.clients} clients x {args.seconds:.0f} s;"
-              f" load average {load:.2f} at start, {os.cpu_count()} CPUs")
-        for name in names:
-            try:
-                with server(name, work, big) as (pid, port, reader, writer, upload):
-                    meter = CpuMeter(name, pid)
-                    try:
-                        r = {}
-                        r["retr"] = large(meter, port, reader, "big.bin", big, upload=False)
-                        r["stor"] = large(meter, port, writer, f"{upload}up-{name}.bin", big, upload=True)
-                        r["sessions"] = sessions(meter, port, args.seconds, args.clients)
-                        results[name] = r
-                    finally:
-                        meter_to_close = meter
-                meter_to_close.close()
-            except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as e:
-                print(f"  {name}: skipped ({e})")
-                continue
-            for f in work.rglob("up-*.bin"):
-                f.unlink()
-            print(f"  {name:10s} RETR {r['retr'][0]:7.0f} MB/s {r['retr'][1]:5.2f} s CPU/GB | "
-                  f"STOR {r['stor'][0]:6.0f} MB/s {r['stor'][1]:5.2f} s CPU/GB | "
-                  f"{r['sessions'][0]:6.0f} sessions/s {r['sessions'][1]:5.2f} ms CPU/session"
-                  f" ({r['sessions'][2]} errors)")
+        print(f"FTP benchmark: {args.size_mb} MB file on tmpfs ({args.rounds} rounds), {args.clients} clients x"
+              f" {args.seconds:.0f} s ({args.session_rounds} rounds); servers alternate within each round so all"
+              f" see the same machine load; load average {os.getloadavg()[0]:.2f} at start, {os.cpu_count()} CPUs")
+        with ExitStack() as stack:
+            running = {}
+            for name in names:  # all up at once; only the one measured is busy
+                try:
+                    pid, port, reader, writer, upload = stack.enter_context(server(name, work, big))
+                except (RuntimeError, TimeoutError, OSError) as e:
+                    print(f"  {name}: skipped ({e})")
+                    continue
+                meter = CpuMeter(name, pid)
+                stack.callback(meter.close)
+                running[name] = (meter, port, reader, writer, upload)
+                runs[name] = {"retr": [], "stor": [], "sessions": []}
+            for round_ in range(max(args.rounds, args.session_rounds)):
+                order = list(running)[round_ % max(len(running), 1):] + list(running)[:round_ % max(len(running), 1)]
+                for name in order:
+                    meter, port, reader, writer, upload = running[name]
+                    if round_ < args.rounds:
+                        runs[name]["retr"].append(large(meter, port, reader, "big.bin", big, upload=False))
+                        runs[name]["stor"].append(large(meter, port, writer, f"{upload}up-{name}.bin", big, upload=True))
+                        for f in work.rglob("up-*.bin"):
+                            f.unlink()
+                    if round_ < args.session_rounds:
+                        runs[name]["sessions"].append(sessions(meter, port, args.seconds, args.clients))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    results = {name: {kind: median_of(values) for kind, values in r.items()} for name, r in runs.items()}
+    for name, r in results.items():
+        print(f"  {name:10s} RETR {r['retr'][0]:7.0f} MB/s {r['retr'][1]:5.2f} s CPU/GB | "
+              f"STOR {r['stor'][0]:6.0f} MB/s {r['stor'][1]:5.2f} s CPU/GB | "
+              f"{r['sessions'][0]:6.0f} sessions/s {r['sessions'][1]:5.2f} ms CPU/session"
+              f" ({r['sessions'][2]:.0f} errors)")
     ours = results.get("ours")
     if ours:
         def ratio(a: float, b: float) -> str:
