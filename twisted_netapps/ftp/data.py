@@ -300,9 +300,9 @@ class DataChannel:
             port.stop()
 
     def transfer_finished(self) -> None:
-        """The transfer's connection is done with; the next transfer needs a new set-up."""
-        self.connection = None
-        self.active = None
+        """The transfer is over: the next one needs a new set-up (a listener whose
+        connection never came is closed too, not left open until the session ends)."""
+        self.close()
 
     def close(self) -> None:
         """Drop the listener, any idle or current data connection, and the active address."""

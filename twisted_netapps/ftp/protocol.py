@@ -31,7 +31,7 @@ from twisted_netapps.ftp import events as ev
 from twisted_netapps.ftp.data import DataChannel, PortPicker
 from twisted_netapps.ftp.filesystem import FileError, JailedFilesystem
 from twisted_netapps.ftp.session import FtpSession, SessionPolicy
-from twisted_netapps.ftp.transfer import Transfer
+from twisted_netapps.ftp.transfer import Transfer, as_file_error
 from twisted_netapps.logins import LoginRefused
 
 log = Logger(namespace="netapps.ftp")
@@ -247,7 +247,9 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
         if failure.check(LoginRefused):
             self.resume(self.session.login_refused())
             return
-        failure.trap(cred_error.UnauthorizedLogin, cred_error.UnhandledCredentials)
+        if not failure.check(cred_error.UnauthorizedLogin, cred_error.UnhandledCredentials):
+            # A bug or a broken home directory, not a wrong password: logged once, 530 to the client.
+            log.failure("ftp: {peer}: login of {user} failed unexpectedly", failure, peer=self.peer, user=user)
         self.factory.stats.incr("login_failures")
         log.info("ftp: {peer}: failed login for {user}", peer=self.peer, user=user)
         self.resume(self.session.login_failed())
@@ -271,9 +273,9 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
             self.resume(self.session.file_done(result))
 
     def _file_failed(self, failure) -> None:
-        failure.trap(FileError)
+        error = as_file_error(failure, "a file operation")
         if self.transport.connected and not self._closing:
-            self.resume(self.session.file_failed(failure.value))
+            self.resume(self.session.file_failed(error))
 
     # ------------------------------------------------------------ data connections
 

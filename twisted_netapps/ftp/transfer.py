@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_netapps.ftp import paths, session as core, textmode
-from twisted_netapps.ftp.filesystem import FileError
+from twisted_netapps.ftp.filesystem import IO, FileError
 from twisted_netapps.ftp.zerocopy import SendfileSender, SpliceReceiver, sendfile_socket, splice_socket
 
 log = Logger(namespace="netapps.ftp")
@@ -26,6 +26,15 @@ CHUNK = 256 * 1024
 # written in one piece (a page-cache read of this size costs less than the
 # thread hop, and a sendfile set-up more than the copy).
 SMALL_FILE = 64 * 1024
+
+
+def as_file_error(failure, what: str) -> FileError:
+    """The FileError a failed disk operation carries; anything else is a bug:
+    logged with its traceback (once), and the client gets a plain 451."""
+    if failure.check(FileError):
+        return failure.value
+    log.failure("ftp: unexpected error in {what}", failure, what=what)
+    return FileError(IO, "Local error in processing.")
 
 
 @implementer(interfaces.IPullProducer)
@@ -127,8 +136,8 @@ class Transfer:
         if self.over:
             return
         self.over = True
-        failure.trap(FileError)
-        self.control.transfer_ended(self, self.control.session.file_failed(failure.value))
+        error = as_file_error(failure, f"opening {self.request.path}")
+        self.control.transfer_ended(self, self.control.session.file_failed(error))
 
     def _release(self, opened) -> None:
         if hasattr(opened, "discard"):
@@ -259,8 +268,8 @@ class Transfer:
             self.control.transfer_ended(self, self.control.session.transfer_done())
 
         def failed(failure):
-            failure.trap(FileError)
-            self.control.transfer_ended(self, self.control.session.transfer_failed("", failure.value))
+            error = as_file_error(failure, f"committing {self.request.path}")
+            self.control.transfer_ended(self, self.control.session.transfer_failed("", error))
 
         d.addCallbacks(committed, failed)
 
