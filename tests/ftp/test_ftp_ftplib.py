@@ -462,3 +462,17 @@ def test_stalled_data_connection_times_out_and_anonymous_drop_box(netapps_daemon
     with pytest.raises(ftplib.error_perm, match="^550"):
         anonymous.delete("incoming/drop.txt")
     anonymous.quit()
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("ftp.passive_ports=[80, 90]", "passive_ports"),
+    ("ftp.passive_ports=[3000]", "passive_ports"),
+    ('ftp.anonymous_upload="../up"', "anonymous_upload"),
+    ('ftp.root="/proc/nope"', "cannot prepare"),
+])
+def test_bad_settings_are_one_line_errors(tmp_path, setting, message):
+    from netapps_daemon import run_twistd
+
+    result = run_twistd(["ftp"], tmp_path / "data", sets=[setting], listen={"ftp": ["tcp:0:interface=127.0.0.1"]})
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr + result.stdout

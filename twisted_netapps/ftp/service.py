@@ -149,7 +149,10 @@ def build(context: ServiceContext):
     s: Settings = context.settings
     where = f"{context.config.source}: {context.name}"
     root = Path(s.root) if s.root else context.data_dir / "ftp"
-    prepare_root(root, s.anonymous_upload)
+    try:
+        prepare_root(root, s.anonymous_upload)
+    except OSError as e:
+        raise ConfigError(f"{where}.root: cannot prepare {root}: {e.strerror or e}") from None
     portal = make_portal(FtpRealm(root, s.anonymous_upload), context.accounts, run=context.pools.cpu)
     if s.anonymous:
         portal.registerChecker(checkers.AllowAnonymousAccess())
