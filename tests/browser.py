@@ -97,3 +97,7 @@ class Browser:
     def reload(self) -> None:
         self._call("POST", f"/session/{self.session}/refresh", {})
 
+    def cookies(self) -> list[dict]:
+        """The cookies the browser holds for the current page (name, value, httpOnly...)."""
+        return self._call("GET", f"/session/{self.session}/cookie")
+

@@ -27,19 +27,49 @@ from typing import Any, Callable
 MAX_RECENT = 200
 
 
+#: Events kept per service per second: the page cannot show 20,000 DNS queries
+#: a second, and recording them all would cost the service more than the 3%
+#: the status page may take. The counters still count everything.
+MAX_PER_SECOND = 100
+
+
 class Recent:
     """The last *maxlen* events of one service, each a dict with ``t`` (epoch
-    seconds), ``service``, ``kind`` and the service's fields."""
+    seconds), ``service``, ``kind`` and the service's fields; at most
+    *per_second* a second are kept (the rest are counted in ``skipped``)."""
 
-    __slots__ = ("service", "events", "_subscribers", "clock", "dropped")
+    __slots__ = ("service", "events", "_subscribers", "clock", "per_second", "skipped", "_second", "_count")
 
-    def __init__(self, service: str, maxlen: int = MAX_RECENT, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, service: str, maxlen: int = MAX_RECENT, clock: Callable[[], float] = time.time,
+                 per_second: int = MAX_PER_SECOND) -> None:
         self.service = service
         self.events: deque[dict] = deque(maxlen=maxlen)
         self._subscribers: list[Callable[[dict], None]] = []
         self.clock = clock
+        self.per_second = per_second
+        self.skipped = 0
+        self._second = 0
+        self._count = 0
 
     def record(self, kind: str, **fields: Any) -> None:
+        """Keep an event (unless this second's share is used up)."""
+        if self.wants():
+            self.add(kind, **fields)
+
+    def wants(self) -> bool:
+        """Whether an event now would be kept; counts it. For hot paths that build
+        their fields only when wanted: ``if recent.wants(): recent.add(...)``."""
+        second = int(self.clock())
+        if second != self._second:
+            self._second, self._count = second, 0
+        self._count += 1
+        if self._count > self.per_second:
+            self.skipped += 1
+            return False
+        return True
+
+    def add(self, kind: str, **fields: Any) -> None:
+        """Keep an event without the per-second check (after :meth:`wants` said yes)."""
         event = {"t": self.clock(), "service": self.service, "kind": kind, **fields}
         self.events.append(event)
         for subscriber in self._subscribers:
@@ -64,6 +94,12 @@ class _NullRecent:
     events: tuple = ()
 
     def record(self, kind: str, **fields: Any) -> None:
+        pass
+
+    def wants(self) -> bool:
+        return False
+
+    def add(self, kind: str, **fields: Any) -> None:
         pass
 
     def snapshot(self) -> list[dict]:

@@ -27,6 +27,7 @@ SERVICES: dict[str, str] = {
     "resolver": "twisted_netapps.resolver.service",
     "ftp": "twisted_netapps.ftp.service",
     "status": "twisted_netapps.status.service",
+    "web": "twisted_netapps.web.service",
 }
 
 

@@ -6,7 +6,6 @@ import base64
 import json
 import smtplib
 import socket
-import subprocess
 import urllib.error
 import urllib.request
 
@@ -16,7 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import require_tool
-from netapps_daemon import run_twistd, wait_for
+from dns_peers import free_udp_tcp_port
+from netapps_daemon import run_twistd
 from twisted_netapps.accounts import AccountStore
 
 LISTEN = {
@@ -31,10 +31,23 @@ def status(netapps_daemon, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     AccountStore(data).add("alice", "s3cret", log2_n=10)
-    daemon = netapps_daemon("status,uppercase,dns,resolver,smtp", data_dir=data, listen=LISTEN,
-                            sets=["smtp.submission_listen=[]"])
+    demo = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
+    upstream = free_udp_tcp_port(["127.0.0.1", *demo])  # the demo hierarchy, moved off its fixed port
+    listen = {**LISTEN, "dns": ["udp:0:interface=127.0.0.1"], "resolver": ["udp:0:interface=127.0.0.1"]}
+    daemon = netapps_daemon("status,uppercase,dns,resolver,smtp", data_dir=data, listen=listen,
+                            sets=["smtp.submission_listen=[]", f"dns.views={views_value(demo, upstream)}",
+                                  f"resolver.upstream_port={upstream}"])
     daemon.base = f"http://127.0.0.1:{daemon.port('status')}"
     return daemon
+
+
+LEVELS = [".", "test.", "example.test.", "lab.example.test."]
+
+
+def views_value(addresses, port):
+    tables = [f'{{listen=["udp:{port}:interface={a}", "tcp:{port}:interface={a}"], zones=["{origin}"]}}'
+              for a, origin in zip(addresses, LEVELS)]
+    return "[" + ", ".join(tables) + "]"
 
 
 def get(url, **headers):

@@ -26,7 +26,7 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 
-from twisted_netapps.resolver.wire import PreparedAnswer
+from twisted_netapps.resolver.prepared import PreparedAnswer
 
 V = TypeVar("V")
 

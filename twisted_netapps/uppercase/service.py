@@ -11,6 +11,13 @@ from twisted_netapps.uppercase.core import MAX_UDP_PAYLOAD
 from twisted_netapps.uppercase.protocol import UppercaseDatagramProtocol, UppercaseFactory
 
 
+# What this service's counters count (twisted_netapps.stats; netapps stats --explain).
+COUNTERS: dict[str, str] = {
+    "requests": "lines (TCP) and datagrams (UDP) answered uppercased",
+    "errors": "lines over max_line, datagrams over max_datagram, replies the network refused",
+    "dropped": "empty UDP datagrams, dropped without a reply",
+}
+
 @dataclasses.dataclass(frozen=True)
 class Settings(StreamSettings):
     listen: list[str] = setting(

@@ -243,6 +243,16 @@ def test_any_line_gets_a_reply_or_an_event(line):
 
 
 @settings(max_examples=300, deadline=None)
+@given(st.sampled_from([b"LIST", b"UIDL", b"DELE", b"RETR", b"TOP", b"AUTH", b"USER", b"PASS", b"APOP", b"NOOP"]),
+       st.binary(max_size=60).map(lambda b: b.replace(b"\n", b"")))
+def test_replies_stay_7bit_whatever_bytes_come_in(verb, argument):
+    """Issue 7's class of input: 8-bit (UTF-8 or not) and control bytes are refused, never echoed."""
+    for s in (session(), logged_in(max_bad_commands=1000)):
+        out = sent(s.receive_line(verb + b" " + argument))
+        assert out and all(0x20 <= c <= 0x7E for c in out.replace(b"\r\n", b"")), out
+
+
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from([
     b"STAT", b"LIST", b"LIST 1", b"UIDL 2", b"DELE 1", b"DELE 3", b"RSET", b"NOOP", b"RETR 2", b"TOP 1 0",
     b"USER x", b"CAPA", b"DELE 9", b"list 2",

@@ -211,6 +211,34 @@ def test_arbitrary_input_gives_only_well_formed_replies(chunks):
                 s.auth_result(None)
 
 
+_VERBS = st.sampled_from([b"EHLO ", b"HELO ", b"MAIL FROM:", b"RCPT TO:", b"VRFY ", b"EXPN ", b"NOOP ", b"HELP ",
+                          b"AUTH ", b"AUTH PLAIN ", b"DATA ", b"RSET ", b"", b"EH\xe9LO "])
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(_VERBS, st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b""))),
+                max_size=6))
+def test_replies_stay_7bit_whatever_bytes_come_in(commands):
+    """Issue 7's class of input: 8-bit and control bytes in a command are refused, never echoed."""
+    s = session(max_errors=1000, auth_requires_tls=False)
+    for verb, argument in commands:
+        for event in s.receive_data(verb + argument + b"\r\n"):
+            if isinstance(event, Send):
+                assert all(0x20 <= c <= 0x7E for c in event.data.replace(b"\r\n", b"")), event.data
+            elif isinstance(event, Authenticate):
+                s.auth_result(None)
+        if s.state.startswith("auth"):
+            s.receive_data(b"*\r\n")
+
+
+def test_ehlo_with_8bit_or_control_bytes_is_refused():
+    s = session()
+    assert sent(s.receive_data(b"EHLO \xe9\xe9\r\n")) == b"501 5.5.4 Invalid domain name in EHLO\r\n"
+    assert sent(s.receive_data(b"HELO a\x1b[2Jb\r\n")) == b"501 5.5.4 Invalid domain name in HELO\r\n"
+    assert codes(s.receive_data(b"MAIL FROM:<a@b.test>\r\n")) == [503]  # still not greeted
+    assert codes(s.receive_data(b"EHLO [127.0.0.1]\r\n")) == [250]
+
+
 @given(st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=127), max_size=200))
 def test_command_parser_never_crashes(line):
     s = session(max_errors=1000, auth_requires_tls=False)

@@ -15,6 +15,28 @@ from twisted_netapps.mail.pop3.service import PLAINTEXT_POLICIES
 from twisted_netapps.mail.tls import check_cert_key_pair, server_tls_options
 from twisted_netapps.settings import setting
 
+COUNTERS: dict[str, str] = {
+    "connections": "IMAP connections accepted",
+    "active_connections": "IMAP connections open now",
+    "requests": "commands received (well-formed or not)",
+    "errors": "commands answered NO or BAD, and lines too long",
+    "bytes_in": "octets received from clients",
+    "bytes_out": "octets sent to clients",
+    "logins": "successful LOGIN/AUTHENTICATE",
+    "login_failures": "failed LOGIN/AUTHENTICATE",
+}
+
+
+# What this service's counters count (twisted_netapps.stats; netapps stats --explain).
+COUNTERS: dict[str, str] = {
+    "requests": "commands received",
+    "errors": "commands answered BAD or NO, and server-side failures",
+    "logins": "successful logins (LOGIN, AUTHENTICATE PLAIN)",
+    "login_failures": "failed logins",
+}
+
+# This service logs users in: the daemon makes sure an account exists.
+USES_ACCOUNTS = True
 
 @dataclasses.dataclass(frozen=True)
 class Settings(StreamSettings):
@@ -26,7 +48,9 @@ class Settings(StreamSettings):
     max_line: int = setting(
         65536, "longest command line in bytes (long UID sets); longer gets BYE", minimum=1024
     )
-    max_message_size: int = setting(50 * 1024 * 1024, "largest APPEND literal in bytes", minimum=1)
+    max_message_size: int = setting(
+        50 * 1024 * 1024, "largest APPEND literal in bytes (larger: BAD [TOOBIG])", minimum=1
+    )
     poll_interval: float = setting(
         1.0, "seconds between checks of a selected folder for new mail / changes", positive=True
     )
@@ -48,7 +72,7 @@ class Settings(StreamSettings):
 def build(context: ServiceContext):
     s: Settings = context.settings
     store = MailStore(context.subdir("mail"))
-    registry = FolderRegistry(context.reactor, s.poll_interval)
+    registry = FolderRegistry(context.reactor, s.poll_interval, run_blocking=context.pools.disk)
     portal = make_portal(ImapRealm(store, registry), context.accounts, run=context.pools.cpu)
     tls_options = None
     if s.tls:
@@ -60,5 +84,6 @@ def build(context: ServiceContext):
         tls_options=tls_options,
         settings=s,
         registry=registry,
+        logins=context.logins,
     )
     return context.named_service(context.listeners(factory, refuse=TOO_MANY_CONNECTIONS))

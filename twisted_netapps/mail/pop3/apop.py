@@ -81,7 +81,11 @@ class ApopSecretChecker:
         self.path = Path(path)
 
     def requestAvatarId(self, creds):
-        secret = load_secrets(self.path).get(creds.username)
+        # Account names are case-insensitive: the avatar is the name as kept in the file.
+        secrets = load_secrets(self.path)
+        folded = creds.username.lower()
+        user = next((u for u in secrets if u.lower() == folded), None)
+        secret = secrets.get(user) if user is not None else None
         if secret is not None and creds.checkPassword(secret):
-            return defer.succeed(creds.username)
+            return defer.succeed(user)
         return defer.fail(error.UnauthorizedLogin(f"bad APOP login for {creds.username!r}"))

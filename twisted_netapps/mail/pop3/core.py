@@ -279,7 +279,7 @@ class Pop3Session:
 
     def _message(self, arg: str) -> Pop3Message:
         if not _NUMBER_RE.match(arg):
-            raise CommandError(f"invalid message number {arg!r}")
+            raise CommandError(f"invalid message number {ascii(arg)}")  # never echo 8-bit bytes
         number = int(arg)
         if not 1 <= number <= len(self.messages):
             raise _NoSuchMessage(number)
@@ -354,7 +354,7 @@ class Pop3Session:
             # RFC 1734 clients ask for the mechanism list this way.
             return [Send(b"+OK SASL mechanisms follow\r\nPLAIN\r\n.\r\n")]
         if args[0].upper() != "PLAIN":
-            return [Send(_err(f"unsupported SASL mechanism {args[0]}"))]
+            return [Send(_err(f"unsupported SASL mechanism {ascii(args[0])}"))]
         if not self.policy.plaintext_allowed:
             return self._plaintext_refused()
         if len(args) > 2:

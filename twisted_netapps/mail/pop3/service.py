@@ -16,6 +16,20 @@ from twisted_netapps.settings import setting
 PLAINTEXT_POLICIES = ("always", "loopback", "tls")
 
 
+# What this service's counters count (twisted_netapps.stats; netapps stats --explain).
+COUNTERS: dict[str, str] = {
+    "requests": "commands answered",
+    "errors": "commands answered -ERR (unknown, malformed, out of sequence, failed)",
+    "logins": "successful logins (USER/PASS, APOP, AUTH PLAIN)",
+    "login_failures": "failed logins",
+    "login_refused": "logins refused at once: the address is over its login failure budget",
+    "messages_retrieved": "messages sent by RETR or TOP",
+    "messages_deleted": "messages removed at QUIT (after DELE)",
+}
+
+# This service logs users in: the daemon makes sure an account exists.
+USES_ACCOUNTS = True
+
 @dataclasses.dataclass(frozen=True)
 class Settings(StreamSettings):
     listen: list[str] = setting(["tcp:1110:interface=127.0.0.1"], "TCP endpoint strings")

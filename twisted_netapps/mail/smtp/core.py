@@ -293,12 +293,18 @@ class ServerSession:
     def _cmd_helo(self, argument: str) -> list:
         if not argument:
             return self._error(501, "5.5.4", "Syntax: HELO hostname")
+        if not _printable(argument):
+            return self._error(501, "5.5.4", "Invalid domain name in HELO")
         self._greet(argument, esmtp=False)
         return [Send(format_reply(250, None, f"{self.config.hostname} Hello {argument}"))]
 
     def _cmd_ehlo(self, argument: str) -> list:
         if not argument:
             return self._error(501, "5.5.4", "Syntax: EHLO hostname")
+        if not _printable(argument):
+            # A domain or address literal is printable ASCII (no SMTPUTF8 here);
+            # echoing 8-bit or control bytes back in the 250 would mangle them.
+            return self._error(501, "5.5.4", "Invalid domain name in EHLO")
         self._greet(argument, esmtp=True)
         lines = [
             f"{self.config.hostname} Hello {argument}",
@@ -582,3 +588,7 @@ def count_received(message: bytes) -> int:
     end = message.find(b"\r\n\r\n")
     header = message[: end + 2] if end >= 0 else message
     return (b"\n" + header.lower()).count(b"\nreceived:")
+
+
+def _printable(text: str) -> bool:
+    return all(0x20 <= ord(c) <= 0x7E for c in text)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from twisted.cred import credentials, error as cred_error
 from twisted.cred.portal import IRealm
-from twisted.internet import defer, protocol
+from twisted.internet import protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import Interface, implementer
@@ -78,6 +78,8 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
         for event in events:
             if isinstance(event, Send):
                 out.append(event.data)
+                if event.data[:1] in (b"4", b"5"):  # every refusal (a 550 at RCPT too) is an error
+                    self.factory.stats.incr("errors")
             elif isinstance(event, MessageReady):
                 self._flush(out)
                 self._deliver(event)
@@ -123,7 +125,8 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
         d = self.factory.deliverer.accept(envelope, event.data)
 
         def done(reply: Reply) -> None:
-            self.factory.stats.incr("messages" if reply.code < 400 else "errors")
+            if reply.code < 400:  # a refused message is counted as an error when its reply is sent
+                self.factory.stats.incr("messages")
             self.factory.recent.record(
                 "delivery", id=envelope.message_id, peer=self.peer, sender=str(envelope.mail_from),
                 recipients=", ".join(str(r) for r in envelope.recipients), size=len(event.data), code=reply.code,

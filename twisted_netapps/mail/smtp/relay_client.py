@@ -120,12 +120,15 @@ async def relay_message(
     timeout: float,
     host_name: str = "",
     tls_options=None,
+    source_address: str = "",
 ) -> RelayOutcome:
     """Send *message* to *recipients* via *address*:*port*.
 
     With *tls_options* (Twisted client TLS options), STARTTLS is used when
     the server offers it (opportunistic, as for MX hosts: RFC 3207 section 4
     leaves authentication to local policy; a failed handshake fails this host).
+    A *source_address* of the same family as *address* is bound as the
+    connection's local address (Postfix's ``smtp_bind_address``).
 
     Raises ``ConnectError``/``TimeoutError``/:class:`ProtocolProblem` and
     ``ConnectionLost`` for failures of the whole attempt (the caller treats
@@ -137,7 +140,8 @@ async def relay_message(
     client = _ReplyReader()
     factory = protocol.Factory.forProtocol(lambda: client)
     factory.noisy = False  # one log line per delivery is ours; no "Starting factory" pairs
-    connected = endpoint_class(reactor, address, port, timeout=int(max(1, timeout)))
+    bind = (source_address, 0) if source_address and (":" in source_address) == (":" in address) else None
+    connected = endpoint_class(reactor, address, port, timeout=int(max(1, timeout)), bindAddress=bind)
     await connected.connect(factory).addTimeout(timeout, reactor)
 
     async def command(line: str | None) -> ServerReply:
