@@ -31,6 +31,8 @@ from twisted_netapps.ftp.protocol import TOO_MANY_CONNECTIONS, FtpAccount, FtpFa
 from twisted_netapps.mail.tls import check_cert_key_pair, server_tls_options
 from twisted_netapps.settings import setting
 
+USES_ACCOUNTS = True  # the daemon creates the demo account when none exists
+
 COUNTERS: dict[str, str] = {
     "logins": "successful logins (accounts and anonymous)",
     "login_failures": "failed logins",
