@@ -32,6 +32,7 @@ from twisted_netapps.ftp.data import DataChannel, PortPicker
 from twisted_netapps.ftp.filesystem import FileError, JailedFilesystem
 from twisted_netapps.ftp.session import FtpSession, SessionPolicy
 from twisted_netapps.ftp.transfer import Transfer, as_file_error
+from twisted_netapps.observe import NULL_RECENT
 from twisted_netapps.logins import LoginRefused
 
 log = Logger(namespace="netapps.ftp")
@@ -91,6 +92,7 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
         self._closing = False
         self.account: FtpAccount | None = None
         self.transfer: Transfer | None = None
+        self.transfer_started_at = 0.0
         self.tls_active = False
         self._commands_counted = 0
 
@@ -238,6 +240,7 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
         self.account = account
         self.login_deadline.cancel()
         self.factory.stats.incr("logins")
+        self.factory.recent.record("login", peer=self.peer, user=account.name)
         log.info("ftp: {peer}: {user} logged in", peer=self.peer, user=account.name)
         self.resume(self.session.login_done(account.fs.access.writable))
 
@@ -291,11 +294,18 @@ class FtpControl(protocol.Protocol, TimeoutMixin):
     def _start_transfer(self, request: ev.StartTransfer) -> None:
         self.setTimeout(None)
         self.transfer = Transfer(self, request, self.account.fs)
+        self.transfer_started_at = self.factory.reactor.seconds()
         self.transfer.start()
 
     def transfer_ended(self, transfer: Transfer, events: list) -> None:
         if transfer is not self.transfer:
             return
+        elapsed = self.factory.reactor.seconds() - self.transfer_started_at
+        self.factory.recent.record(
+            "transfer", peer=self.peer, user=self.account.name, command=transfer.kind, path=transfer.request.path,
+            bytes=transfer.bytes, seconds=round(elapsed, 3),
+            outcome="complete" if transfer.finished else "not complete (aborted or failed)",
+        )
         self.transfer = None
         self.channel.transfer_finished()
         if self.transport.connected and not self._closing:
@@ -307,8 +317,9 @@ class FtpFactory(protocol.Factory):
     noisy = False
 
     def __init__(self, *, settings, stats, reactor, portal, logins, run_disk, tls_options=None,
-                 data_tls_options=None) -> None:
+                 data_tls_options=None, recent=NULL_RECENT) -> None:
         self.settings = settings
+        self.recent = recent  # the status page's live events
         self.stats = stats
         self.reactor = reactor
         self.portal = portal
@@ -322,6 +333,20 @@ class FtpFactory(protocol.Factory):
 
     def buildProtocol(self, addr):
         return FtpControl(self)
+
+    def sessions_view(self) -> list[dict]:
+        """The open sessions, for the status page."""
+        now = self.reactor.seconds()
+        rows = []
+        for control in sorted(self.sessions, key=lambda c: c.peer):
+            transfer = control.transfer
+            rows.append({
+                "peer": control.peer, "user": control.account.name if control.account else "(not logged in)",
+                "tls": control.tls_active, "directory": control.session.cwd if control.account else "",
+                "transfer": f"{transfer.kind} {transfer.request.path}: {transfer.bytes} bytes, "
+                            f"{now - control.transfer_started_at:.1f}s" if transfer is not None else "",
+            })
+        return rows
 
     def shutdown(self) -> None:
         """421 to every session (the service is stopping)."""

@@ -163,7 +163,9 @@ def build(context: ServiceContext):
     factory = FtpFactory(
         settings=s, stats=context.stats, reactor=context.reactor, portal=portal, logins=context.logins,
         run_disk=context.pools.disk, tls_options=tls_options, data_tls_options=data_tls_options,
+        recent=context.recent,
     )
+    context.views.add("sessions", "Sessions (user, directory, transfer in progress)", factory.sessions_view)
     parent = FtpService(factory)
     parent.setName(context.name)
     for child in context.listeners(factory, refuse=TOO_MANY_CONNECTIONS):
