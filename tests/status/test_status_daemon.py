@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import require_tool
 from dns_peers import free_udp_tcp_port
-from netapps_daemon import run_twistd
+from netapps_daemon import run_twistd, wait_for
 from twisted_netapps.accounts import AccountStore
 
 LISTEN = {
@@ -228,3 +228,22 @@ def test_ftp_sessions_and_transfers_show_on_the_status_page(netapps_daemon, tmp_
     transfer = next(e for e in recent if e["kind"] == "transfer")
     assert transfer["bytes"] == 5000 and transfer["outcome"] == "complete"
     ftp.quit()
+
+
+def test_netapps_status_in_a_terminal_shows_the_live_overview(status):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    send_mail(status, "for the terminal")
+    netapps_cli = str(Path(sys.executable).parent / "netapps")
+
+    def shown():
+        out = subprocess.run([netapps_cli, "status", "--data-dir", str(status.data_dir)],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout if "live, from the status service" in out.stdout else None
+
+    text = wait_for(shown, what="the live overview").split("live, from the status service", 1)[1]
+    smtp_line = next(line for line in text.splitlines() if line.strip().startswith("smtp "))
+    assert "messages=1" in smtp_line
