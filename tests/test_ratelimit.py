@@ -105,5 +105,7 @@ def test_throttled_reader_pauses_the_transport_while_in_debt():
     assert transport.producerState == "producing"
     reader.received(15_000)
     assert transport.producerState == "paused"
+    clock.advance(0.5)  # 10 000 bytes of debt at 10 000 bytes/s
+    assert transport.producerState == "paused"
     clock.advance(0.5)
     assert transport.producerState == "producing"
