@@ -25,6 +25,8 @@ SERVICES: dict[str, str] = {
     "imap": "twisted_netapps.mail.imap.service",
     "smtp": "twisted_netapps.mail.smtp.service",
     "resolver": "twisted_netapps.resolver.service",
+    "tracker": "twisted_netapps.bittorrent.tracker.service",
+    "bittorrent": "twisted_netapps.bittorrent.peer.service",
 }
 
 
