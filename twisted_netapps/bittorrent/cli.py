@@ -120,6 +120,7 @@ def _add_transfer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peer", action="append", metavar="HOST:PORT",
                    help="also connect to this peer (repeatable; e.g. a client that never dials 127.x)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+    p.add_argument("--verbose", "-v", action="store_true", help="log connections and tracker replies")
     p.add_argument("--super-seed", action="store_true",
                    help="BEP 16 super-seeding while this copy is the only complete one (seeding)")
 
