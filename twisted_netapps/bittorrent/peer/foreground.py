@@ -73,6 +73,8 @@ def run_foreground(args, meta: Metainfo) -> int:
         outcome["stopping"] = True
         if runner.core is not None and runner.core.complete:
             outcome["status"] = 0
+        if runner.core is not None:
+            print(f"totals uploaded {runner.core.uploaded} downloaded {runner.core.downloaded}", flush=True)
         d = defer.ensureDeferred(runner.stop())
         d.addErrback(lambda f: print(f"netapps torrent: {f.getErrorMessage()}", file=sys.stderr))
         d.addBoth(lambda _: reactor.stop())
