@@ -30,15 +30,19 @@ from twisted_netapps.bittorrent import metainfo  # noqa: E402
 
 
 def ours_swarm(torrent: Path, seed_dir: Path, work: Path, n: int, u_s: int, u_i: int) -> tuple[float, float]:
-    seed = netapps_peer("seed", torrent, seed_dir, "--bind", "127.0.1.1", "--upload-rate", str(u_s),
-                        "--super-seed")
-    time.sleep(1.5)
-    start = time.monotonic()
+    # The leechers start first (they find each other but have nothing); the
+    # clock starts when the seed is ready: process start-up is not distribution time.
     leechers = [
         netapps_peer("get", torrent, work / f"ours-{n}-{i}", "--seed", "--bind", f"127.0.2.{i + 1}",
                      "--upload-rate", str(u_i))
         for i in range(n)
     ]
+    for proc in leechers:
+        proc.stdout.readline()  # ready
+    seed = netapps_peer("seed", torrent, seed_dir, "--bind", "127.0.1.1", "--upload-rate", str(u_s),
+                        "--super-seed")
+    seed.stdout.readline()  # ready
+    start = time.monotonic()
     try:
         for proc in leechers:
             line = proc.stdout.readline()
@@ -57,13 +61,11 @@ def ours_swarm(torrent: Path, seed_dir: Path, work: Path, n: int, u_s: int, u_i:
 def lt_swarm(torrent: Path, seed_dir: Path, work: Path, n: int, u_s: int, u_i: int) -> tuple[float, float]:
     import libtorrent as lt
 
-    seeder = lt_session(lt, "127.0.3.1", upload_rate=u_s)
-    seeding = lt_add(lt, seeder, torrent, seed_dir)
-    while not seeding.status().is_seeding:
-        time.sleep(0.05)
-    start = time.monotonic()
     sessions = [lt_session(lt, f"127.0.4.{i + 1}", upload_rate=u_i) for i in range(n)]
     handles = [lt_add(lt, s, torrent, work / f"lt-{n}-{i}") for i, s in enumerate(sessions)]
+    seeder = lt_session(lt, "127.0.3.1", upload_rate=u_s)
+    seeding = lt_add(lt, seeder, torrent, seed_dir, seed_mode=True)
+    start = time.monotonic()
     deadline = time.monotonic() + 600
     while not all(h.status().is_seeding for h in handles):
         if time.monotonic() > deadline:

@@ -95,6 +95,7 @@ def run_foreground(args, meta: Metainfo) -> int:
             raise NetappsError(f"cannot listen on {args.bind}:{args.port}: {e.socketError}") from None
         bound["port"] = port.getHost().port
         await runner.start()
+        print(f"ready {args.bind}:{bound['port']} {runner.core.picker.have_count}/{meta.piece_count}", flush=True)
         if seeding_mode and not runner.core.complete:
             raise NetappsError(f"{args.dir / meta.name}: not a complete copy "
                                f"({runner.core.picker.have_count}/{meta.piece_count} pieces verified)")

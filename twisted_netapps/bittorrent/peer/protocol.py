@@ -22,6 +22,9 @@ log = Logger(namespace="netapps.bittorrent")
 HANDSHAKE_TIMEOUT = 30.0
 SERVE_BATCH = 8
 SEND_HIGH_WATER = 256 * 1024
+# Under an upload cap, queue little: data waiting in our buffer is latency
+# for the pieces the swarm is waiting for, and the cap sets the pace anyway.
+LIMITED_HIGH_WATER = 32 * 1024
 
 
 @implementer(IPushProducer)
@@ -86,7 +89,10 @@ class PeerProtocol(protocol.Protocol):
         if not self.outgoing:
             self.transport.write(wire.handshake(runner.meta.info_hash, runner.peer_id))
         self.reader.set_piece_count(runner.meta.piece_count)
-        self.writer = ThrottledConsumer(self.transport, runner.upload_buckets, clock, high_water=SEND_HIGH_WATER)
+        limited = bool(runner.upload_buckets)
+        self.serve_batch = 1 if limited else SERVE_BATCH
+        self.writer = ThrottledConsumer(self.transport, runner.upload_buckets, clock,
+                                        high_water=LIMITED_HIGH_WATER if limited else SEND_HIGH_WATER)
         self.writer.registerProducer(self, True)
         if runner.download_buckets:
             self.throttle = ThrottledReader(self.transport, runner.download_buckets, clock)
@@ -107,7 +113,7 @@ class PeerProtocol(protocol.Protocol):
             return
         while not self.paused and peer.incoming and not peer.closed:
             before = len(peer.incoming)
-            runner.execute(runner.core.serve(peer, runner.clock.seconds(), SERVE_BATCH))
+            runner.execute(runner.core.serve(peer, runner.clock.seconds(), self.serve_batch))
             if len(peer.incoming) == before:
                 break  # waiting for a piece to be read from disk
 
