@@ -49,7 +49,14 @@ def lt_session(lt, interface: str = "127.0.0.1", upload_rate: int = 0, download_
         "announce_to_all_trackers": True,
         "min_announce_interval": 5,
     }
-    return lt.session(settings)
+    session = lt.session(settings)
+    if upload_rate or download_rate:
+        # libtorrent exempts local-network peers from rate limits (its "local" peer
+        # class); put every address in the global class so the limits apply on loopback.
+        rules = lt.ip_filter()
+        rules.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+        session.set_peer_class_filter(rules)
+    return session
 
 
 def lt_add(lt, session, torrent: Path, save_path: Path, *, seed_mode: bool = False):
