@@ -121,7 +121,7 @@ def test_transmission_downloads_from_us(tmp_path):
             path = target / "t.bin"
             return path.exists() and path.stat().st_size == content.stat().st_size \
                 and sha256_tree(path) == expected
-        wait_for(done, 90, interval=0.5, what="transmission's download")
+        wait_for(done, 150, interval=0.5, what="transmission's download")
     finally:
         for proc in (tr, seed):
             proc.send_signal(signal.SIGTERM)

@@ -96,7 +96,11 @@ class HttpAnnouncer:
     def __init__(self, reactor, bind: str | None, timeout: float = 15.0) -> None:
         self.reactor = reactor
         self.timeout = timeout
-        self.agent = client.Agent.usingEndpointFactory(reactor, _BoundEndpoints(reactor, bind, timeout))
+        # A persistent pool: one connection per tracker, reused across announces.
+        pool = client.HTTPConnectionPool(reactor, persistent=True)
+        pool.maxPersistentPerHost = 1
+        self.pool = pool
+        self.agent = client.Agent.usingEndpointFactory(reactor, _BoundEndpoints(reactor, bind, timeout), pool=pool)
 
     async def announce(self, url: str) -> AnnounceResult:
         if not url.startswith(("http://", "https://")):

@@ -132,6 +132,7 @@ class TorrentRunner:
             while self._syncing:
                 await task.deferLater(self.reactor, 0.05, lambda: None)
             self.store.close()
+            await self.announcer.pool.closeCachedConnections()
             if self.own_pool:
                 self.pool.stop()
 
@@ -170,7 +171,8 @@ class TorrentRunner:
                 continue
             if self.core.complete and not self._wants_us(address):
                 continue
-            self.known[address] = now + 30.0  # do not redial a failing peer every second
+            # Do not redial a failing peer every second (peers named on the command line: sooner).
+            self.known[address] = now + (5.0 if address in self.extra_peers else 30.0)
             self._connect(address)
 
     def _wants_us(self, address) -> bool:
