@@ -174,3 +174,29 @@ def test_rate_meter():
         m.add(1000, t * 0.1)
     assert 8000 < m.rate(10) < 10500
     assert m.rate(60) < 100
+
+
+# -- super-seeding ------------------------------------------------------------------
+
+def test_super_seeder_offers_each_piece_once_first():
+    from twisted_netapps.bittorrent.peer.superseed import SuperSeeder
+
+    s = SuperSeeder(8, random.Random(1))
+    availability = [0] * 8
+    bits = {p: bytearray(8) for p in "abcd"}
+    offered = [i for p in "abcd" for i in s.top_up(p, bits[p], availability)]
+    assert sorted(offered) == list(range(8))  # two each, all distinct
+    # a peer reports one of its pieces: its offer is renewed, nothing new is left but rare repeats
+    piece = s.offers["a"][0]
+    bits["a"][piece] = 1
+    availability[piece] = 1
+    assert s.spread(piece) == ["a"]
+    again = s.top_up("a", bits["a"], availability)
+    assert len(again) == 1 and again[0] != piece
+    # pieces two neighbours hold are not offered a second time
+    s2 = SuperSeeder(1, random.Random(1))
+    assert s2.top_up("x", bytearray(1), [0]) == [0]
+    assert s2.top_up("y", bytearray(1), [2]) == []
+    # withdrawing an undelivered offer makes the piece fresh again
+    s2.withdraw("x", bytearray(1))
+    assert s2.top_up("y", bytearray(1), [2]) == [0]

@@ -27,6 +27,7 @@ from twisted_netapps.bittorrent.peer import wire
 from twisted_netapps.bittorrent.peer.choker import ChokeCandidate, Choker
 from twisted_netapps.bittorrent.peer.picker import PeerPieces, PiecePicker
 from twisted_netapps.bittorrent.peer.rate import RateMeter
+from twisted_netapps.bittorrent.peer.superseed import SuperSeeder
 
 KEEPALIVE_INTERVAL = 30.0
 SILENCE_LIMIT = 120.0
@@ -141,8 +142,7 @@ class TorrentCore:
         self.wasted = 0
         self.hash_failures = 0
         self.super_seed = super_seed
-        self.super_seed_offers: dict[PeerState, int | None] = {}
-        self.piece_offered = [0] * meta.piece_count
+        self.super_seeder = SuperSeeder(meta.piece_count, self.rng)
         self._actions: list = []
 
     # -- helpers --------------------------------------------------------------------
@@ -198,7 +198,7 @@ class TorrentCore:
         if self.super_seed and self.complete:
             if peer.fast:
                 self._send(peer, wire.HAVE_NONE_MESSAGE, now)
-            self._super_seed_offer(peer, now)
+            self._rechoke(now)  # unchoked at once, and offered its first pieces
         elif peer.fast and self.picker.have_count == 0:
             self._send(peer, wire.HAVE_NONE_MESSAGE, now)
         elif peer.fast and self.complete:
@@ -215,7 +215,7 @@ class TorrentCore:
             for (index, begin) in list(peer.outstanding):
                 self.picker.block_cancelled(index, begin, peer)
             peer.outstanding.clear()
-            self.super_seed_offers.pop(peer, None)
+            self.super_seeder.withdraw(peer, peer.pieces.bits)
             self._rechoke(now)
             self._fill_all(now)
         return self._take()
@@ -295,13 +295,9 @@ class TorrentCore:
             peer.wanted += 1
             if not peer.am_interested:
                 self._update_interest(peer, now)
-        if self.super_seed and self.super_seed_offers.get(peer) == index:
-            self._super_seed_offer(peer, now)
-        if self.super_seed:
-            # Another peer now has a piece we offered elsewhere: it has spread.
-            for other, offered in list(self.super_seed_offers.items()):
-                if offered == index and other is not peer:
-                    self._super_seed_offer(other, now)
+        if self.super_seed and self.complete:
+            for settled in self.super_seeder.spread(index):
+                self._super_seed_offer(settled, now)
 
     def _recount_wanted(self, peer: PeerState) -> None:
         have, bits = self.picker.have, peer.pieces.bits
@@ -487,19 +483,31 @@ class TorrentCore:
 
     # -- choking and timers -------------------------------------------------------------------
     def _rechoke(self, now: float) -> None:
+        # A super-seed chooses whom to offer pieces to: every incomplete peer is
+        # a candidate (a peer becomes interested only once it has been offered one).
+        super_seeding = self.super_seed and self.complete
         candidates = [
-            ChokeCandidate(p, p.peer_interested, p.download.rate(now), p.upload.rate(now), p.connected_at,
-                           p.snubbed)
+            ChokeCandidate(p, p.peer_interested or (super_seeding and not p.pieces.complete),
+                           p.download.rate(now), p.upload.rate(now), p.connected_at, p.snubbed)
             for p in self.peers if p.handshaken
         ]
-        unchoked = self.choker.update(now, candidates, seeding=self.complete)
+        if super_seeding:
+            # BEP 16: the offers (one piece per peer at a time) ration the seed's
+            # upload, so every incomplete peer is served.
+            unchoked = {c.key for c in candidates if c.interested}
+        else:
+            unchoked = self.choker.update(now, candidates, seeding=self.complete)
         for peer in self.peers:
             if peer in unchoked and peer.am_choking:
                 peer.am_choking = False
                 self._send(peer, wire.UNCHOKE_MESSAGE, now)
+                if self.super_seed and self.complete:
+                    self._super_seed_offer(peer, now)
             elif peer not in unchoked and not peer.am_choking:
                 peer.am_choking = True
                 self._send(peer, wire.CHOKE_MESSAGE, now)
+                if self.super_seed and self.complete:
+                    self.super_seeder.withdraw(peer, peer.pieces.bits)
                 if peer.fast:
                     for req in peer.incoming:
                         self._send(peer, wire.reject(req.index, req.begin, req.length), now)
@@ -508,6 +516,10 @@ class TorrentCore:
     def tick(self, now: float) -> list:
         """Once a second or so: choking cadence, keep-alives, silence and snubbing."""
         self._rechoke(now)
+        if self.super_seed and self.complete:
+            for peer in self.super_seeder.wanting():
+                if not peer.closed:
+                    self._super_seed_offer(peer, now)
         for peer in list(self.peers):
             if now - peer.last_received > SILENCE_LIMIT:
                 self._close(peer, f"silent for {SILENCE_LIMIT:.0f}s")
@@ -524,16 +536,8 @@ class TorrentCore:
 
     # -- super-seeding (BEP 16) ------------------------------------------------------------------
     def _super_seed_offer(self, peer: PeerState, now: float) -> None:
-        """Offer *peer* one piece it lacks, the least offered so far."""
-        have = peer.pieces.bits
-        offered_elsewhere = {i for i in self.super_seed_offers.values() if i is not None}
-        candidates = [i for i in range(self.meta.piece_count) if not have[i]]
-        if not candidates:
-            self.super_seed_offers[peer] = None
+        """Top up *peer*'s offers (only peers we serve: an offer to a choked peer stalls that piece)."""
+        if peer.am_choking or peer.closed:
             return
-        fresh = [i for i in candidates if i not in offered_elsewhere] or candidates
-        least = min(self.piece_offered[i] for i in fresh)
-        index = self.rng.choice([i for i in fresh if self.piece_offered[i] == least])
-        self.piece_offered[index] += 1
-        self.super_seed_offers[peer] = index
-        self._send(peer, wire.have(index), now)
+        for index in self.super_seeder.top_up(peer, peer.pieces.bits, self.picker.availability):
+            self._send(peer, wire.have(index), now)
