@@ -6,6 +6,7 @@ Every download's SHA-256 is compared with the original; everything is bounded by
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -176,3 +177,47 @@ def test_cli_errors_are_one_line(tmp_path):
     result = subprocess.run([netapps_peer.__globals__["NETAPPS"], "torrent", "seed", str(good), "--dir",
                              str(tmp_path / "empty")], capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "not a complete copy" in result.stderr
+
+
+def test_udp_tracker_libtorrent_seeds_we_download(netapps_daemon, tmp_path):
+    """libtorrent announces to our UDP tracker (BEP 15); our peer finds it there too."""
+    lt = pytest.importorskip("libtorrent")
+    port = free_port(kind=socket.SOCK_DGRAM)
+    daemon = netapps_daemon(["tracker"], listen={"tracker": ["tcp:0:interface=127.0.0.1",
+                                                             f"udp:{port}:interface=127.0.0.1"]})
+    http = daemon.port("tracker")
+    content = make_content(tmp_path / "seed" / "u.bin", 2 * 1024 * 1024)
+    torrent = tmp_path / "u.torrent"
+    torrent.write_bytes(metainfo.create(content, trackers=[f"udp://127.0.0.1:{port}"]))
+    meta = metainfo.load(torrent)
+    session = lt_session(lt)
+    handle = lt_add(lt, session, torrent, tmp_path / "seed", seed_mode=True)
+    scrape_url = f"http://127.0.0.1:{http}/announce"
+    wait_for(lambda: _scrape(scrape_url, meta.info_hash).get(b"complete", 0) >= 1, 30,
+             what="libtorrent's UDP announce")
+    proc = netapps_peer("get", torrent, tmp_path / "ours")
+    try:
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and b"\ncomplete " in out
+    assert sha256_tree(tmp_path / "ours" / "u.bin") == sha256_tree(content)
+    del handle, session
+
+
+@pytest.mark.interop
+def test_curl_on_announce_and_scrape(netapps_daemon):
+    curl = require_tool("curl")
+    daemon = netapps_daemon(["tracker"], listen={"tracker": ["tcp:0:interface=127.0.0.1"]})
+    base = f"http://127.0.0.1:{daemon.port('tracker')}"
+    ih = "%11" * 20
+    ok = subprocess.run([curl, "-s", f"{base}/announce?info_hash={ih}&peer_id=-XX0000-000000000000&port=6881"
+                         "&left=0&event=started"], capture_output=True, timeout=30, check=True).stdout
+    assert bencode.decode(ok)[b"complete"] == 1
+    bad = subprocess.run([curl, "-s", f"{base}/announce?info_hash=short&port=1"], capture_output=True,
+                         timeout=30, check=True).stdout
+    assert list(bencode.decode(bad)) == [b"failure reason"]
+    scrape = subprocess.run([curl, "-s", f"{base}/scrape?info_hash={ih}"], capture_output=True, timeout=30,
+                            check=True).stdout
+    assert bencode.decode(scrape)[b"files"][b"\x11" * 20][b"complete"] == 1

@@ -102,10 +102,11 @@ class HttpAnnouncer:
         self.pool = pool
         self.agent = client.Agent.usingEndpointFactory(reactor, _BoundEndpoints(reactor, bind, timeout), pool=pool)
 
-    async def announce(self, url: str) -> AnnounceResult:
-        if not url.startswith(("http://", "https://")):
-            raise AnnounceError(f"unsupported tracker {url.split(':', 1)[0]}://")
-        d = self.agent.request(b"GET", url.encode("ascii"))
+    async def announce(self, base: str, **params) -> AnnounceResult:
+        """Announce *params* (see :func:`announce_url`) to the tracker at *base*."""
+        if not base.startswith(("http://", "https://")):
+            raise AnnounceError(f"unsupported tracker {base.split(':', 1)[0]}://")
+        d = self.agent.request(b"GET", announce_url(base, **params).encode("ascii"))
         d.addTimeout(self.timeout, self.reactor)
         try:
             response = await d

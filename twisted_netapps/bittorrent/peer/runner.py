@@ -19,10 +19,11 @@ from twisted.python.threadpool import ThreadPool
 
 from twisted_netapps.bittorrent.metainfo import Metainfo
 from twisted_netapps.bittorrent.peer import torrent as core_module
-from twisted_netapps.bittorrent.peer.announce import AnnounceError, HttpAnnouncer, announce_url
+from twisted_netapps.bittorrent.peer.announce import AnnounceError, HttpAnnouncer
 from twisted_netapps.bittorrent.peer.protocol import OutgoingPeerFactory, PeerProtocol
 from twisted_netapps.bittorrent.peer.storage import PieceStore
 from twisted_netapps.bittorrent.peer.torrent import TorrentCore
+from twisted_netapps.bittorrent.peer.udp_announce import UdpAnnouncer
 from twisted_netapps.ratelimit import TokenBucket
 
 log = Logger(namespace="netapps.bittorrent")
@@ -79,6 +80,7 @@ class TorrentRunner:
         self.addresses: set[tuple[str, int]] = set()  # connected or being dialled
         self.known: dict[tuple[str, int], float] = {}  # from trackers: address -> next dial time
         self.announcer = HttpAnnouncer(reactor, bind)
+        self.udp_announcer = UdpAnnouncer(reactor, bind)
         self.tracker_errors: dict[str, str] = {}
         self.started_at = now
         self.completed_at: float | None = None
@@ -328,7 +330,8 @@ class TorrentRunner:
         )
         intervals = []
         for url in self.trackers:
-            d = defer.ensureDeferred(self.announcer.announce(announce_url(url, **kwargs)))
+            announcer = self.udp_announcer if url.startswith("udp://") else self.announcer
+            d = defer.ensureDeferred(announcer.announce(url, **kwargs))
             if timeout is not None:
                 d.addTimeout(timeout, self.reactor)
             try:
