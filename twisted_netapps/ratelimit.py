@@ -139,6 +139,7 @@ class ThrottledConsumer:
         self._consumer_paused = False
         self._timer = None
         self._closed = False
+        self._drain_waiters: list = []
         consumer.registerProducer(self, True)
 
     # -- IConsumer (for the upstream producer) --------------------------------
@@ -173,11 +174,25 @@ class ThrottledConsumer:
     def stopProducing(self) -> None:
         self.close()
 
+    def when_drained(self):
+        """A Deferred that fires once everything written so far has been passed on
+        (at once if nothing is queued): close a connection only after that."""
+        from twisted.internet import defer
+
+        if not self.queue or self._closed:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._drain_waiters.append(d)
+        return d
+
     def close(self) -> None:
         """Drop whatever is queued and stop timers (the connection is gone)."""
         self._closed = True
         self.queue.clear()
         self.queued = 0
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for d in waiters:
+            d.callback(None)
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -204,6 +219,10 @@ class ThrottledConsumer:
             self.queued -= len(data)
             consume(self.buckets, len(data), now)
             self.consumer.write(data)
+        if not self.queue and self._drain_waiters:
+            waiters, self._drain_waiters = self._drain_waiters, []
+            for d in waiters:
+                d.callback(None)
         if self.producer is not None and self.queued <= self.low_water:
             if self.streaming and self._producer_paused:
                 self._producer_paused = False

@@ -7,6 +7,8 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from twisted_netapps.deadlines import Deadline
+from twisted_netapps.observe import NULL_RECENT
 from twisted_netapps.stats import ServiceStats
 from twisted_netapps.uppercase.core import DatagramError, LineMachine, LineTooLong, datagram_reply, uppercase
 
@@ -31,9 +33,10 @@ class UppercaseLineProtocol(protocol.Protocol, TimeoutMixin):
 
     def connectionMade(self) -> None:
         self.peer = _peer(self.transport.getPeer())
-        self.factory.stats.connection_opened()
         self.setTimeout(self.factory.idle_timeout)
-        log.info("uppercase: tcp connection from {peer} opened", peer=self.peer)
+        # A line must be complete this long after its first byte: the idle
+        # timer alone lets a client trickle one byte at a time for ever.
+        self.line_deadline = Deadline(self.factory.reactor, self.factory.line_timeout, self._line_expired)
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
@@ -48,6 +51,7 @@ class UppercaseLineProtocol(protocol.Protocol, TimeoutMixin):
                 break
             stats.incr("requests")
             self.lines += 1
+            self.factory.recent.record("line", peer=self.peer, transport="tcp", size=len(event.data))
             if self.factory.log_requests:
                 log.info("uppercase: {peer}: line of {size} bytes", peer=self.peer, size=len(event.data))
         if out:
@@ -55,7 +59,19 @@ class UppercaseLineProtocol(protocol.Protocol, TimeoutMixin):
             stats.incr("bytes_out", len(reply))
             self.transport.write(reply)  # one write per read: coalesced, no Nagle stalls
         if self.machine.failed:
+            self.line_deadline.cancel()
             self.transport.loseConnection()
+        elif self.machine.pending:
+            self.line_deadline.start()
+        else:
+            self.line_deadline.cancel()
+
+    def _line_expired(self) -> None:
+        self.factory.stats.incr("errors")
+        log.info("uppercase: {peer}: line not complete after {t}s, closing", peer=self.peer,
+                 t=self.factory.line_timeout)
+        self.transport.write(b"ERROR: line timeout\r\n")
+        self.transport.loseConnection()
 
     def readConnectionLost(self) -> None:
         # The client half-closed (e.g. `printf hi | nc -N`): answer the
@@ -79,18 +95,20 @@ class UppercaseLineProtocol(protocol.Protocol, TimeoutMixin):
 
     def connectionLost(self, reason) -> None:
         self.setTimeout(None)
-        self.factory.stats.connection_closed()
-        log.info("uppercase: tcp connection from {peer} closed after {lines} lines", peer=self.peer, lines=self.lines)
+        self.line_deadline.cancel()
 
 
 class UppercaseFactory(protocol.Factory):
-    noisy = False  # we log connections ourselves, one line each
+    noisy = False  # the frame logs connections (twisted_netapps.connections)
 
-    def __init__(self, stats: ServiceStats, reactor, *, max_line: int, idle_timeout: float, log_requests: bool):
+    def __init__(self, stats: ServiceStats, reactor, *, max_line: int, idle_timeout: float, log_requests: bool,
+                 line_timeout: float = 60.0, recent=NULL_RECENT):
+        self.recent = recent
         self.stats = stats
         self.reactor = reactor
         self.max_line = max_line
         self.idle_timeout = idle_timeout
+        self.line_timeout = line_timeout
         self.log_requests = log_requests
 
     def buildProtocol(self, addr):
@@ -102,7 +120,8 @@ class UppercaseDatagramProtocol(protocol.DatagramProtocol):
 
     noisy = False
 
-    def __init__(self, stats: ServiceStats, *, max_datagram: int, log_requests: bool) -> None:
+    def __init__(self, stats: ServiceStats, *, max_datagram: int, log_requests: bool, recent=NULL_RECENT) -> None:
+        self.recent = recent
         self.stats = stats
         self.max_datagram = max_datagram
         self.log_requests = log_requests
@@ -114,6 +133,7 @@ class UppercaseDatagramProtocol(protocol.DatagramProtocol):
             self.stats.incr("dropped")
             return
         self.stats.incr("errors" if isinstance(reply, DatagramError) else "requests")
+        self.recent.record("datagram", peer=_peer(addr), size=len(data))
         if self.log_requests:
             log.info("uppercase: udp datagram of {size} bytes from {peer}", size=len(data), peer=_peer(addr))
         try:

@@ -13,9 +13,8 @@ import random
 from pathlib import Path
 from typing import Callable
 
-from twisted.internet import defer, endpoints, error, task, threads
+from twisted.internet import defer, endpoints, error, task
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 
 from twisted_netapps.bittorrent.metainfo import Metainfo
 from twisted_netapps.bittorrent.peer import torrent as core_module
@@ -24,6 +23,7 @@ from twisted_netapps.bittorrent.peer.protocol import OutgoingPeerFactory, PeerPr
 from twisted_netapps.bittorrent.peer.storage import PieceStore
 from twisted_netapps.bittorrent.peer.torrent import TorrentCore
 from twisted_netapps.bittorrent.peer.udp_announce import UdpAnnouncer
+from twisted_netapps.pools import Pools
 from twisted_netapps.ratelimit import TokenBucket
 
 log = Logger(namespace="netapps.bittorrent")
@@ -55,7 +55,7 @@ class TorrentRunner:
         extra_peers: list[tuple[str, int]] = (),
         super_seed: bool = False,
         on_complete: Callable[[], None] | None = None,
-        pool: ThreadPool | None = None,
+        pools: Pools | None = None,
     ) -> None:
         self.reactor = self.clock = reactor
         self.meta = meta
@@ -72,8 +72,7 @@ class TorrentRunner:
         self.extra_peers = list(extra_peers)
         self.super_seed = super_seed
         self.on_complete = on_complete
-        self.own_pool = pool is None
-        self.pool = pool or ThreadPool(minthreads=1, maxthreads=2, name=f"bittorrent-{meta.name}")
+        self.pools = pools or Pools(reactor, disk_threads=2, cpu_threads=1)
         self.store = PieceStore(meta, self.directory)
         self.core: TorrentCore | None = None
         self.connections: dict[object, PeerProtocol] = {}  # PeerState -> protocol
@@ -94,11 +93,10 @@ class TorrentRunner:
 
     # -- life cycle -------------------------------------------------------------------------
     def _in_pool(self, f, *args) -> defer.Deferred:
-        return threads.deferToThreadPool(self.reactor, self.pool, f, *args)
+        # Hashing, writes, fsyncs and reads: blocking disk work, never on the reactor thread.
+        return self.pools.disk(f, *args)
 
     async def start(self) -> None:
-        if self.own_pool:
-            self.pool.start()
         await self._in_pool(self.store.prepare)
         have = await self._in_pool(self.store.recheck)
         self.core = TorrentCore(self.meta, self.peer_id, have, listen_port=self.listen_port(),
@@ -135,8 +133,6 @@ class TorrentRunner:
                 await task.deferLater(self.reactor, 0.05, lambda: None)
             self.store.close()
             await self.announcer.pool.closeCachedConnections()
-            if self.own_pool:
-                self.pool.stop()
 
     # -- connections --------------------------------------------------------------------------
     def accept(self, proto: PeerProtocol, handshake) -> bool:

@@ -13,15 +13,16 @@ import dataclasses
 import hashlib
 from pathlib import Path
 
-from twisted.application import internet, service
+from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 
 from twisted_netapps.bittorrent import metainfo
 from twisted_netapps.bittorrent.peer.protocol import PeerFactory, TorrentDirectory
 from twisted_netapps.bittorrent.peer.runner import TorrentRunner
+from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
+from twisted_netapps.periodic import PeriodicTask
 from twisted_netapps.fileio import write_atomically
 from twisted_netapps.ratelimit import TokenBucket
 from twisted_netapps.settings import setting
@@ -50,7 +51,11 @@ DEMO_TEXT = (
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(StreamSettings):
+    # Lab swarms run many peers on one loopback address.
+    max_connections_per_address: int = setting(
+        200, "concurrent connections from one client address per TCP listener", minimum=1
+    )
     listen: list[str] = setting(["tcp:6881:interface=127.0.0.1"], "where peers connect to us (TCP endpoint strings)")
     bind: str = setting("127.0.0.1", "address for outgoing peer connections and announces")
     watch_dir: str = setting("torrents", "directory (under the data dir unless absolute) scanned for .torrent files")
@@ -102,16 +107,11 @@ class BittorrentService(service.MultiService):
         )
         self.runners: dict[Path, TorrentRunner] = {}
         self.failed: set[Path] = set()
-        self.pool = ThreadPool(minthreads=1, maxthreads=2, name="bittorrent-disk")
-        self.listeners = context.listeners(PeerFactory(self.directory))
+        self.listeners = context.listeners(PeerFactory(self.directory), refuse=b"")
         for listener in self.listeners:
             listener.setServiceParent(self)
-        scan = internet.TimerService(s.scan_interval, self.scan)
-        scan.clock = self.reactor
-        scan.setServiceParent(self)
-        stats = internet.TimerService(1.0, self.report)
-        stats.clock = self.reactor
-        stats.setServiceParent(self)
+        PeriodicTask("bittorrent watch dir", s.scan_interval, self.scan, self.reactor, now=True).setServiceParent(self)
+        PeriodicTask("bittorrent stats", 1.0, self.report, self.reactor).setServiceParent(self)
 
     def listen_port(self) -> int:
         for listener in self.listeners:
@@ -125,7 +125,6 @@ class BittorrentService(service.MultiService):
         self.downloads.mkdir(parents=True, exist_ok=True)
         if self.settings.demo:
             make_demo(self.watch, self.downloads, self.settings.demo_tracker)
-        self.pool.start()
         super().startService()
 
     def scan(self) -> None:
@@ -144,7 +143,7 @@ class BittorrentService(service.MultiService):
             runner = TorrentRunner(
                 self.reactor, meta, self.downloads, self.directory, bind=s.bind, listen_port=self.listen_port,
                 upload_rate=s.torrent_upload_rate, download_rate=s.torrent_download_rate,
-                global_buckets=self.buckets, super_seed=s.super_seed, pool=self.pool,
+                global_buckets=self.buckets, super_seed=s.super_seed, pools=self.context.pools,
             )
             self.runners[path] = runner
             log.info("bittorrent: {name}: loaded {path} ({size} bytes, info-hash {ih})",
@@ -182,7 +181,6 @@ class BittorrentService(service.MultiService):
         d = defer.maybeDeferred(super().stopService)
         stops = [defer.ensureDeferred(r.stop()) for r in self.runners.values()]
         d.addCallback(lambda _: defer.DeferredList(stops))
-        d.addBoth(lambda result: self.pool.stop())
         return d
 
 

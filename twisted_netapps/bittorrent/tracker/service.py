@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from twisted.application import internet
-
 from twisted_netapps.bittorrent.tracker.protocol import UdpTrackerProtocol, build_site
 from twisted_netapps.bittorrent.tracker.swarm import Tracker
 from twisted_netapps.bittorrent.tracker.udp_codec import UdpTracker
+from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
+from twisted_netapps.periodic import PeriodicTask
 from twisted_netapps.errors import ConfigError
 from twisted_netapps.settings import setting
 
@@ -26,7 +26,7 @@ COUNTERS: dict[str, str] = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(StreamSettings):
     listen: list[str] = setting(
         ["tcp:6969:interface=127.0.0.1", "udp:6969:interface=127.0.0.1"],
         "HTTP announce/scrape on TCP endpoints; the UDP tracker protocol (BEP 15) on udp: ones",
@@ -83,6 +83,6 @@ def build(context: ServiceContext):
 
     site = build_site(tracker, stats, reactor, trust_ip_param=s.trust_ip_param, timeout=s.request_timeout)
     udp = UdpTrackerProtocol(UdpTracker(tracker), stats, reactor)
-    loop = internet.TimerService(min(s.interval, 30), expire)
-    loop.clock = reactor
-    return context.named_service([*context.listeners(site, udp), loop])
+    loop = PeriodicTask("tracker expiry", min(s.interval, 30), expire, reactor)
+    refuse = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    return context.named_service([*context.listeners(site, udp, refuse=refuse), loop])

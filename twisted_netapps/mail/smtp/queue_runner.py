@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 from twisted.application import service
-from twisted.internet import defer, error, ssl, task, threads
+from twisted.internet import defer, error, ssl, threads
 from twisted.logger import Logger
 
 from twisted_netapps.mail.smtp.bounce import FailedRecipient, build_dsn
 from twisted_netapps.mail.smtp.mx import MXLookupError
 from twisted_netapps.mail.store.queue import QueueEntry, QueueStore, Recipient, retry_delay
 from twisted_netapps.mail.smtp.relay_client import ProtocolProblem, relay_message
+from twisted_netapps.periodic import PeriodicTask
 from twisted_netapps.mail.smtp.syntax import SyntaxProblem, parse_mailbox
 
 log = Logger(namespace="netapps.smtp")
@@ -48,6 +49,7 @@ class RunnerSettings:
     max_parallel: int = 10
     timeout: float = 60.0
     relay_tls: bool = True
+    source_address: str = ""  # local address relay connections come from ("" = the kernel's choice)
 
 
 class QueueRunner(service.Service):
@@ -73,8 +75,10 @@ class QueueRunner(service.Service):
         self.tls_options = None  # built on first use: opportunistic STARTTLS, no certificate checks
         self.run_blocking = run_blocking or self._in_thread
         self.in_flight: dict[str, defer.Deferred] = {}
-        self._loop: task.LoopingCall | None = None
-        self._flush_watch: task.LoopingCall | None = None
+        # PeriodicTasks: a failed run is one log line, and the schedule goes on
+        self._loop = PeriodicTask("smtp: queue run", settings.interval, self.tick, reactor, now=True)
+        # `netapps mail flush` should not wait for a whole queue_interval
+        self._flush_watch = PeriodicTask("smtp: flush request check", FLUSH_CHECK_INTERVAL, self._check_flush, reactor)
         self._scanning = False
         self._rescan = False
         self._saturated = False
@@ -83,21 +87,14 @@ class QueueRunner(service.Service):
 
     def startService(self) -> None:
         service.Service.startService(self)
-        self._loop = task.LoopingCall(self.tick)
-        self._loop.clock = self.reactor
-        self._loop.start(self.settings.interval, now=True).addErrback(
-            lambda f: log.failure("smtp: queue runner stopped", f)
-        )
-        # `netapps mail flush` should not wait for a whole queue_interval
-        self._flush_watch = task.LoopingCall(self._check_flush)
-        self._flush_watch.clock = self.reactor
-        self._flush_watch.start(FLUSH_CHECK_INTERVAL, now=False)
+        self._loop.startService()
+        self._flush_watch.startService()
 
     def stopService(self):
         service.Service.stopService(self)
         for loop in (self._loop, self._flush_watch):
-            if loop is not None and loop.running:
-                loop.stop()
+            if loop.running:
+                loop.stopService()
         # Do not wait for slow remote hosts at shutdown: an interrupted attempt
         # leaves its entry as it was, and the next start tries again.
         for attempt in list(self.in_flight.values()):
@@ -224,7 +221,7 @@ class QueueRunner(service.Service):
         return defer.ensureDeferred(relay_message(
             self.reactor, address, s.relay_port, helo=s.hostname, sender=sender,
             recipients=recipients, message=message, timeout=s.timeout, host_name=host_name,
-            tls_options=self.tls_options if s.relay_tls else None,
+            tls_options=self.tls_options if s.relay_tls else None, source_address=s.source_address,
         ))
 
     async def finish(self, entry: QueueEntry, message: bytes, delivered, permanent, temporary) -> None:
