@@ -204,3 +204,27 @@ def test_the_page_in_a_real_browser_updates_live(status, tmp_path, request):
         artefacts.mkdir(exist_ok=True)
         shot = browser.screenshot(artefacts / "status-page.png")
         assert shot.stat().st_size > 10_000
+
+
+def test_ftp_sessions_and_transfers_show_on_the_status_page(netapps_daemon, tmp_path):
+    import ftplib
+    import io
+
+    data = tmp_path / "ftpdata"
+    data.mkdir()
+    AccountStore(data).add("alice", "s3cret", log2_n=10)
+    daemon = netapps_daemon("status,ftp", data_dir=data,
+                            listen={"status": ["tcp:0:interface=127.0.0.1"], "ftp": ["tcp:0:interface=127.0.0.1"]})
+    base = f"http://127.0.0.1:{daemon.port('status')}"
+    ftp = ftplib.FTP()
+    ftp.connect(*daemon.address("ftp"), timeout=10)
+    ftp.login("alice", "s3cret")
+    ftp.storbinary("STOR hello.txt", io.BytesIO(b"hello" * 1000))
+    sessions = get_json(base + "/api/view/ftp/sessions")["data"]
+    assert sessions and sessions[0]["user"] == "alice" and sessions[0]["directory"] == "/"
+    recent = get_json(base + "/api/service/ftp")["recent"]
+    kinds = [(e["kind"], e.get("path")) for e in recent]
+    assert ("login", None) in kinds and ("transfer", "/hello.txt") in kinds
+    transfer = next(e for e in recent if e["kind"] == "transfer")
+    assert transfer["bytes"] == 5000 and transfer["outcome"] == "complete"
+    ftp.quit()
