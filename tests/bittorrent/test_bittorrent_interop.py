@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import time
 import urllib.request
 
 import pytest
@@ -81,7 +80,7 @@ def test_we_download_from_libtorrent(netapps_daemon, tmp_path):
     lt = pytest.importorskip("libtorrent")
     port = free_port()
     url = f"http://127.0.0.1:{port}/announce"
-    daemon = netapps_daemon(["tracker"], listen={"tracker": [f"tcp:{port}:interface=127.0.0.1"]})
+    netapps_daemon(["tracker"], listen={"tracker": [f"tcp:{port}:interface=127.0.0.1"]})
     content = make_content(tmp_path / "seed" / "payload.bin", 5 * 1024 * 1024 + 1234)
     torrent = tmp_path / "payload.torrent"
     torrent.write_bytes(metainfo.create(content, trackers=[url]))
@@ -139,7 +138,7 @@ def test_our_seed_and_three_leechers_through_our_tracker(netapps_daemon, tmp_pat
     url = f"http://127.0.0.1:{port}/announce"
     netapps_daemon(["tracker"], listen={"tracker": [f"tcp:{port}:interface=127.0.0.1"]},
                    sets=["tracker.interval=5", "tracker.min_interval=1"])
-    content = make_content(tmp_path / "seed" / "multi" / "a.bin", 3 * 1024 * 1024)
+    make_content(tmp_path / "seed" / "multi" / "a.bin", 3 * 1024 * 1024)
     make_content(tmp_path / "seed" / "multi" / "sub" / "b.bin", 700_000, seed=1)
     torrent = tmp_path / "multi.torrent"
     torrent.write_bytes(metainfo.create(tmp_path / "seed" / "multi", trackers=[url]))

@@ -41,7 +41,6 @@ def _core(meta, have=None):
 
 def test_core_downloads_verifies_and_bans_bad_data(tmp_path):
     meta, _ = _tree(tmp_path)
-    source = PieceStore(meta, tmp_path / "src")
     leech = _core(meta)
     peer = leech.new_peer(("127.0.0.9", 1), True, 0.0)
     hs = wire.Handshake(wire.reserved_bits(), meta.info_hash, b"-XX0000-" + b"1" * 12)

@@ -35,7 +35,8 @@ def parse_size(text: str) -> int:
     return int(value * _UNITS[unit])
 
 
-def _human(n: float) -> str:
+def human_size(n: float) -> str:
+    """``1.5 MiB``-style sizes for people."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n) < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -56,8 +57,8 @@ def cmd_create(args) -> int:
     out = args.output or f"{Path(args.path).resolve().name}.torrent"
     Path(out).write_bytes(data)
     meta = metainfo.parse(data)
-    print(f"{out}: {meta.name}, {_human(meta.total_length)} in {meta.piece_count} pieces of "
-          f"{_human(meta.piece_length)}, info-hash {meta.info_hash.hex()}")
+    print(f"{out}: {meta.name}, {human_size(meta.total_length)} in {meta.piece_count} pieces of "
+          f"{human_size(meta.piece_length)}, info-hash {meta.info_hash.hex()}")
     return 0
 
 
@@ -72,7 +73,7 @@ def cmd_info(args) -> int:
     meta = _load(args.torrent)
     print(f"name:         {meta.name}")
     print(f"info-hash:    {meta.info_hash.hex()}")
-    print(f"size:         {meta.total_length} bytes ({_human(meta.total_length)})")
+    print(f"size:         {meta.total_length} bytes ({human_size(meta.total_length)})")
     print(f"pieces:       {meta.piece_count} x {meta.piece_length} bytes")
     print(f"private:      {'yes' if meta.private else 'no'}")
     for i, tier in enumerate(meta.tiers):

@@ -11,22 +11,20 @@ from __future__ import annotations
 import signal
 import sys
 
-from twisted.internet import defer, endpoints, error
-from twisted.logger import globalLogBeginner, textFileLogObserver, LogLevel, FilteringLogObserver, \
-    LogLevelFilterPredicate
+from twisted.internet import defer, endpoints, error, task
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
 
+from twisted_netapps.bittorrent.cli import human_size
 from twisted_netapps.bittorrent.metainfo import Metainfo
 from twisted_netapps.bittorrent.peer.protocol import PeerFactory, TorrentDirectory
 from twisted_netapps.bittorrent.peer.runner import TorrentRunner
 from twisted_netapps.errors import NetappsError
-
-
-def _human_rate(n: float) -> str:
-    for unit in ("B/s", "KiB/s", "MiB/s"):
-        if n < 1024 or unit == "MiB/s":
-            return f"{n:.0f} {unit}" if unit == "B/s" else f"{n:.1f} {unit}"
-        n /= 1024
-    return ""
 
 
 def _parse_peer(text: str) -> tuple[str, int]:
@@ -84,8 +82,8 @@ def run_foreground(args, meta: Metainfo) -> int:
             return
         p = runner.progress()
         percent = 100.0 * p["pieces"] / max(1, p["piece_count"])
-        print(f"\r{meta.name}: {percent:5.1f}%  down {_human_rate(p['download_rate'])}  "
-              f"up {_human_rate(p['upload_rate'])}  peers {p['peers']}   ", end="", file=sys.stderr, flush=True)
+        print(f"\r{meta.name}: {percent:5.1f}%  down {human_size(p['download_rate'])}/s  "
+              f"up {human_size(p['upload_rate'])}/s  peers {p['peers']}   ", end="", file=sys.stderr, flush=True)
 
     async def begin() -> None:
         endpoint = endpoints.TCP4ServerEndpoint(reactor, args.port, interface=args.bind)
@@ -108,8 +106,6 @@ def run_foreground(args, meta: Metainfo) -> int:
             shutdown()
         else:
             reactor.stop()
-
-    from twisted.internet import task
 
     ticker = task.LoopingCall(progress)
     ticker.clock = reactor

@@ -162,19 +162,15 @@ class TorrentRunner:
             return
         now = self.reactor.seconds()
         me = (self.bind, self.listen_port())
+        # A seed dials leechers too: Transmission never dials 127.x peers itself.
         for address, when in list(self.known.items()):
             if len(self.addresses) >= MAX_PEERS:
                 break
             if address in self.addresses or address == me or when > now:
                 continue
-            if self.core.complete and not self._wants_us(address):
-                continue
             # Do not redial a failing peer every second (peers named on the command line: sooner).
             self.known[address] = now + (5.0 if address in self.extra_peers else 30.0)
             self._connect(address)
-
-    def _wants_us(self, address) -> bool:
-        return True  # a seed dials leechers too: Transmission never dials 127.x itself
 
     def _connect(self, address: tuple[str, int]) -> None:
         self.addresses.add(address)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import random
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Hashable
 
 from twisted_netapps.bittorrent import bencode
 from twisted_netapps.bittorrent.metainfo import BLOCK_SIZE, Metainfo
