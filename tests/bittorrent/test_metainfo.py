@@ -111,3 +111,36 @@ def test_magnet_round_trip():
 def test_default_piece_length_grows_for_big_files():
     assert metainfo.default_piece_length(10 * 1024 * 1024) == 256 * 1024
     assert metainfo.default_piece_length(4 * 1024**3) == 2 * 1024 * 1024
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_raise_only_metainfo_error(data):
+    try:
+        metainfo.parse(data)
+    except MetainfoError:
+        pass
+
+
+@given(st.dictionaries(st.sampled_from([b"name", b"piece length", b"pieces", b"length", b"files", b"private"]),
+                       st.integers(-5, 1 << 20) | st.binary(max_size=40)
+                       | st.lists(st.dictionaries(st.sampled_from([b"length", b"path"]),
+                                                  st.integers(-1, 100) | st.lists(st.binary(max_size=5), max_size=3)),
+                                  max_size=3)))
+def test_arbitrary_info_dicts_raise_only_metainfo_error(info):
+    try:
+        meta = metainfo.parse(bencode.encode({"info": info}))
+    except MetainfoError:
+        return
+    for f in meta.files:
+        assert all(part not in ("", ".", "..") and "/" not in part for part in f.path)
+
+
+@given(st.text(max_size=200))
+def test_magnet_parser_raises_only_metainfo_error(text):
+    try:
+        metainfo.parse_magnet("magnet:?" + text)
+    except MetainfoError:
+        pass

@@ -105,7 +105,10 @@ def _int(value: Any, what: str, minimum: int = 0) -> int:
 
 def safe_component(raw: bytes | str, what: str) -> str:
     """A path component from a torrent made safe to use under the download dir."""
-    name = _text(raw, what) if isinstance(raw, bytes) else raw
+    if isinstance(raw, str):
+        name = raw
+    else:
+        name = _text(raw, what)  # bytes from the torrent, or a MetainfoError
     if name in ("", ".", ".."):
         raise MetainfoError(f"{what}: unsafe path component {name!r}")
     return _UNSAFE_CHARS.sub("_", name)
