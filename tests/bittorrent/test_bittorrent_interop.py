@@ -62,6 +62,12 @@ def test_aria2c_downloads_the_demo_through_our_tracker(swarm, tmp_path):
     )
     assert sha256_tree(out / "demo") == sha256_tree(demo)
 
+    def reported():  # the service's gauges reach run/stats.json (refreshed every few seconds)
+        stats = daemon.stats().get("bittorrent", {})
+        return stats.get("torrents") == 1 and stats.get("torrent.demo.permille") == 1000 \
+            and stats.get("uploaded", 0) >= metainfo.load(torrent).total_length
+    wait_for(reported, 20, what="bittorrent stats")
+
 
 def test_libtorrent_downloads_from_us_through_our_tracker(swarm, tmp_path):
     lt = pytest.importorskip("libtorrent")
