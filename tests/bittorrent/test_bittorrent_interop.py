@@ -226,3 +226,34 @@ def test_curl_on_announce_and_scrape(netapps_daemon):
     scrape = subprocess.run([curl, "-s", f"{base}/scrape?info_hash={ih}"], capture_output=True, timeout=30,
                             check=True).stdout
     assert bencode.decode(scrape)[b"files"][b"\x11" * 20][b"complete"] == 1
+
+
+def test_kill_9_mid_download_then_resume_by_recheck(tmp_path):
+    """Pieces already verified survive kill -9; the restarted peer re-checks and fetches only the rest."""
+    content = make_content(tmp_path / "seed" / "r.bin", 4 * 1024 * 1024)
+    torrent = tmp_path / "r.torrent"
+    torrent.write_bytes(metainfo.create(content, trackers=[]))
+    port = free_port()
+    seed = netapps_peer("seed", torrent, tmp_path / "seed", "--port", str(port), "--upload-rate", "1MiB")
+    leech = None
+    try:
+        assert seed.stdout.readline().startswith(b"ready ")
+        leech = netapps_peer("get", torrent, tmp_path / "dl", "--peer", f"127.0.0.1:{port}")
+        assert leech.stdout.readline().startswith(b"ready ")
+        target = tmp_path / "dl" / "r.bin"
+        # some pieces written (the sparse file's blocks), far from all at 1 MiB/s
+        wait_for(lambda: target.exists() and target.stat().st_blocks * 512 >= 1024 * 1024, 20,
+                 what="a partial download")
+        leech.kill()
+        leech.wait(10)
+        leech = netapps_peer("get", torrent, tmp_path / "dl", "--peer", f"127.0.0.1:{port}")
+        have, total = leech.stdout.readline().split()[2].split(b"/")
+        assert 0 < int(have) < int(total)
+        out, _ = leech.communicate(timeout=60)
+        assert leech.returncode == 0 and out.startswith(b"complete ")
+        assert sha256_tree(tmp_path / "dl" / "r.bin") == sha256_tree(content)
+    finally:
+        for proc in (leech, seed):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
