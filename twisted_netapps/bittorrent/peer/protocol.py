@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_netapps.bittorrent.peer import wire
+from twisted_netapps.deadlines import Deadline
 from twisted_netapps.ratelimit import ThrottledConsumer, ThrottledReader
 
 log = Logger(namespace="netapps.bittorrent")
@@ -38,19 +39,16 @@ class PeerProtocol(protocol.Protocol):
         self.writer: ThrottledConsumer | None = None
         self.throttle: ThrottledReader | None = None
         self.paused = False
-        self._handshake_timer = None
+        self._handshake_deadline: Deadline | None = None
 
     def connectionMade(self) -> None:
         address = self.transport.getPeer()
         self.address = (address.host, address.port)
-        clock = self.lookup.reactor
-        self._handshake_timer = clock.callLater(HANDSHAKE_TIMEOUT, self._handshake_timeout)
+        # The whole handshake within HANDSHAKE_TIMEOUT of connecting, however it trickles in.
+        self._handshake_deadline = Deadline(self.lookup.reactor, HANDSHAKE_TIMEOUT, self.transport.abortConnection)
+        self._handshake_deadline.start()
         if self.runner is not None:
             self.transport.write(wire.handshake(self.runner.meta.info_hash, self.runner.peer_id))
-
-    def _handshake_timeout(self) -> None:
-        self._handshake_timer = None
-        self.transport.abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
         if self.throttle is not None:
@@ -81,9 +79,7 @@ class PeerProtocol(protocol.Protocol):
             return False
         if not runner.accept(self, handshake):
             return False
-        if self._handshake_timer is not None and self._handshake_timer.active():
-            self._handshake_timer.cancel()
-        self._handshake_timer = None
+        self._handshake_deadline.cancel()
         self.runner = runner
         clock = runner.clock
         if not self.outgoing:
@@ -128,8 +124,8 @@ class PeerProtocol(protocol.Protocol):
         self.paused = True
 
     def connectionLost(self, reason) -> None:
-        if self._handshake_timer is not None and self._handshake_timer.active():
-            self._handshake_timer.cancel()
+        if self._handshake_deadline is not None:
+            self._handshake_deadline.cancel()
         if self.throttle is not None:
             self.throttle.stop()
         if self.writer is not None:
