@@ -247,3 +247,29 @@ def test_netapps_status_in_a_terminal_shows_the_live_overview(status):
     text = wait_for(shown, what="the live overview").split("live, from the status service", 1)[1]
     smtp_line = next(line for line in text.splitlines() if line.strip().startswith("smtp "))
     assert "messages=1" in smtp_line
+
+
+def test_tracker_and_bittorrent_views_on_the_status_page(netapps_daemon, tmp_path):
+    """The demo torrent seeded by our peer and announced to our tracker shows on the page."""
+    import socket as _socket
+
+    with _socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        tracker_port = probe.getsockname()[1]
+    daemon = netapps_daemon(
+        "status,tracker,bittorrent",
+        listen={"status": ["tcp:0:interface=127.0.0.1"], "tracker": [f"tcp:{tracker_port}:interface=127.0.0.1"],
+                "bittorrent": ["tcp:0:interface=127.0.0.1"]},
+        sets=[f'bittorrent.demo_tracker="http://127.0.0.1:{tracker_port}/announce"'],
+    )
+    base = f"http://127.0.0.1:{daemon.port('status')}"
+    torrents = wait_for(lambda: get_json(base + "/api/view/bittorrent/torrents")["data"], what="the demo torrent")
+    assert torrents[0]["progress"] == "100.0%"
+    swarms = wait_for(lambda: get_json(base + "/api/view/tracker/swarms")["data"], what="the swarm on the tracker")
+    assert swarms[0]["info_hash"] == torrents[0]["info_hash"] and swarms[0]["seeders"] == 1
+    peers = get_json(base + f"/api/view/tracker/peers?info_hash={swarms[0]['info_hash']}")["data"]
+    assert peers[0]["seed"] is True
+    pieces = get_json(base + f"/api/view/bittorrent/pieces?torrent={torrents[0]['torrent']}")["data"]
+    assert pieces and all(p["have"] for p in pieces)
+    events = get_json(base + "/api/service/tracker")["recent"]
+    assert events and events[0]["kind"] == "announce" and events[0]["event"] == "started"

@@ -346,6 +346,28 @@ class TorrentRunner:
         return float(min(intervals)) if intervals else 1800.0
 
     # -- reporting ---------------------------------------------------------------------------------
+    def peers_view(self) -> list[dict]:
+        """Every connection of this torrent: choke and interest both ways, rates (the status page)."""
+        now = self.reactor.seconds()
+        return [
+            {"torrent": self.meta.name, "peer": peer.name, "client": peer.client,
+             "direction": "out" if peer.outgoing else "in",
+             "we_choke": peer.am_choking, "we_interested": peer.am_interested,
+             "it_chokes": peer.peer_choking, "it_interested": peer.peer_interested,
+             "snubbed": peer.snubbed, "its_pieces": peer.pieces.count,
+             "down_Bps": int(peer.download.rate(now)), "up_Bps": int(peer.upload.rate(now))}
+            for peer in self.connections
+        ]
+
+    def pieces_view(self) -> list[dict]:
+        """The piece map: for each piece, whether we have it and how many peers do (its rarity)."""
+        core = self.core
+        if core is None:
+            return []
+        picker = core.picker
+        return [{"piece": i, "have": bool(picker.have[i]), "peers_with_it": picker.availability[i]}
+                for i in range(min(self.meta.piece_count, 4096))]
+
     def progress(self) -> dict:
         core = self.core
         now = self.reactor.seconds()

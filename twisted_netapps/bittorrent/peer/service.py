@@ -112,6 +112,29 @@ class BittorrentService(service.MultiService):
             listener.setServiceParent(self)
         PeriodicTask("bittorrent watch dir", s.scan_interval, self.scan, self.reactor, now=True).setServiceParent(self)
         PeriodicTask("bittorrent stats", 1.0, self.report, self.reactor).setServiceParent(self)
+        context.views.add("torrents", "Torrents (progress, peers, rates)", self.torrents_view)
+        context.views.add("peers", "Peers (choke and interest both ways, rates)",
+                          lambda: [row for runner in self.runners.values() for row in runner.peers_view()])
+        context.views.add("pieces", "Piece map of a torrent (have it? how many peers do: rarity)",
+                          self.pieces_view, params=("torrent",))
+
+    def torrents_view(self) -> list[dict]:
+        rows = []
+        for runner in self.runners.values():
+            p = runner.progress()
+            rows.append({"torrent": runner.meta.name, "info_hash": runner.meta.info_hash.hex(),
+                         "progress": f"{100 * p['pieces'] / max(1, p['piece_count']):.1f}%",
+                         "pieces": f"{p['pieces']}/{p['piece_count']}", "peers": p["peers"],
+                         "unchoked": p.get("unchoked", 0), "down_Bps": p.get("download_rate", 0),
+                         "up_Bps": p.get("upload_rate", 0), "uploaded": p.get("uploaded", 0),
+                         "downloaded": p.get("downloaded", 0)})
+        return rows
+
+    def pieces_view(self, torrent: str = "") -> list[dict]:
+        for runner in self.runners.values():
+            if runner.meta.name == torrent or (not torrent and len(self.runners) == 1):
+                return runner.pieces_view()
+        raise ValueError(f"no torrent {torrent!r} (torrents: {', '.join(r.meta.name for r in self.runners.values())})")
 
     def listen_port(self) -> int:
         for listener in self.listeners:

@@ -75,6 +75,17 @@ def build(context: ServiceContext):
     )
     stats = context.stats
     reactor = context.reactor
+    recent = context.recent
+
+    def announced(req) -> None:
+        if recent.wants():
+            recent.add("announce", peer=f"{req.ip}:{req.port}", info_hash=req.info_hash.hex()[:12],
+                       event=req.event or "update", left=req.left)
+
+    tracker.on_announce = announced
+    context.views.add("swarms", "Swarms (seeders, leechers, completed)", lambda: tracker.swarms_view(reactor.seconds()))
+    context.views.add("peers", "Peers of a swarm", lambda info_hash="": tracker.peers_view(info_hash, reactor.seconds()),
+                      params=("info_hash",))
 
     def expire() -> None:
         stats.incr("expired", tracker.expire(reactor.seconds()))

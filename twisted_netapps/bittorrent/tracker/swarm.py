@@ -108,6 +108,7 @@ class Tracker:
         self.max_torrents = max_torrents
         self.max_peers_per_torrent = max_peers_per_torrent
         self.rng = rng or random.SystemRandom()
+        self.on_announce = None  # called with each accepted AnnounceRequest (the status page's events)
         self.torrents: dict[bytes, _Torrent] = {}
 
     @property
@@ -140,6 +141,8 @@ class Tracker:
                 raise TrackerRefusal("tracker is full")
             torrent = self.torrents[req.info_hash] = _Torrent()
         self._record(torrent, req, now)
+        if self.on_announce is not None:
+            self.on_announce(req)
         numwant = self.default_numwant if req.numwant is None or req.numwant < 0 else req.numwant
         numwant = min(numwant, self.max_numwant)
         return AnnounceReply(
@@ -189,6 +192,25 @@ class Tracker:
         if torrent is None:
             return 0, 0
         return torrent.seeders, len(torrent.peers) - torrent.seeders
+
+    def swarms_view(self, now: float, limit: int = 200) -> list[dict]:
+        """Every torrent the tracker knows (for the status page)."""
+        rows = []
+        for info_hash, torrent in list(self.torrents.items())[:limit]:
+            rows.append({"info_hash": info_hash.hex(), "seeders": torrent.seeders,
+                         "leechers": len(torrent.peers) - torrent.seeders, "completed": torrent.downloaded})
+        return rows
+
+    def peers_view(self, info_hash_hex: str, now: float) -> list[dict]:
+        """The peers of one torrent with what they have left and when they last announced."""
+        try:
+            torrent = self.torrents.get(bytes.fromhex(info_hash_hex))
+        except ValueError:
+            raise ValueError(f"{info_hash_hex!r} is not a hex info-hash") from None
+        if torrent is None:
+            raise ValueError(f"no torrent {info_hash_hex} on this tracker")
+        return [{"peer": f"{p.address.ip}:{p.address.port}", "left": p.left, "seed": p.left == 0,
+                 "last_announce_s_ago": round(now - p.last_seen, 1)} for p in list(torrent.peers.values())[:500]]
 
     def scrape(self, info_hashes: list[bytes], *, max_all: int = 1000) -> dict[bytes, ScrapeEntry]:
         """Counts for *info_hashes* (all torrents, up to *max_all*, when empty)."""
