@@ -1,0 +1,223 @@
+"""HTTP fields (RFC 9110 section 5): names, values, lists and parameters.
+
+Everything here works on ``bytes`` as they came off the wire. Field values may
+carry obs-text (bytes 0x80-0xFF, e.g. an ETag with a Latin-1 letter): they are
+kept exactly, never decoded, so a proxy forwards and stores what it received.
+
+No Twisted imports: this is the bottom layer of the codec.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Iterator
+
+# token = 1*tchar (RFC 9110 5.6.2)
+TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A field value may hold VCHAR, obs-text, SP and HTAB. CR, LF and NUL are
+# "invalid and dangerous" (RFC 9110 5.5); other CTLs are retained.
+_FORBIDDEN_IN_VALUE = re.compile(rb"[\x00\r\n]")
+DIGITS = re.compile(rb"[0-9]+")
+_OWS = b" \t"
+
+# Hop-by-hop fields: never forwarded, never stored (RFC 9110 7.6.1 names
+# Connection and the fields it lists, and gives Proxy-Connection, Keep-Alive,
+# TE, Transfer-Encoding and Upgrade as examples). Trailer only describes our
+# own framing of the body, which we re-frame.
+HOP_BY_HOP = frozenset(
+    {b"connection", b"proxy-connection", b"keep-alive", b"te", b"transfer-encoding", b"upgrade", b"trailer"}
+)
+
+
+def is_token(value: bytes) -> bool:
+    return TOKEN.fullmatch(value) is not None
+
+
+def is_valid_value(value: bytes) -> bool:
+    return _FORBIDDEN_IN_VALUE.search(value) is None
+
+
+class Headers:
+    """An ordered multiset of header fields.
+
+    Each field keeps its name as received (for forwarding) and its lowercase
+    form (for lookups). Repeated fields stay separate lines; ``get`` joins them
+    with ", " (RFC 9110 5.3), ``get_all`` keeps them apart (Set-Cookie must
+    never be joined).
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        self._fields: list[tuple[bytes, bytes, bytes]] = [(name.lower(), name, value) for name, value in fields]
+
+    @classmethod
+    def _from_triples(cls, triples: list[tuple[bytes, bytes, bytes]]) -> "Headers":
+        headers = cls.__new__(cls)
+        headers._fields = triples
+        return headers
+
+    def copy(self) -> "Headers":
+        return Headers._from_triples(list(self._fields))
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        for _lower, name, value in self._fields:
+            yield name, value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._fields == other._fields
+
+    def __repr__(self) -> str:
+        return f"Headers({[(n, v) for _l, n, v in self._fields]!r})"
+
+    def __contains__(self, lower_name: bytes) -> bool:
+        return any(lower == lower_name for lower, _n, _v in self._fields)
+
+    def names(self) -> set[bytes]:
+        """The lowercase names present."""
+        return {lower for lower, _n, _v in self._fields}
+
+    def get_all(self, lower_name: bytes) -> list[bytes]:
+        return [value for lower, _n, value in self._fields if lower == lower_name]
+
+    def get(self, lower_name: bytes) -> bytes | None:
+        """All lines of the field joined by ", ", or None when absent."""
+        values = self.get_all(lower_name)
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else b", ".join(values)
+
+    def add(self, name: bytes, value: bytes) -> None:
+        self._fields.append((name.lower(), name, value))
+
+    def set(self, name: bytes, value: bytes) -> None:
+        """Replace every line of *name* by one line holding *value*."""
+        self.remove(name.lower())
+        self.add(name, value)
+
+    def remove(self, lower_name: bytes) -> None:
+        self._fields = [f for f in self._fields if f[0] != lower_name]
+
+    def remove_all(self, lower_names: set[bytes] | frozenset[bytes]) -> None:
+        if lower_names:
+            self._fields = [f for f in self._fields if f[0] not in lower_names]
+
+    def lines(self) -> list[tuple[bytes, bytes, bytes]]:
+        """(lowercase name, name, value) triples, in order."""
+        return list(self._fields)
+
+    def serialize(self) -> bytes:
+        """``Name: value\\r\\n`` for every field, in order."""
+        return b"".join([name + b": " + value + b"\r\n" for _lower, name, value in self._fields])
+
+
+def split_list(value: bytes) -> list[bytes]:
+    """Members of a comma-separated list (RFC 9110 5.6.1).
+
+    Commas inside quoted strings do not split; whitespace around members is
+    dropped and empty members are ignored, as the list rule requires.
+    """
+    if b'"' not in value:
+        return [m for m in (part.strip(_OWS) for part in value.split(b",")) if m]
+    members: list[bytes] = []
+    start = 0
+    i = 0
+    quoted = False
+    length = len(value)
+    while i < length:
+        c = value[i]
+        if quoted:
+            if c == 0x5C:  # backslash: quoted-pair, skip the next byte
+                i += 1
+            elif c == 0x22:
+                quoted = False
+        elif c == 0x22:
+            quoted = True
+        elif c == 0x2C:
+            members.append(value[start:i])
+            start = i + 1
+        i += 1
+    members.append(value[start:])
+    return [m for m in (part.strip(_OWS) for part in members) if m]
+
+
+def split_lists(values: Iterable[bytes]) -> list[bytes]:
+    """Members of all the lines of a list-based field, in order."""
+    members: list[bytes] = []
+    for value in values:
+        members.extend(split_list(value))
+    return members
+
+
+def unquote(quoted: bytes) -> bytes | None:
+    """The content of a quoted-string (``"a\\"b"`` -> ``a"b``), or None if malformed."""
+    if len(quoted) < 2 or quoted[:1] != b'"' or quoted[-1:] != b'"':
+        return None
+    out = bytearray()
+    i, end = 1, len(quoted) - 1
+    while i < end:
+        c = quoted[i]
+        if c == 0x5C:
+            i += 1
+            if i >= end:
+                return None
+            out.append(quoted[i])
+        elif c == 0x22:
+            return None  # an unescaped quote inside
+        else:
+            out.append(c)
+        i += 1
+    return bytes(out)
+
+
+class Invalid:
+    """Marks a directive whose syntax is broken (``max-age =5``, ``max-age=``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+INVALID = Invalid()
+
+
+def parse_directives(values: Iterable[bytes]) -> list[tuple[bytes, bytes | None | Invalid]]:
+    """Cache-Control style directives: ``token [ "=" ( token / quoted-string ) ]``.
+
+    Returns (lowercase name, value) in order; value is None without ``=``,
+    the token or unquoted string otherwise, or :data:`INVALID` when the member
+    does not follow the grammar (whitespace around ``=``, stray quotes...).
+    A member whose name is not a token is returned with an empty name.
+    """
+    result: list[tuple[bytes, bytes | None | Invalid]] = []
+    for member in split_lists(values):
+        name, eq, raw = member.partition(b"=")
+        if not is_token(name):
+            result.append((b"", INVALID))
+            continue
+        name = name.lower()
+        if not eq:
+            result.append((name, None))
+        elif raw[:1] == b'"':
+            text = unquote(raw)
+            result.append((name, INVALID if text is None else text))
+        elif is_token(raw):
+            result.append((name, raw))
+        else:
+            result.append((name, INVALID))
+    return result
+
+
+def connection_options(headers: Headers) -> set[bytes]:
+    """Lowercase names listed in Connection (the options it carries)."""
+    return {member.lower() for member in split_lists(headers.get_all(b"connection"))}
+
+
+def strip_hop_by_hop(headers: Headers) -> Headers:
+    """A copy without hop-by-hop fields and the fields Connection names."""
+    drop = set(HOP_BY_HOP) | connection_options(headers)
+    return Headers._from_triples([f for f in headers.lines() if f[0] not in drop])

@@ -1,0 +1,104 @@
+"""Message heads (RFC 9112 sections 2-5): request and status lines plus fields.
+
+Parsing is strict where leniency has let requests be smuggled or split past
+intermediaries, and lenient only where it is safe because we re-serialise:
+
+- a bare LF ends a line (RFC 9112 2.2 allows it); a bare CR is an error;
+- whitespace between a field name and its colon is an error (5.1 MUST);
+- obs-fold (a line starting with SP/HTAB) is an error in requests and is
+  replaced by one SP in responses (5.2);
+- CR, LF and NUL inside a value are errors (RFC 9110 5.5);
+- the method and field names must be tokens, the target visible ASCII, the
+  version ``HTTP/1.x`` (other majors get 505).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from twisted_netapps.http.errors import ProtocolError
+from twisted_netapps.http.fields import TOKEN, Headers
+
+_REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
+_STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([^\r\n]*))?")
+_VERSION_LIKE = re.compile(rb"[^ ]+ [^ ]+ HTTP/[0-9]+\.[0-9]+")
+_BAD_VALUE = re.compile(rb"[\x00\r]")
+
+
+@dataclass(slots=True)
+class RequestHead:
+    method: bytes
+    target: bytes
+    version: bytes  # b"1.0" or b"1.1"
+    headers: Headers
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    status: int
+    reason: bytes
+    version: bytes
+    headers: Headers
+
+
+def _lines(block: bytes) -> list[bytes]:
+    lines = block.split(b"\n")
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+def _parse_fields(lines: list[bytes], *, max_fields: int, fold_ok: bool, status: int) -> Headers:
+    if len(lines) > max_fields:
+        raise ProtocolError(431 if status == 400 else status, f"more than {max_fields} header fields")
+    triples: list[tuple[bytes, bytes, bytes]] = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            if not fold_ok or not triples:
+                raise ProtocolError(status, "obsolete line folding in a header field")
+            lower, name, value = triples[-1]
+            triples[-1] = (lower, name, (value + b" " + line.strip(b" \t")).strip(b" "))
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon or TOKEN.fullmatch(name) is None:
+            raise ProtocolError(status, "malformed header field line")
+        value = value.strip(b" \t")
+        if _BAD_VALUE.search(value):
+            raise ProtocolError(status, "CR or NUL in a header field value")
+        triples.append((name.lower(), name, value))
+    return Headers._from_triples(triples)
+
+
+def parse_request_head(block: bytes, *, max_fields: int = 100) -> RequestHead:
+    """Parse a request head (*block* excludes the empty line that ends it)."""
+    lines = _lines(block)
+    match = _REQUEST_LINE.fullmatch(lines[0])
+    if match is None:
+        if _VERSION_LIKE.fullmatch(lines[0]) and not lines[0].rsplit(b" ", 1)[1].startswith(b"HTTP/1."):
+            raise ProtocolError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
+        raise ProtocolError(400, "malformed request line")
+    method, target, major, minor = match.groups()
+    if major != b"1":
+        raise ProtocolError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
+    # HTTP/1.2 and later minors are HTTP/1.1 to us (RFC 9110 2.5).
+    version = b"1.0" if minor == b"0" else b"1.1"
+    headers = _parse_fields(lines[1:], max_fields=max_fields, fold_ok=False, status=400)
+    return RequestHead(method, target, version, headers)
+
+
+def parse_response_head(block: bytes, *, max_fields: int = 100) -> ResponseHead:
+    """Parse a response head from an upstream server (errors carry status 502)."""
+    lines = _lines(block)
+    match = _STATUS_LINE.fullmatch(lines[0])
+    if match is None or match.group(1) != b"1":
+        raise ProtocolError(502, "malformed status line from upstream")
+    _major, minor, code, reason = match.groups()
+    headers = _parse_fields(lines[1:], max_fields=max_fields, fold_ok=True, status=502)
+    return ResponseHead(int(code), reason or b"", b"1.0" if minor == b"0" else b"1.1", headers)
+
+
+def serialize_request_head(method: bytes, target: bytes, headers: Headers) -> bytes:
+    return b"".join((method, b" ", target, b" HTTP/1.1\r\n", headers.serialize(), b"\r\n"))
+
+
+def serialize_response_head(status: int, reason: bytes, headers: Headers) -> bytes:
+    return b"".join((b"HTTP/1.1 %d " % status, reason, b"\r\n", headers.serialize(), b"\r\n"))

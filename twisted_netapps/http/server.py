@@ -1,0 +1,176 @@
+"""Server side of an HTTP/1.1 connection, sans I/O.
+
+``ServerConnection.receive_data(bytes)`` returns events: a
+:class:`RequestReceived`, then the request body as :class:`Data` and an
+:class:`EndOfMessage`. After that the core holds further (pipelined) bytes
+until the adapter has sent the response and calls :meth:`next_request`, so
+responses go out in request order. Bad input yields one
+:class:`MessageError` (with the status to answer: 400, 414, 431, 501, 505)
+and the core is dead from then on.
+
+Bounds: the request line (``max_request_line``, 414 beyond), the whole head
+(``max_head``, 431 beyond), the number of fields (431), chunk lines and
+trailers (400). Bytes held while paused are bounded by the adapter, which
+stops reading when ``buffered`` grows.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+from twisted_netapps.http.body import CHUNKED, LENGTH, NONE, ChunkedDecoder, request_framing
+from twisted_netapps.http.errors import ProtocolError
+from twisted_netapps.http.events import Data, EndOfMessage, MessageError, RequestReceived
+from twisted_netapps.http.fields import connection_options
+from twisted_netapps.http.head import parse_request_head
+
+_END_OF_HEAD = re.compile(rb"\n\r?\n")
+
+
+class State(Enum):
+    HEAD = "awaiting a request head"
+    BODY = "receiving a request body"
+    RESPONDING = "waiting for the response to be sent"
+    TUNNEL = "the connection became a tunnel"
+    FAILED = "broken by a protocol error"
+
+
+def keep_alive(version: bytes, headers) -> bool:
+    options = connection_options(headers) if b"connection" in headers else set()
+    if version == b"1.0":
+        return b"keep-alive" in options and b"close" not in options
+    return b"close" not in options
+
+
+class ServerConnection:
+    def __init__(self, *, max_request_line: int = 8192, max_head: int = 65536, max_fields: int = 100) -> None:
+        self.max_request_line = max_request_line
+        self.max_head = max_head
+        self.max_fields = max_fields
+        self.state = State.HEAD
+        self._buffer = b""
+        self._remaining = 0
+        self._chunked: ChunkedDecoder | None = None
+        self.requests = 0
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    @property
+    def head_started(self) -> bool:
+        """True while part of a request head has arrived (the header deadline runs)."""
+        return self.state is State.HEAD and bool(self._buffer.lstrip(b"\r\n"))
+
+    def receive_data(self, data: bytes) -> list:
+        if self.state is State.FAILED or self.state is State.TUNNEL:
+            return []
+        self._buffer = self._buffer + data if self._buffer else data
+        return self._advance()
+
+    def next_request(self) -> list:
+        """The response was sent: parse what was pipelined behind the request."""
+        if self.state is State.RESPONDING:
+            self.state = State.HEAD
+            return self._advance() if self._buffer else []
+        return []
+
+    def become_tunnel(self) -> bytes:
+        """After a successful CONNECT: stop parsing; return bytes already received."""
+        self.state = State.TUNNEL
+        rest, self._buffer = self._buffer, b""
+        return rest
+
+    def _advance(self) -> list:
+        events: list = []
+        try:
+            while True:
+                if self.state is State.HEAD:
+                    event = self._parse_head()
+                    if event is None:
+                        break
+                    events.append(event)
+                elif self.state is State.BODY:
+                    if not self._parse_body(events):
+                        break
+                else:
+                    break
+        except ProtocolError as e:
+            self.state = State.FAILED
+            self._buffer = b""
+            events.append(MessageError(e.status, e.detail))
+        return events
+
+    def _parse_head(self):
+        buffer = self._buffer
+        if buffer[:1] in (b"\r", b"\n"):
+            # RFC 9112 2.2: ignore empty lines before a request line.
+            buffer = self._buffer = buffer.lstrip(b"\r\n")
+        match = _END_OF_HEAD.search(buffer)
+        if match is None:
+            first_line_end = buffer.find(b"\n")
+            if (first_line_end < 0 and len(buffer) > self.max_request_line) or first_line_end > self.max_request_line:
+                raise ProtocolError(414, "request line too long")
+            if len(buffer) > self.max_head:
+                raise ProtocolError(431, "request head too large")
+            return None
+        end = match.start()
+        if end > self.max_head:
+            raise ProtocolError(431, "request head too large")
+        block = buffer[:end]
+        if block.endswith(b"\r"):
+            block = block[:-1]
+        first_line_end = block.find(b"\n")
+        if (first_line_end if first_line_end >= 0 else len(block)) > self.max_request_line:
+            raise ProtocolError(414, "request line too long")
+        self._buffer = buffer[match.end():]
+        head = parse_request_head(block, max_fields=self.max_fields)
+        hosts = head.headers.get_all(b"host")
+        if len(hosts) > 1 or (head.version == b"1.1" and not hosts):
+            raise ProtocolError(400, "a request needs exactly one Host field")
+        self.requests += 1
+        if head.method == b"CONNECT":
+            self.state = State.RESPONDING
+            return RequestReceived(head, NONE, True)
+        framing = request_framing(head.headers, head.version)
+        alive = keep_alive(head.version, head.headers)
+        if framing.kind == LENGTH:
+            self._remaining = framing.length
+            self.state = State.BODY
+        elif framing.kind == CHUNKED:
+            self._chunked = ChunkedDecoder(400)
+            self.state = State.BODY
+        else:
+            self.state = State.RESPONDING
+        return RequestReceived(head, framing, alive)
+
+    def _parse_body(self, events: list) -> bool:
+        """Consume body bytes; True once the body is complete."""
+        if self._chunked is not None:
+            for chunk in self._chunked.feed(self._buffer):
+                events.append(Data(chunk))
+            if not self._chunked.done:
+                self._buffer = b""
+                return False
+            self._buffer = self._chunked.leftover
+            self._chunked = None
+        else:
+            if not self._buffer:
+                return False
+            take = self._buffer[: self._remaining]
+            self._buffer = self._buffer[len(take):]
+            self._remaining -= len(take)
+            events.append(Data(take))
+            if self._remaining:
+                return False
+        events.append(EndOfMessage())
+        self.state = State.RESPONDING
+        return True
+
+    def receive_eof(self) -> list:
+        """The client half-closed: an unfinished message is an error."""
+        if self.state is State.BODY:
+            self.state = State.FAILED
+            return [MessageError(400, "connection closed in the middle of a request body")]
+        return []
