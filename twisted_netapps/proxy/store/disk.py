@@ -1,0 +1,191 @@
+"""The cache's files under ``<data_dir>/proxy/cache``.
+
+Layout: ``objects/<first two hex digits>/<id>.body`` and ``.meta``, and
+``tmp/<id>.body`` while a response is still arriving.
+
+Durability: a body streams into ``tmp/`` as it arrives (written on the
+reactor thread: page-cache writes, so a large object is never held whole in
+memory). When it is complete, a disk-pool thread fsyncs it, renames it into
+``objects/`` and writes the metadata with temp file, fsync, rename and a
+directory fsync. Only then is the entry "committed": after ``kill -9`` the
+start-up scan finds complete, checked pairs, and removes everything else
+(temp files, bodies without metadata, metadata without body or with a
+checksum or length that does not match).
+
+Every blocking call other than those small page-cache writes runs through
+``run_blocking(f, *args) -> Deferred`` (the daemon's disk pool).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import zlib
+from pathlib import Path
+
+from twisted_netapps.fileio import ensure_private_dir, write_atomically
+from twisted_netapps.proxy.policy.freshness import DEFAULT_HEURISTIC, HeuristicRule
+from twisted_netapps.proxy.store.entry import CorruptEntry, Entry
+
+READ_CHUNK = 65536
+
+
+class BodyWriter:
+    """Appends a body to its temp file and keeps its length and CRC-32."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.length = 0
+        self.crc = 0
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+        self.length += len(data)
+        self.crc = zlib.crc32(data, self.crc)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def abort(self) -> None:
+        """Give the body up: close and delete (small calls, fine on any thread)."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+class DiskStore:
+    def __init__(self, root: Path, run_blocking, heuristic: HeuristicRule = DEFAULT_HEURISTIC) -> None:
+        self.root = ensure_private_dir(root)
+        self.objects = ensure_private_dir(root / "objects")
+        self.tmp = ensure_private_dir(root / "tmp")
+        self.run_blocking = run_blocking
+        self.heuristic = heuristic
+
+    @staticmethod
+    def new_id() -> str:
+        return secrets.token_hex(16)
+
+    def _final(self, entry_id: str, suffix: str) -> Path:
+        return self.objects / entry_id[:2] / f"{entry_id}{suffix}"
+
+    def temp_body(self, entry_id: str) -> Path:
+        return self.tmp / f"{entry_id}.body"
+
+    def open_writer(self, entry_id: str) -> BodyWriter:
+        return BodyWriter(self.temp_body(entry_id))
+
+    # -- blocking work, run in the disk pool ------------------------------
+
+    def _commit(self, entry_id: str, fd: int, meta: bytes) -> None:
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        directory = ensure_private_dir(self.objects / entry_id[:2])
+        os.replace(self.temp_body(entry_id), directory / f"{entry_id}.body")
+        write_atomically(directory / f"{entry_id}.meta", meta)  # fsyncs the directory too
+
+    def commit(self, entry: Entry, writer: BodyWriter):
+        """Make a complete entry durable; the Deferred fires when it is."""
+        fd, writer.fd = writer.fd, None
+        return self.run_blocking(self._commit, entry.id, fd, entry.to_meta())
+
+    def write_meta(self, entry: Entry):
+        """Rewrite a committed entry's metadata (after a 304 or HEAD update)."""
+        path = self._final(entry.id, ".meta")
+        return self.run_blocking(write_atomically, path, entry.to_meta())
+
+    def _remove(self, entry_id: str) -> None:
+        for path in (self._final(entry_id, ".meta"), self._final(entry_id, ".body"), self.temp_body(entry_id)):
+            path.unlink(missing_ok=True)
+
+    def remove(self, entry_id: str):
+        return self.run_blocking(self._remove, entry_id)
+
+    def _body_paths(self, entry: Entry) -> tuple[Path, Path]:
+        # The rename from tmp/ may happen between our lookup and the open.
+        final, temp = self._final(entry.id, ".body"), self.temp_body(entry.id)
+        return (final, temp) if entry.committed else (temp, final)
+
+    def _open(self, entry: Entry):
+        for path in self._body_paths(entry):
+            try:
+                return open(path, "rb")
+            except FileNotFoundError:
+                continue
+        raise CorruptEntry(f"{entry.id}: body file missing")
+
+    def _read_body(self, entry: Entry) -> bytes:
+        with self._open(entry) as f:
+            data = f.read(entry.body_length + 1)
+        if len(data) != entry.body_length or zlib.crc32(data) != entry.body_crc:
+            raise CorruptEntry(f"{entry.id}: body does not match its length or checksum")
+        return data
+
+    def read_body(self, entry: Entry):
+        """The whole body, checked (Deferred; errback CorruptEntry)."""
+        return self.run_blocking(self._read_body, entry)
+
+    def _verify(self, entry: Entry) -> None:
+        crc, length = 0, 0
+        with self._open(entry) as f:
+            while chunk := f.read(READ_CHUNK):
+                crc = zlib.crc32(chunk, crc)
+                length += len(chunk)
+        if length != entry.body_length or crc != entry.body_crc:
+            raise CorruptEntry(f"{entry.id}: body does not match its length or checksum")
+
+    def verify(self, entry: Entry):
+        """Check a large body against its checksum without holding it in memory."""
+        return self.run_blocking(self._verify, entry)
+
+    def _read_range(self, entry: Entry, offset: int, size: int) -> bytes:
+        with self._open(entry) as f:
+            f.seek(offset)
+            data = f.read(size)
+        if len(data) != min(size, entry.body_length - offset):
+            raise CorruptEntry(f"{entry.id}: body shorter than recorded")
+        return data
+
+    def read_range(self, entry: Entry, offset: int, size: int):
+        return self.run_blocking(self._read_range, entry, offset, size)
+
+    def _scan(self) -> tuple[list[Entry], int]:
+        """Load every committed entry; delete leftovers and corrupt pairs."""
+        for leftover in self.tmp.iterdir():
+            leftover.unlink(missing_ok=True)
+        entries: list[tuple[float, Entry]] = []
+        removed = 0
+        for directory in self.objects.iterdir():
+            if not directory.is_dir():
+                continue
+            names = {p.name for p in directory.iterdir()}
+            for name in names:
+                entry_id, _dot, suffix = name.partition(".")
+                if suffix == "body" and f"{entry_id}.meta" in names:
+                    continue
+                if suffix != "meta" or f"{entry_id}.body" not in names:
+                    (directory / name).unlink(missing_ok=True)
+                    removed += 1
+                    continue
+                meta_path, body_path = directory / name, directory / f"{entry_id}.body"
+                try:
+                    entry = Entry.from_meta(entry_id, meta_path.read_bytes(), self.heuristic)
+                    stat = body_path.stat()
+                    if stat.st_size != entry.body_length:
+                        raise CorruptEntry(f"{entry_id}: body length differs from its metadata")
+                except (CorruptEntry, OSError):
+                    self._remove(entry_id)
+                    removed += 1
+                    continue
+                entries.append((stat.st_mtime, entry))
+        entries.sort(key=lambda pair: pair[0])  # oldest first: the LRU order we rebuild
+        return [entry for _mtime, entry in entries], removed
+
+    def scan(self):
+        """Deferred (entries oldest first, number of files removed)."""
+        return self.run_blocking(self._scan)
