@@ -38,7 +38,7 @@ def serve_entry(exchange, entry: Entry, x_cache: bytes) -> None:
     now = engine.now()
     age = entry.freshness.age(now)
     mode = exchange.connection_mode()
-    names = headers.names() if len(headers) > 1 else ()
+    names = headers.names() if len(headers) > 1 else frozenset()
     if entry.status == 200 and CLIENT_VALIDATORS & names and client_not_modified(headers, entry.headers, entry.date):
         exchange.response_status = 304
         exchange.send_head(responses.not_modified_head(entry, age, engine.via, mode, x_cache))
