@@ -38,11 +38,11 @@ def requested_range(request_headers: Headers, stored_headers: Headers, length: i
             return UNSATISFIABLE
         return (max(0, length - suffix), length - 1) if length else UNSATISFIABLE
     first = int(first_text)
-    last = int(last_text) if last_text else length - 1
-    if last < first:
+    if last_text and int(last_text) < first:
         return None  # invalid range-spec: ignore Range
     if first >= length:
         return UNSATISFIABLE
+    last = int(last_text) if last_text else length - 1
     return first, min(last, length - 1)
 
 
