@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -100,6 +101,7 @@ def start_daemon(
     twistd_args=(),
     env: dict | None = None,
     timeout: float = 30.0,
+    rlimit_nofile: tuple[int, int] | None = None,
 ) -> Daemon:
     """Start the daemon and return once every listener is bound.
 
@@ -116,6 +118,7 @@ def start_daemon(
         proc = subprocess.Popen(
             cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, rlimit_nofile)) if rlimit_nofile else None,
         )
     daemon = Daemon(proc, data_dir, log_path)
 

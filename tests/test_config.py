@@ -142,6 +142,7 @@ def test_reference_config_and_readme_name_every_settings_key():
 
     from twisted_netapps import registry
     from twisted_netapps.config import DaemonSettings, default_config_text
+    from twisted_netapps.connections import StreamSettings
     from twisted_netapps.settings import field_docs
 
     toml_text = default_config_text()
@@ -149,15 +150,23 @@ def test_reference_config_and_readme_name_every_settings_key():
     reference = readme[readme.index("Configuration reference"):]
     sections = {"netapps": DaemonSettings}
     sections.update({name: registry.service_module(name).Settings for name in registry.SERVICES})
+    # The keys every TCP service inherits from the frame are documented once, in their own paragraph.
+    shared = {key for key, _default, _doc in field_docs(StreamSettings)}
+    shared_block = reference[reference.index("Every service with TCP listeners"):].split("\n``[", 1)[0]
+    for key in shared:
+        assert key in toml_text, f"{key} missing from etc/netapps.toml"
+        assert f"``{key}``" in shared_block, f"{key} missing from README's paragraph on TCP listeners"
     for section, settings_class in sections.items():
         assert f"[{section}]" in toml_text, section
         heading = f"\n``[{section}]``\n"
         assert heading in reference, section
         block = reference[reference.index(heading) + 1:].split("\n``[", 1)[0]
         for key, _default, doc in field_docs(settings_class):
+            assert doc, f"{section}.{key} has no doc string"
+            if key in shared and issubclass(settings_class, StreamSettings):
+                continue
             assert key in toml_text, f"{section}.{key} missing from etc/netapps.toml"
             assert f"``{key}``" in block, f"{section}.{key} missing from README's configuration reference"
-            assert doc, f"{section}.{key} has no doc string"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,9 @@
 Every login in the daemon goes through a :class:`~twisted.cred.portal.Portal`
 built by :func:`make_portal`: the service supplies its realm, this module
 supplies the one username/password checker. scrypt is deliberately slow, so
-the check runs in the reactor's thread pool, never on the reactor thread.
+the check runs in a thread pool (the daemon's ``cpu`` pool, see
+:mod:`twisted_netapps.pools`), never on the reactor thread. Services log users
+in through :class:`twisted_netapps.logins.LoginGuard`, which throttles guessing.
 """
 
 from __future__ import annotations
@@ -35,20 +37,20 @@ class AccountChecker:
 
     credentialInterfaces = (credentials.IUsernamePassword,)
 
-    def __init__(self, store: AccountStore, reactor=None) -> None:
+    def __init__(self, store: AccountStore, reactor=None, run=None) -> None:
         self.store = store
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
+        if run is None:
+            if reactor is None:
+                from twisted.internet import reactor as default_reactor
 
-            reactor = default_reactor
-        self._reactor = reactor
+                reactor = default_reactor
+            run = lambda f, *args: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)  # noqa: E731
+        self._run = run
 
     def requestAvatarId(self, creds):
         name = _text(creds.username)
         password = _text(creds.password)
-        d = threads.deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), self.store.check, name, password
-        )
+        d = self._run(self.store.check, name, password)
 
         def decided(ok: bool):
             if ok:
@@ -59,5 +61,6 @@ class AccountChecker:
         return d.addCallback(decided)
 
 
-def make_portal(realm: IRealm, store: AccountStore, reactor=None) -> Portal:
-    return Portal(realm, [AccountChecker(store, reactor)])
+def make_portal(realm: IRealm, store: AccountStore, reactor=None, *, run=None) -> Portal:
+    """A portal for *realm* over *store*; *run* (``context.pools.cpu``) runs the password checks."""
+    return Portal(realm, [AccountChecker(store, reactor, run)])

@@ -32,6 +32,29 @@ class DaemonSettings:
         ["all"], "services started when --services is not given ('all' = every known one)"
     )
     data_dir: str = setting("./netapps-data", "where mailboxes, queues, caches and accounts live")
+    # The login guard (twisted_netapps.logins), shared by every service that logs users in.
+    login_failures_per_address: int = setting(
+        10, "failed logins an address may have (all services together) before it is refused for a while",
+        minimum=1,
+    )
+    login_block_seconds: float = setting(
+        60.0, "how long an address over its failure budget is refused; doubles for each block in a row",
+        positive=True,
+    )
+    login_quiet_seconds: float = setting(
+        900.0, "an address's or account's failed logins are forgotten after this long without one",
+        positive=True,
+    )
+    login_max_delay: float = setting(
+        30.0, "longest delay before a failed login is answered (the delay doubles per recent failure)",
+        minimum=0,
+    )
+    # Thread pools for blocking work (twisted_netapps.pools): one per kind, so none starves another.
+    disk_threads: int = setting(4, "threads for blocking disk work (fsync'd writes, scans)", minimum=1, maximum=64)
+    cpu_threads: int = setting(2, "threads for CPU-bound work (password hashing)", minimum=1, maximum=64)
+    fd_reserve: int = setting(
+        256, "file descriptors kept back from accepting connections (upstream sockets, files, logs)", minimum=16,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any, Callable
 from twisted.application import service
 
 from twisted_netapps.accounts import AccountStore
+from twisted_netapps.connections import DescriptorBudget, LimitedFactory, StreamSettings
 from twisted_netapps.errors import ConfigError
 from twisted_netapps.fileio import ensure_private_dir
 from twisted_netapps.listeners import (
@@ -19,6 +20,9 @@ from twisted_netapps.listeners import (
     parse_datagram,
     parse_stream,
 )
+from twisted_netapps.logins import LoginGuard
+from twisted_netapps.observe import NULL_RECENT, Views
+from twisted_netapps.pools import Pools
 from twisted_netapps.stats import ServiceStats
 
 
@@ -38,6 +42,14 @@ class ServiceContext:
     stats: ServiceStats
     accounts: AccountStore
     config: Any
+    logins: LoginGuard
+    pools: Pools
+    descriptors: DescriptorBudget = field(default_factory=DescriptorBudget)
+    #: recent events and on-demand views for the status page (see twisted_netapps.observe)
+    recent: Any = NULL_RECENT
+    views: Views = field(default_factory=Views)
+    #: the whole daemon as the status service sees it (a DaemonView); None in unit tests
+    daemon: Any = None
     on_bound: Callable[[BoundAddress], None] = field(default=lambda address: None)
 
     def subdir(self, *parts: str) -> Path:
@@ -50,13 +62,18 @@ class ServiceContext:
         datagram_protocol=None,
         endpoints: list[str] | None = None,
         setting: str = "listen",
+        refuse: bytes | None = None,
     ) -> list[service.IService]:
         """Listener services for *endpoints* (default: ``settings.listen``).
 
-        TCP-style endpoints get *stream_factory*, ``udp:`` ones
-        *datagram_protocol*; an endpoint of a kind the service does not
-        speak is a configuration error.
+        TCP-style endpoints get *stream_factory*, wrapped per listener in a
+        :class:`~twisted_netapps.connections.LimitedFactory` (connection
+        limits from the service's :class:`StreamSettings` fields, connection
+        log lines and counters; *refuse* is what a connection over a limit
+        is told before it is closed). ``udp:`` ones get *datagram_protocol*.
+        An endpoint of a kind the service does not speak is a configuration error.
         """
+        limits = self.settings if isinstance(self.settings, StreamSettings) else StreamSettings()
         if endpoints is None:
             endpoints = getattr(self.settings, setting)
         where = f"{self.config.source}: {self.name}.{setting}"
@@ -73,8 +90,12 @@ class ServiceContext:
             else:
                 if stream_factory is None:
                     raise ConfigError(f"{item}: {self.name} speaks only UDP ({description!r})")
-                endpoint = parse_stream(self.reactor, description, item)
-                result.append(StreamListener(self.name, description, endpoint, stream_factory, self.on_bound))
+                endpoint = parse_stream(self.reactor, description, item, backlog=limits.listen_backlog)
+                factory = LimitedFactory(
+                    stream_factory, service=self.name, listener=description, limits=limits,
+                    stats=self.stats, refuse=refuse, descriptors=self.descriptors,
+                )
+                result.append(StreamListener(self.name, description, endpoint, factory, self.on_bound))
         return result
 
     def named_service(self, children: list[service.IService]) -> service.MultiService:

@@ -87,10 +87,18 @@ def parse_datagram(description: str, where: str) -> DatagramSpec:
     return DatagramSpec(port, interface, size)
 
 
-def parse_stream(reactor, description: str, where: str):
-    """A Twisted server endpoint for *description*, or ConfigError."""
+def parse_stream(reactor, description: str, where: str, *, backlog: int | None = None):
+    """A Twisted server endpoint for *description*, or ConfigError.
+
+    *backlog* is added to ``tcp:``/``tcp6:`` endpoints that do not set their own.
+    """
+    text = description
+    if backlog is not None and description.split(":", 1)[0].strip().lower() in ("tcp", "tcp6") \
+            and "backlog=" not in description:
+        # Twisted's default backlog of 50 makes a burst of connects wait for SYN retransmits.
+        text = f"{description}:backlog={backlog}"
     try:
-        return endpoints.serverFromString(reactor, description)
+        return endpoints.serverFromString(reactor, text)
     except (ValueError, TypeError, KeyError, IndexError) as e:
         raise ConfigError(f"{where}: bad endpoint {description!r}: {e}") from None
 

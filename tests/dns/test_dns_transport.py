@@ -239,12 +239,3 @@ def test_tcp_in_flight_limit_pauses_reading():
     assert transport.producerState == "paused"
     slow.callback(None)
     assert transport.producerState == "producing"
-
-
-def test_tcp_connection_limit():
-    stats = ServiceStats("dns")
-    factory = DNSStreamFactory(EchoHandler(), stats, task.Clock(), max_connections=1)
-    first, second = StringTransport(), StringTransport()
-    factory.buildProtocol(None).makeConnection(first)
-    factory.buildProtocol(None).makeConnection(second)
-    assert not first.disconnecting and second.disconnecting

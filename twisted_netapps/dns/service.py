@@ -30,6 +30,7 @@ import dns.rdatatype
 from twisted.logger import Logger
 
 from twisted_netapps.config import DEFAULT_CONFIG_NAME
+from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.dns.responder import DEFAULT_UDP_PAYLOAD, Counters, Responder
 from twisted_netapps.dns.transport import DNSDatagramProtocol, DNSStreamFactory
@@ -68,7 +69,7 @@ class ViewSettings:
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(StreamSettings):
     listen: list[str] = setting(
         ["tcp:5300:interface=127.0.0.1", "udp:5300:interface=127.0.0.1"],
         "listeners serving every zone (TCP endpoint strings and udp:PORT[:interface=ADDR])",
@@ -79,7 +80,6 @@ class Settings:
         DEFAULT_UDP_PAYLOAD, "largest UDP reply with EDNS (clients ask; this caps)", minimum=512, maximum=65535
     )
     idle_timeout: float = setting(30.0, "seconds a TCP connection may stay idle", positive=True)
-    max_tcp_connections: int = setting(1000, "concurrent TCP connections per listener set", minimum=1)
     reload_interval: float = setting(
         2.0, "seconds between zone file change checks (0: only on SIGHUP)", minimum=0
     )
@@ -169,7 +169,7 @@ def build(context: ServiceContext):
                               log_query=_log_query if s.log_queries else None)
         zoneset.add_view(responder, origins)
         factory = DNSStreamFactory(responder, context.stats, context.reactor, s.idle_timeout,
-                                   service=context.name, max_connections=s.max_tcp_connections)
+                                   service=context.name)
         for endpoint in endpoints:
             # A DatagramProtocol belongs to one port: a fresh one per UDP listener.
             datagrams = DNSDatagramProtocol(responder, context.stats, context.name, context.reactor) if is_datagram(endpoint) else None

@@ -202,26 +202,11 @@ class DNSStreamProtocol(protocol.Protocol, TimeoutMixin):
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)  # replies are whole messages: never wait for Nagle
-        self.factory.stats.connection_opened()
-        self.factory.open_connections += 1
-        if self.factory.open_connections > self.factory.max_connections:
-            self.factory.stats.incr("connections_refused")
-            self.factory.log.info("{service}: too many TCP connections, closing one from {peer}",
-                                  service=self.factory.service, peer=_peer_text(self.peer))
-            self.transport.loseConnection()
-            return
         self.setTimeout(self.factory.idle_timeout)
-        self.factory.log.debug("{service}: tcp connection from {peer} opened",
-                               service=self.factory.service, peer=_peer_text(self.peer))
 
     def connectionLost(self, reason=None) -> None:
         self._closed = True
         self.setTimeout(None)
-        self.factory.open_connections -= 1
-        self.factory.stats.connection_closed()
-        self.factory.log.debug("{service}: tcp connection from {peer} closed after {queries} queries",
-                               service=self.factory.service, peer=_peer_text(self.peer),
-                               queries=self.queries)
 
     def timeoutConnection(self) -> None:
         if self._in_flight:  # still working for this client: not idle
@@ -344,7 +329,6 @@ class DNSStreamFactory(protocol.Factory):
         idle_timeout: float = 30.0,
         *,
         service: str = "dns",
-        max_connections: int = 1000,
         max_in_flight: int = 100,
         max_message: int = MAX_TCP_MESSAGE,
     ) -> None:
@@ -353,10 +337,8 @@ class DNSStreamFactory(protocol.Factory):
         self.reactor = reactor
         self.idle_timeout = idle_timeout
         self.service = service
-        self.max_connections = max_connections
         self.max_in_flight = max_in_flight
         self.max_message = max_message
-        self.open_connections = 0
         self.log = Logger(namespace=f"netapps.{service}")
 
     def buildProtocol(self, addr):

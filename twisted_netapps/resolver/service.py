@@ -12,6 +12,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from twisted_netapps.config import DEFAULT_CONFIG_NAME
+from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.dns.transport import DNSDatagramProtocol, DNSStreamFactory
 from twisted_netapps.errors import ConfigError
@@ -40,7 +41,7 @@ def parse_server(text: str, default_port: int = 53) -> tuple[str, int]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(StreamSettings):
     listen: list[str] = setting(
         ["tcp:5301:interface=127.0.0.1", "udp:5301:interface=127.0.0.1"],
         "TCP endpoint strings and udp:PORT[:interface=ADDR] listeners",

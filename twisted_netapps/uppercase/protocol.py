@@ -7,6 +7,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from twisted_netapps.deadlines import Deadline
 from twisted_netapps.stats import ServiceStats
 from twisted_netapps.uppercase.core import DatagramError, LineMachine, LineTooLong, datagram_reply, uppercase
 
@@ -31,9 +32,10 @@ class UppercaseLineProtocol(protocol.Protocol, TimeoutMixin):
 
     def connectionMade(self) -> None:
         self.peer = _peer(self.transport.getPeer())
-        self.factory.stats.connection_opened()
         self.setTimeout(self.factory.idle_timeout)
-        log.info("uppercase: tcp connection from {peer} opened", peer=self.peer)
+        # A line must be complete this long after its first byte: the idle
+        # timer alone lets a client trickle one byte at a time for ever.
+        self.line_deadline = Deadline(self.factory.reactor, self.factory.line_timeout, self._line_expired)
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
@@ -55,7 +57,19 @@ class UppercaseLineProtocol(protocol.Protocol, TimeoutMixin):
             stats.incr("bytes_out", len(reply))
             self.transport.write(reply)  # one write per read: coalesced, no Nagle stalls
         if self.machine.failed:
+            self.line_deadline.cancel()
             self.transport.loseConnection()
+        elif self.machine.pending:
+            self.line_deadline.start()
+        else:
+            self.line_deadline.cancel()
+
+    def _line_expired(self) -> None:
+        self.factory.stats.incr("errors")
+        log.info("uppercase: {peer}: line not complete after {t}s, closing", peer=self.peer,
+                 t=self.factory.line_timeout)
+        self.transport.write(b"ERROR: line timeout\r\n")
+        self.transport.loseConnection()
 
     def readConnectionLost(self) -> None:
         # The client half-closed (e.g. `printf hi | nc -N`): answer the
@@ -79,18 +93,19 @@ class UppercaseLineProtocol(protocol.Protocol, TimeoutMixin):
 
     def connectionLost(self, reason) -> None:
         self.setTimeout(None)
-        self.factory.stats.connection_closed()
-        log.info("uppercase: tcp connection from {peer} closed after {lines} lines", peer=self.peer, lines=self.lines)
+        self.line_deadline.cancel()
 
 
 class UppercaseFactory(protocol.Factory):
-    noisy = False  # we log connections ourselves, one line each
+    noisy = False  # the frame logs connections (twisted_netapps.connections)
 
-    def __init__(self, stats: ServiceStats, reactor, *, max_line: int, idle_timeout: float, log_requests: bool):
+    def __init__(self, stats: ServiceStats, reactor, *, max_line: int, idle_timeout: float, log_requests: bool,
+                 line_timeout: float = 60.0):
         self.stats = stats
         self.reactor = reactor
         self.max_line = max_line
         self.idle_timeout = idle_timeout
+        self.line_timeout = line_timeout
         self.log_requests = log_requests
 
     def buildProtocol(self, addr):

@@ -34,7 +34,6 @@ stalls); Twisted already coalesces the writes of one reactor turn.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from twisted.internet import defer, interfaces, protocol
@@ -42,24 +41,18 @@ from twisted.logger import Logger
 from twisted.mail import imap4
 from zope.interface import implementer
 
+from twisted_netapps.addresses import format_peer, is_loopback
 from twisted_netapps.mail.imap.mailbox import ImapMessage
 from twisted_netapps.mail.imap.mime import MimePart, section
 from twisted_netapps.mail.imap.search import SearchError, compile_search
 from twisted_netapps.mail.imap.structure import body_structure, envelope, serialize
 
+#: What a connection over the frame's limits is told before it is closed.
+TOO_MANY_CONNECTIONS = b"* BYE [UNAVAILABLE] too many connections, try again later\r\n"
+
 log = Logger(namespace="netapps.imap")
 
 _NO_EXPUNGE_DURING = {b"FETCH", b"STORE", b"SEARCH"}
-
-
-def _is_loopback(address) -> bool:
-    host = getattr(address, "host", None)
-    if host is None:
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
 
 
 class SlowFailurePortal:
@@ -138,16 +131,12 @@ class ImapServer(imap4.IMAP4Server):
         except (AttributeError, OSError):
             pass
         peer = self.transport.getPeer()
-        self.peer = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
-        self.loopback = _is_loopback(peer)
-        self.factory.stats.connection_opened()
-        log.info("imap: connection from {peer}", peer=self.peer)
+        self.peer = format_peer(peer)
+        self.loopback = is_loopback(peer)
         super().connectionMade()
 
     def connectionLost(self, reason) -> None:
         self._close_mailbox()
-        self.factory.stats.connection_closed()
-        log.info("imap: connection from {peer} closed", peer=self.peer)
         super().connectionLost(reason)
 
     def lineLengthExceeded(self, line) -> None:

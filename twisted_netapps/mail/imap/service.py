@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 from twisted_netapps.auth import make_portal
+from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.mail.imap.account import ImapRealm
 from twisted_netapps.mail.imap.mailbox import FolderRegistry
-from twisted_netapps.mail.imap.protocol import ImapFactory
+from twisted_netapps.mail.imap.protocol import TOO_MANY_CONNECTIONS, ImapFactory
 from twisted_netapps.mail.store.maildir import MailStore
 from twisted_netapps.mail.pop3.service import PLAINTEXT_POLICIES
 from twisted_netapps.mail.tls import check_cert_key_pair, server_tls_options
@@ -16,7 +17,7 @@ from twisted_netapps.settings import setting
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(StreamSettings):
     listen: list[str] = setting(["tcp:1143:interface=127.0.0.1"], "TCP endpoint strings")
     idle_timeout: float = setting(
         1800.0, "seconds a logged-in session may stay silent (RFC 3501: at least 30 minutes)", positive=True
@@ -48,7 +49,7 @@ def build(context: ServiceContext):
     s: Settings = context.settings
     store = MailStore(context.subdir("mail"))
     registry = FolderRegistry(context.reactor, s.poll_interval)
-    portal = make_portal(ImapRealm(store, registry), context.accounts, context.reactor)
+    portal = make_portal(ImapRealm(store, registry), context.accounts, run=context.pools.cpu)
     tls_options = None
     if s.tls:
         tls_options = server_tls_options(context.data_dir, s.tls_cert, s.tls_key, f"{context.config.source}: {context.name}")
@@ -60,4 +61,4 @@ def build(context: ServiceContext):
         settings=s,
         registry=registry,
     )
-    return context.named_service(context.listeners(factory))
+    return context.named_service(context.listeners(factory, refuse=TOO_MANY_CONNECTIONS))

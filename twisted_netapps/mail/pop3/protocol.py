@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import ipaddress
 import itertools
 import os
 import socket
@@ -25,7 +24,9 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import Interface, implementer
 
+from twisted_netapps.addresses import format_peer, host_of, is_loopback
 from twisted_netapps.fileio import fsync_directory
+from twisted_netapps.logins import LoginGuard, LoginRefused
 from twisted_netapps.mail.pop3 import core
 from twisted_netapps.mail.store.mailbox import MaildirFolder
 from twisted_netapps.mail.store.maildir import MailStore
@@ -36,6 +37,8 @@ log = Logger(namespace="netapps.pop3")
 INLINE_LIMIT = 256 * 1024
 CHUNK = 256 * 1024
 LOCK_FILE = "netapps-pop3.lock"
+#: What a connection over the frame's limits is told before it is closed.
+TOO_MANY_CONNECTIONS = b"-ERR [SYS/TEMP] too many connections, try again later\r\n"
 _timestamp_counter = itertools.count(1)
 
 
@@ -86,16 +89,6 @@ class MailboxLock:
         if self._fd is not None:
             os.close(self._fd)  # closing drops the flock
             self._fd = None
-
-
-def _is_loopback(address) -> bool:
-    host = getattr(address, "host", None)
-    if host is None:  # UNIX socket: local by definition
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
 
 
 def apply_update(folder: MaildirFolder, deleted: list, retrieved: list) -> int:
@@ -168,7 +161,6 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
         self._out: list[bytes] = []
         self._streaming = False
         self._closing = False
-        self._delayed = None
         self.maildrop: Maildrop | None = None
         self.lock: MailboxLock | None = None
         self.tls_active = False
@@ -187,12 +179,11 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
         plain_tcp = all(hasattr(transport, a) for a in ("socket", "dataBuffer", "_tempDataLen", "producer", "TLS"))
         self._raw_socket = transport.socket if plain_tcp and not transport.TLS else None
         peer = self.transport.getPeer()
-        self.peer = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
-        self.loopback = _is_loopback(peer)
-        f.stats.connection_opened()
+        self.peer = format_peer(peer)
+        self.host = host_of(peer)
+        self.loopback = is_loopback(peer)
         self.setTimeout(f.idle_timeout)
         self.session = core.Pop3Session(self._policy())
-        log.info("pop3: connection from {peer}", peer=self.peer)
         self.write(self.session.greeting())
         self.flush()
 
@@ -214,15 +205,11 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
 
     def connectionLost(self, reason) -> None:
         self.setTimeout(None)
-        if self._delayed is not None and self._delayed.active():
-            self._delayed.cancel()
         if self.lock is not None and self.session.state != core.UPDATE:
             # A dropped session deletes nothing (no UPDATE phase). An UPDATE
             # already running keeps the lock until it has finished.
             self.lock.release()
             self.lock = None
-        self.factory.stats.connection_closed()
-        log.info("pop3: connection from {peer} closed", peer=self.peer)
 
     def timeoutConnection(self) -> None:
         log.info("pop3: {peer} idle for {t}s, closing", peer=self.peer, t=self.factory.idle_timeout)
@@ -389,7 +376,8 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
     # ------------------------------------------------------------ login
 
     def login(self, creds, user: str) -> None:
-        d = self.factory.portal.login(creds, None, IPop3Maildrop)
+        f = self.factory
+        d = f.logins.login(f.portal, creds, self.host, user, IPop3Maildrop, failure_delay=f.login_failure_delay)
         d.addCallbacks(self._logged_in, self._login_failed, errbackArgs=(user,))
         d.addErrback(self._login_error, user)
 
@@ -418,13 +406,14 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
         self._resume(self.session.login_accepted(maildrop.user, messages))
 
     def _login_failed(self, failure, user: str) -> None:
+        if failure.check(LoginRefused):
+            self.factory.stats.incr("login_refused")
+            self._resume(self.session.login_rejected(temporary=True))
+            return
         failure.trap(cred_error.UnauthorizedLogin, cred_error.UnhandledCredentials)
         self.factory.stats.incr("login_failures")
         log.info("pop3: {peer}: failed login for {user}", peer=self.peer, user=user)
-        # Slow down guessing: the -ERR comes only after the delay (no sleep: a timer).
-        self._delayed = self.callLater(self.factory.login_failure_delay, self._rejected)
-
-    def _rejected(self) -> None:
+        # (the login guard has already delayed this answer: guessing costs the guesser time)
         self._resume(self.session.login_rejected())
 
     def _login_error(self, failure, user: str) -> None:
@@ -432,7 +421,6 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
         self._resume(self.session.login_rejected(temporary=True))
 
     def _resume(self, events: list) -> None:
-        self._delayed = None
         if not self.transport.connected:
             return
         self.handle(events)
@@ -500,8 +488,10 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
 class Pop3Factory(protocol.Factory):
     noisy = False
 
-    def __init__(self, *, portal, stats, reactor, tls_options, apop_secrets_path, settings, run_blocking=None) -> None:
+    def __init__(self, *, portal, stats, reactor, tls_options, apop_secrets_path, settings, run_blocking=None,
+                 logins=None) -> None:
         self.portal = portal
+        self.logins = logins or LoginGuard(reactor)
         # Blocking storage work (the UPDATE phase's unlinks and fsyncs) runs here: the thread pool.
         self.run_blocking = run_blocking or (
             lambda f, *args: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 from twisted_netapps.auth import make_portal
+from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.mail.store.maildir import MailStore
 from twisted_netapps.mail.pop3.apop import SECRETS_FILE, ApopSecretChecker
-from twisted_netapps.mail.pop3.protocol import Pop3Factory, Pop3Realm
+from twisted_netapps.mail.pop3.protocol import TOO_MANY_CONNECTIONS, Pop3Factory, Pop3Realm
 from twisted_netapps.mail.tls import check_cert_key_pair, server_tls_options
 from twisted_netapps.settings import setting
 
@@ -16,7 +17,7 @@ PLAINTEXT_POLICIES = ("always", "loopback", "tls")
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(StreamSettings):
     listen: list[str] = setting(["tcp:1110:interface=127.0.0.1"], "TCP endpoint strings")
     hostname: str = setting("", "name in the APOP timestamp (default: the host name)")
     idle_timeout: float = setting(
@@ -46,7 +47,7 @@ class Settings:
 def build(context: ServiceContext):
     s: Settings = context.settings
     store = MailStore(context.subdir("mail"))
-    portal = make_portal(Pop3Realm(store), context.accounts, context.reactor)
+    portal = make_portal(Pop3Realm(store), context.accounts, run=context.pools.cpu)
     apop_path = store.root / SECRETS_FILE
     portal.registerChecker(ApopSecretChecker(apop_path))
     tls_options = None
@@ -59,5 +60,7 @@ def build(context: ServiceContext):
         tls_options=tls_options,
         apop_secrets_path=apop_path,
         settings=s,
+        run_blocking=context.pools.disk,
+        logins=context.logins,
     )
-    return context.named_service(context.listeners(factory))
+    return context.named_service(context.listeners(factory, refuse=TOO_MANY_CONNECTIONS))

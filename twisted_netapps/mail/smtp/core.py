@@ -177,6 +177,13 @@ class ServerSession:
             events = [Send(Reply(235, "2.7.0", "Authentication successful").encode())]
         return events + self._process()
 
+    def auth_refused(self) -> list:
+        """The login guard refused this client (too many failed logins from its address)."""
+        assert self.state == WAITING
+        self.state = COMMAND
+        events = [Send(Reply(454, "4.7.0", "Too many failed logins from your address, try again later").encode())]
+        return events + self._count_error() + self._process()
+
     def message_result(self, reply: Reply) -> list:
         """The delivery outcome of the last :class:`MessageReady` (250 only once durable)."""
         assert self.state == WAITING

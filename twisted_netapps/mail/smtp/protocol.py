@@ -17,6 +17,9 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import Interface, implementer
 
+from twisted_netapps.addresses import format_peer, host_of
+from twisted_netapps.logins import LoginRefused
+
 from twisted_netapps.mail.smtp.core import (
     DATA,
     Authenticate,
@@ -54,11 +57,10 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
-        self.peer = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        self.peer = format_peer(peer)
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)
-        self.factory.stats.connection_opened()
         self.session = ServerSession(self.factory.config, self.factory.check_recipient, getattr(peer, "host", ""))
         self.setTimeout(self.factory.command_timeout)
         self._run(self.session.start())
@@ -135,7 +137,10 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
         self._wait()
         creds = credentials.UsernamePassword(event.username.encode("utf-8", "surrogateescape"),
                                              event.password.encode("utf-8", "surrogateescape"))
-        d = self.factory.portal.login(creds, None, ISMTPSubmitter)
+        d = self.factory.logins.login(
+            self.factory.portal, creds, host_of(self.transport.getPeer()), event.username, ISMTPSubmitter,
+            failure_delay=self.factory.auth_failure_delay,
+        )
 
         def ok(result):
             _iface, user, _logout = result
@@ -143,14 +148,16 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
             self._resume(lambda: self.session.auth_result(user))
 
         def bad(failure):
+            if failure.check(LoginRefused):
+                self.factory.stats.incr("auth_refused")
+                self._resume(self.session.auth_refused)
+                return
             failure.trap(cred_error.UnauthorizedLogin, cred_error.UnhandledCredentials)
             self.factory.stats.incr("auth_failures")
             log.info("smtp: {peer}: AUTH {mech} failed for {user!r}", peer=self.peer, mech=event.mechanism,
                      user=event.username)
-            # failed logins are slowed down: guessing costs the guesser time
-            delay = defer.Deferred()
-            self.callLater(self.factory.auth_failure_delay, delay.callback, None)
-            delay.addCallback(lambda _: self._resume(lambda: self.session.auth_result(None)))
+            # (the login guard has already slowed the answer down)
+            self._resume(lambda: self.session.auth_result(None))
 
         d.addCallbacks(ok, bad)
         d.addErrback(lambda f: log.failure("smtp: {peer}: AUTH failed", f, peer=self.peer))
@@ -165,7 +172,6 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
     def connectionLost(self, reason) -> None:
         self._lost = True
         self.setTimeout(None)
-        self.factory.stats.connection_closed()
         if self.session is not None and self.session.messages > 1:
             log.info("smtp: {peer}: closed after {n} messages", peer=self.peer, n=self.session.messages)
 
@@ -186,9 +192,9 @@ class SMTPFactory(protocol.Factory):
         command_timeout: float,
         data_timeout: float,
         auth_failure_delay: float,
-        max_connections: int = 1000,
+        logins,
     ) -> None:
-        self.max_connections = max_connections
+        self.logins = logins
         self.config = config
         self.check_recipient = check_recipient
         self.deliverer = deliverer
@@ -201,17 +207,8 @@ class SMTPFactory(protocol.Factory):
         self.auth_failure_delay = auth_failure_delay
 
     def buildProtocol(self, addr):
-        if self.stats["active_connections"] >= self.max_connections:
-            self.stats.incr("refused_connections")
-            log.warn("smtp: {n} connections open, refusing {peer}", n=self.max_connections,
-                     peer=getattr(addr, "host", addr))
-            return _TooBusy()
         return SMTPServerProtocol(self)
 
 
-class _TooBusy(protocol.Protocol):
-    """Over the connection limit: say so (RFC 5321 3.8) and hang up."""
-
-    def connectionMade(self) -> None:
-        self.transport.write(b"421 4.3.2 Too many connections, try again later\r\n")
-        self.transport.loseConnection()
+#: What a connection over the frame's limits is told (RFC 5321 3.8) before it is closed.
+TOO_MANY_CONNECTIONS = b"421 4.3.2 Too many connections, try again later\r\n"

@@ -23,6 +23,7 @@ from twisted_netapps.mail.smtp.bounce import FailedRecipient, build_dsn
 from twisted_netapps.mail.smtp.mx import MXLookupError
 from twisted_netapps.mail.store.queue import QueueEntry, QueueStore, Recipient, retry_delay
 from twisted_netapps.mail.smtp.relay_client import ProtocolProblem, relay_message
+from twisted_netapps.periodic import PeriodicTask
 from twisted_netapps.mail.smtp.syntax import SyntaxProblem, parse_mailbox
 
 log = Logger(namespace="netapps.smtp")
@@ -73,8 +74,10 @@ class QueueRunner(service.Service):
         self.tls_options = None  # built on first use: opportunistic STARTTLS, no certificate checks
         self.run_blocking = run_blocking or self._in_thread
         self.in_flight: dict[str, defer.Deferred] = {}
-        self._loop: task.LoopingCall | None = None
-        self._flush_watch: task.LoopingCall | None = None
+        # PeriodicTasks: a failed run is one log line, and the schedule goes on
+        self._loop = PeriodicTask("smtp: queue run", settings.interval, self.tick, reactor, now=True)
+        # `netapps mail flush` should not wait for a whole queue_interval
+        self._flush_watch = PeriodicTask("smtp: flush request check", FLUSH_CHECK_INTERVAL, self._check_flush, reactor)
         self._scanning = False
         self._rescan = False
         self._saturated = False
@@ -83,21 +86,14 @@ class QueueRunner(service.Service):
 
     def startService(self) -> None:
         service.Service.startService(self)
-        self._loop = task.LoopingCall(self.tick)
-        self._loop.clock = self.reactor
-        self._loop.start(self.settings.interval, now=True).addErrback(
-            lambda f: log.failure("smtp: queue runner stopped", f)
-        )
-        # `netapps mail flush` should not wait for a whole queue_interval
-        self._flush_watch = task.LoopingCall(self._check_flush)
-        self._flush_watch.clock = self.reactor
-        self._flush_watch.start(FLUSH_CHECK_INTERVAL, now=False)
+        self._loop.startService()
+        self._flush_watch.startService()
 
     def stopService(self):
         service.Service.stopService(self)
         for loop in (self._loop, self._flush_watch):
-            if loop is not None and loop.running:
-                loop.stop()
+            if loop.running:
+                loop.stopService()
         # Do not wait for slow remote hosts at shutdown: an interrupted attempt
         # leaves its entry as it was, and the next start tries again.
         for attempt in list(self.in_flight.values()):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import socket
 
-from twisted.application.internet import TimerService
 from twisted.internet import threads
 
 from twisted_netapps.auth import make_portal
+from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.errors import ConfigError
 from twisted_netapps.mail.store.commit import GroupCommitter
@@ -19,9 +19,10 @@ from twisted_netapps.mail.smtp.policy import MailPolicy
 from twisted_netapps.mail.store.queue import QueueStore
 from twisted_netapps.mail.smtp.queue_runner import QueueRunner, RunnerSettings
 from twisted_netapps.mail.smtp.core import SessionConfig
-from twisted_netapps.mail.smtp.protocol import SMTPFactory, SubmitterRealm
+from twisted_netapps.mail.smtp.protocol import TOO_MANY_CONNECTIONS, SMTPFactory, SubmitterRealm
 from twisted_netapps.mail.smtp.syntax import valid_domain
 from twisted_netapps.mail.tls import check_cert_key_pair, server_tls_options
+from twisted_netapps.periodic import PeriodicTask
 from twisted_netapps.settings import setting
 
 QUEUE_DIR = "smtp-queue"
@@ -30,7 +31,7 @@ TMP_SWEEP_INTERVAL = 6 * 3600.0  # seconds; the first sweep runs at start-up
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(StreamSettings):
     listen: list[str] = setting(["tcp:2525:interface=127.0.0.1"], "SMTP (MX) listeners")
     submission_listen: list[str] = setting(
         ["tcp:2587:interface=127.0.0.1"], "submission listeners (RFC 6409: AUTH required before MAIL)"
@@ -55,7 +56,6 @@ class Settings:
     max_hops: int = setting(
         50, "Received: headers beyond which a message is refused as looping (554 5.4.6)", minimum=1
     )
-    max_connections: int = setting(1000, "concurrent SMTP connections (both listeners); more get 421", minimum=1)
     command_timeout: float = setting(300.0, "seconds to wait for a command", positive=True)
     data_timeout: float = setting(600.0, "seconds to wait for more DATA", positive=True)
     auth_failure_delay: float = setting(1.0, "seconds before a failed AUTH is answered", minimum=0)
@@ -92,7 +92,7 @@ def build(context: ServiceContext):
     )
     store = MailStore(context.subdir(MAIL_DIR))
     queue = QueueStore(context.subdir(QUEUE_DIR))
-    committer = GroupCommitter(reactor)
+    committer = GroupCommitter(reactor, run=context.pools.disk)
     deliverer = Deliverer(store, queue, policy, committer, hostname=hostname, clock=reactor)
     resolver = make_resolver(parse_nameserver(s.resolver), s.relay_timeout)
 
@@ -107,10 +107,11 @@ def build(context: ServiceContext):
             timeout=s.relay_timeout, relay_tls=s.relay_tls,
         ),
         reactor, lookup=lookup, send_bounce=deliverer.send_bounce, stats=context.stats,
+        run_blocking=context.pools.disk,
     )
     deliverer.on_queued = runner.kick
     tls_options = server_tls_options(context.data_dir, s.tls_cert, s.tls_key, where)
-    portal = make_portal(SubmitterRealm(), context.accounts, reactor)
+    portal = make_portal(SubmitterRealm(), context.accounts, run=context.pools.cpu)
 
     def factory(submission: bool) -> SMTPFactory:
         config = SessionConfig(
@@ -123,19 +124,16 @@ def build(context: ServiceContext):
             config=config, check_recipient=policy.check_recipient, deliverer=deliverer, portal=portal,
             tls_options=tls_options, stats=context.stats, reactor=reactor, command_timeout=s.command_timeout,
             data_timeout=s.data_timeout, auth_failure_delay=s.auth_failure_delay,
-            max_connections=s.max_connections,
+            logins=context.logins,
         )
 
     # Maildir asks for tmp/ files older than 36 h to be removed (they are
     # deliveries that crashed before their 250); off the reactor thread.
-    sweeper = TimerService(
-        TMP_SWEEP_INTERVAL,
-        lambda: threads.deferToThreadPool(reactor, reactor.getThreadPool(), store.clean_stale_tmp),
-    )
-    sweeper.clock = reactor
+    sweeper = PeriodicTask("smtp: sweep of stale Maildir tmp files", TMP_SWEEP_INTERVAL,
+                           lambda: context.pools.disk(store.clean_stale_tmp), reactor, now=True)
 
-    listeners = context.listeners(factory(False))
-    submission = context.listeners(factory(True), setting="submission_listen")
+    listeners = context.listeners(factory(False), refuse=TOO_MANY_CONNECTIONS)
+    submission = context.listeners(factory(True), setting="submission_listen", refuse=TOO_MANY_CONNECTIONS)
     for listener in submission:  # service names must be unique within the parent
         listener.name = f"{context.name}-submission:{listener.description}"
     listeners += submission

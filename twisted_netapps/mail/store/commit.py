@@ -26,8 +26,10 @@ Job = Callable[[set], Any]  # job(dirs_to_sync) -> result; blocking, runs in a t
 
 
 class GroupCommitter:
-    def __init__(self, reactor, *, max_batch: int = 64, parallel: int = 4) -> None:
+    def __init__(self, reactor, *, max_batch: int = 64, parallel: int = 4, run=None) -> None:
         self.reactor = reactor
+        # run(f, *args) -> Deferred: the daemon's disk pool (twisted_netapps.pools)
+        self._run = run or (lambda f, *args: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args))
         self.max_batch = max_batch
         self.parallel = parallel
         self._pending: list[tuple[Job, defer.Deferred]] = []
@@ -47,9 +49,7 @@ class GroupCommitter:
             self._running += 1
             self.batches += 1
             self.jobs += len(batch)
-            d = threads.deferToThreadPool(
-                self.reactor, self.reactor.getThreadPool(), run_batch, [job for job, _ in batch]
-            )
+            d = self._run(run_batch, [job for job, _ in batch])
             d.addBoth(self._finished, [waiter for _, waiter in batch])
 
     def _finished(self, outcome, waiters: list[defer.Deferred]) -> None:
