@@ -24,6 +24,8 @@ from twisted.internet import interfaces, protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from twisted_netapps.addresses import format_peer
+from twisted_netapps.deadlines import Deadline
 from twisted_netapps.http.events import Data, EndOfMessage, MessageError, RequestReceived
 from twisted_netapps.http.server import ServerConnection, State
 from twisted_netapps.proxy import responses
@@ -38,10 +40,9 @@ class ProxyServerProtocol(protocol.Protocol):
     def __init__(self, factory: "ProxyFactory") -> None:
         self.factory = factory
         self.engine = factory.engine
-        self.limits = factory.engine.limits
+        self.limits = limits = factory.engine.limits
         self.core = ServerConnection(
-            max_request_line=self.limits.max_request_line, max_head=self.limits.max_head,
-            max_fields=self.limits.max_fields,
+            max_request_line=limits.max_request_line, max_head=limits.max_head, max_fields=limits.max_fields,
         )
         self.exchange: Exchange | None = None
         self.closing = False
@@ -49,27 +50,27 @@ class ProxyServerProtocol(protocol.Protocol):
         self.tunnel = None
         self._events: deque = deque()
         self._processing = False
-        self._timer = None
-        self._timer_kind = None
-        self._send_timer = None
         self._reading_paused = False
         self.gone = False
+        clock = factory.engine.reactor
+        self.idle = Deadline(clock, limits.idle_timeout, self._idle_expired)
+        self.header_deadline = Deadline(clock, limits.header_timeout, lambda: self._timed_out("header"))
+        self.body_deadline = Deadline(clock, limits.body_timeout, lambda: self._timed_out("body"))
+        self.send_deadline = Deadline(clock, limits.send_timeout, self._send_stalled)
 
     # -- connection lifetime ----------------------------------------------------
 
     def connectionMade(self) -> None:
         self.factory.connections.add(self)
-        self.engine.stats.connection_opened()
         self.transport.setTcpNoDelay(True)
         self.transport.registerProducer(self, True)
-        self._set_timer("idle")
+        self.idle.restart()
 
     def connectionLost(self, reason) -> None:
         self.gone = True
         self.factory.connections.discard(self)
-        self.engine.stats.connection_closed()
-        self._cancel_timer()
-        self._cancel_send_timer()
+        for deadline in (self.idle, self.header_deadline, self.body_deadline, self.send_deadline):
+            deadline.cancel()
         if self.exchange is not None:
             self.exchange.connection_lost()
             self.exchange = None
@@ -88,10 +89,11 @@ class ProxyServerProtocol(protocol.Protocol):
         self._process(self.core.receive_data(data))
         if self.gone or self.closing:
             return
-        if self.core.state is State.HEAD and self.exchange is None:
-            self._set_timer("header" if self.core.head_started else "idle")
+        if self.core.state is State.HEAD and self.exchange is None and self.core.head_started:
+            self.idle.cancel()
+            self.header_deadline.start()  # counted from the first byte of the head
         elif self.core.state is State.BODY:
-            self._set_timer("body", restart=True)
+            self.body_deadline.restart()
         if self.core.buffered > self.limits.max_pipelined and not self._reading_paused:
             self._reading_paused = True
             self.transport.pauseProducing()
@@ -111,17 +113,17 @@ class ProxyServerProtocol(protocol.Protocol):
                     if self.exchange is not None:
                         self.exchange.request_data(event.data)
                 elif kind is EndOfMessage:
+                    self.body_deadline.cancel()
                     if self.exchange is not None:
                         self.exchange.request_end()
-                    if self._timer_kind == "body":
-                        self._cancel_timer()
                 elif kind is MessageError:
                     self._protocol_error(event)
         finally:
             self._processing = False
 
     def _request(self, event: RequestReceived) -> None:
-        self._cancel_timer()
+        self.idle.cancel()
+        self.header_deadline.cancel()
         self.engine.stats.incr("requests")
         head = event.head
         if head.method == b"CONNECT":
@@ -134,7 +136,7 @@ class ProxyServerProtocol(protocol.Protocol):
             self.close_after_response = True
         self.exchange = Exchange(self, self.engine, head, event.framing, event.keep_alive)
         if event.framing.kind != "none":
-            self._set_timer("body")
+            self.body_deadline.restart()
         self.exchange.start()
 
     def _protocol_error(self, event: MessageError) -> None:
@@ -166,13 +168,13 @@ class ProxyServerProtocol(protocol.Protocol):
             return
         if self.close_after_response or self.closing or not exchange.request_body_done:
             self.closing = True
-            self._cancel_timer()
+            self.body_deadline.cancel()
             self.transport.loseConnection()
             return
         if self._reading_paused:
             self._reading_paused = False
             self.transport.resumeProducing()
-        self._set_timer("header" if self.core.head_started else "idle")
+        (self.header_deadline if self.core.head_started else self.idle).restart()
         self._process(self.core.next_request())
 
     def abort(self) -> None:
@@ -184,54 +186,32 @@ class ProxyServerProtocol(protocol.Protocol):
     def pauseProducing(self) -> None:
         if self.exchange is not None:
             self.exchange.pause_producing()
-        if self._send_timer is None:
-            self._send_timer = self.engine.reactor.callLater(self.limits.send_timeout, self._send_stalled)
+        self.send_deadline.start()
 
     def resumeProducing(self) -> None:
-        self._cancel_send_timer()
+        self.send_deadline.cancel()
         if self.exchange is not None:
             self.exchange.resume_producing()
 
     def stopProducing(self) -> None:
-        self._cancel_send_timer()
+        self.send_deadline.cancel()
 
     def _send_stalled(self) -> None:
-        self._send_timer = None
         log.info("proxy: {peer} stopped reading for {seconds}s, closing", peer=self._peer(),
                  seconds=self.limits.send_timeout)
+        self.engine.stats.incr("timeouts")
         self.abort()
-
-    def _cancel_send_timer(self) -> None:
-        if self._send_timer is not None and self._send_timer.active():
-            self._send_timer.cancel()
-        self._send_timer = None
 
     # -- deadlines ----------------------------------------------------------------------
 
-    def _set_timer(self, kind: str, restart: bool = False) -> None:
-        if self._timer_kind == kind and self._timer is not None and self._timer.active() and not restart:
-            return  # a header deadline runs from the first byte: new bytes do not extend it
-        self._cancel_timer()
-        seconds = {"idle": self.limits.idle_timeout, "header": self.limits.header_timeout,
-                   "body": self.limits.body_timeout}[kind]
-        self._timer_kind = kind
-        self._timer = self.engine.reactor.callLater(seconds, self._timed_out, kind)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        self._timer_kind = None
+    def _idle_expired(self) -> None:
+        self.closing = True
+        self.transport.loseConnection()
 
     def _timed_out(self, kind: str) -> None:
-        self._timer = None
-        self._timer_kind = None
         self.closing = True
-        if kind == "idle":
-            self.transport.loseConnection()
-            return
         self.engine.stats.incr("timeouts")
-        log.info("proxy: {peer}: {kind} timeout, closing", peer=self._peer(), kind=kind)
+        log.info("proxy: {peer}: request {kind} not received in time, closing", peer=self._peer(), kind=kind)
         if self.exchange is None or not self.exchange.started:
             self.write(responses.error_response(
                 408, f"the request {kind} did not arrive in time", self.engine.http_date(self.engine.now()),
@@ -242,8 +222,7 @@ class ProxyServerProtocol(protocol.Protocol):
             self.transport.abortConnection()
 
     def _peer(self) -> str:
-        peer = self.transport.getPeer()
-        return f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        return format_peer(self.transport.getPeer())
 
 
 class _Refused(protocol.Protocol):

@@ -18,10 +18,10 @@ import socket
 from urllib.parse import urlsplit
 
 from twisted.application import service
-from twisted.internet import threads
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 
+from twisted_netapps.addresses import parse_host_port
+from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.errors import ConfigError
 from twisted_netapps.http.errors import ProtocolError
@@ -60,8 +60,19 @@ COUNTERS: dict[str, str] = {
 }
 
 
+TOO_MANY_CONNECTIONS = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
+    b"Connection: close\r\n\r\ntoo many connections\n"
+)
+
+
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(StreamSettings):
+    # A browser opens a few dozen connections to its proxy: more than the
+    # frame's default per-address cap.
+    max_connections_per_address: int = setting(
+        64, "concurrent connections from one client address per listener", minimum=1
+    )
     listen: list[str] = setting(["tcp:3128:interface=127.0.0.1"], "TCP endpoint strings")
     mode: str = setting("forward", "forward (clients ask for http://host/... URIs) or reverse (one origin)",
                         choices=("forward", "reverse"))
@@ -116,10 +127,10 @@ def reverse_origin(url: str, where: str) -> Target:
 
 
 def parse_dns_server(text: str, where: str) -> tuple[str, int]:
-    host, _colon, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"{where}: expected system, resolver or ADDR:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
+    try:
+        return parse_host_port(text, 53)
+    except ValueError as e:
+        raise ConfigError(f"{where}: expected system, resolver or ADDR[:PORT]: {e}") from None
 
 
 def resolver_address(context: ServiceContext) -> tuple[str, int]:
@@ -138,16 +149,14 @@ def default_pseudonym(context: ServiceContext) -> bytes:
 
 
 class ProxyService(service.MultiService):
-    """Starts the disk pool and loads the store's index; closes connections at stop."""
+    """Loads the store's index at start; closes connections at stop."""
 
-    def __init__(self, engine: Engine, factory: ProxyFactory, threadpool: ThreadPool) -> None:
+    def __init__(self, engine: Engine, factory: ProxyFactory) -> None:
         super().__init__()
         self.engine = engine
         self.factory = factory
-        self.threadpool = threadpool
 
     def startService(self) -> None:
-        self.threadpool.start()
         super().startService()
         d = self.engine.cache.load()
 
@@ -162,27 +171,14 @@ class ProxyService(service.MultiService):
         d = super().stopService()
         self.factory.close_all()
         self.engine.pool.close_all()
-
-        def stop_pool(result):
-            self.threadpool.stop()  # waits for commits in progress
-            return result
-
-        d.addBoth(stop_pool)
         return d
 
 
 def build(context: ServiceContext):
     s: Settings = context.settings
     reactor = context.reactor
-    # The daemon's shared disk pool (twisted_netapps.pools) is not on main yet:
-    # a small private pool meanwhile, for fsync, renames, reads and the scan.
-    threadpool = ThreadPool(minthreads=0, maxthreads=4, name="netapps-proxy-disk")
-
-    def run_blocking(f, *args):
-        return threads.deferToThreadPool(reactor, threadpool, f, *args)
-
     heuristic = HeuristicRule(s.heuristic_fraction, s.heuristic_max)
-    disk = DiskStore(context.subdir("proxy", "cache"), run_blocking, heuristic)
+    disk = DiskStore(context.subdir("proxy", "cache"), context.pools.disk, heuristic)
     cache = Cache(disk, MemoryBodies(s.memory_cache_size, s.memory_object_size), s.cache_size, s.max_object_size)
     if s.dns == "system":
         dns_server = None
@@ -211,8 +207,8 @@ def build(context: ServiceContext):
         else:
             context.stats.incr(name, 0)
     factory = ProxyFactory(engine, s.allow)
-    parent = ProxyService(engine, factory, threadpool)
+    parent = ProxyService(engine, factory)
     parent.setName(context.name)
-    for child in context.listeners(factory):
+    for child in context.listeners(factory, refuse=TOO_MANY_CONNECTIONS):
         child.setServiceParent(parent)
     return parent
