@@ -62,6 +62,9 @@ class DiskStore:
         self.root = ensure_private_dir(root)
         self.objects = ensure_private_dir(root / "objects")
         self.tmp = ensure_private_dir(root / "tmp")
+        # Bodies a previous run left half-written. Listed now, before this run
+        # writes any, so the (asynchronous) scan removes only those.
+        self.leftovers = list(self.tmp.iterdir())
         self.run_blocking = run_blocking
         self.heuristic = heuristic
 
@@ -156,7 +159,7 @@ class DiskStore:
 
     def _scan(self) -> tuple[list[Entry], int]:
         """Load every committed entry; delete leftovers and corrupt pairs."""
-        for leftover in self.tmp.iterdir():
+        for leftover in self.leftovers:
             leftover.unlink(missing_ok=True)
         entries: list[tuple[float, Entry]] = []
         removed = 0
