@@ -191,13 +191,16 @@ def parse_directives(values: Iterable[bytes]) -> list[tuple[bytes, bytes | None 
     Returns (lowercase name, value) in order; value is None without ``=``,
     the token or unquoted string otherwise, or :data:`INVALID` when the member
     does not follow the grammar (whitespace around ``=``, stray quotes...).
-    A member whose name is not a token is returned with an empty name.
+    A member whose name is a token only once whitespace is stripped
+    (``max-age =5``) keeps that name with :data:`INVALID`; other broken
+    names come back empty.
     """
     result: list[tuple[bytes, bytes | None | Invalid]] = []
     for member in split_lists(values):
         name, eq, raw = member.partition(b"=")
         if not is_token(name):
-            result.append((b"", INVALID))
+            stripped = name.strip(_OWS)
+            result.append((stripped.lower() if is_token(stripped) else b"", INVALID))
             continue
         name = name.lower()
         if not eq:

@@ -52,6 +52,7 @@ class ServerConnection:
         self._buffer = b""
         self._remaining = 0
         self._chunked: ChunkedDecoder | None = None
+        self._pending_end = False
         self.requests = 0
 
     @property
@@ -91,6 +92,9 @@ class ServerConnection:
                     if event is None:
                         break
                     events.append(event)
+                    if self._pending_end:  # no body: the message ends with its head
+                        self._pending_end = False
+                        events.append(EndOfMessage())
                 elif self.state is State.BODY:
                     if not self._parse_body(events):
                         break
@@ -143,6 +147,7 @@ class ServerConnection:
             self.state = State.BODY
         else:
             self.state = State.RESPONDING
+            self._pending_end = True
         return RequestReceived(head, framing, alive)
 
     def _parse_body(self, events: list) -> bool:
