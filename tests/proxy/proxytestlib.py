@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from netapps_daemon import Daemon, start_daemon
 from proxy_origin import TestOrigin
 
@@ -91,3 +93,26 @@ def start_proxy(data_dir: Path, origin: TestOrigin, mode: str, sets=()) -> Proxy
     ]
     daemon = start_daemon(["proxy"], data_dir, listen={"proxy": ["tcp:0:interface=127.0.0.1"]}, sets=settings)
     return ProxyUnderTest(daemon, origin, mode)
+
+
+@pytest.fixture(scope="module")
+def origin():
+    """The module's scriptable test origin (import this fixture into the test module)."""
+    with TestOrigin() as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=["forward", "reverse"])
+def proxy(request, origin, tmp_path_factory):
+    """The daemon in forward and in reverse mode, in front of the module's test origin."""
+    under_test = start_proxy(tmp_path_factory.mktemp(f"proxy-{request.param}"), origin, request.param)
+    yield under_test
+    under_test.daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def forward_proxy(origin, tmp_path_factory):
+    """The daemon in forward mode only (browsers, CONNECT)."""
+    under_test = start_proxy(tmp_path_factory.mktemp("proxy-forward-only"), origin, "forward")
+    yield under_test
+    under_test.daemon.stop()

@@ -8,12 +8,17 @@ ranges, stale-while-revalidate, Via and loops, write-through methods.
 from __future__ import annotations
 
 import concurrent.futures
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from netapps_daemon import wait_for
-from proxy_origin import Reply, http_date
+sys.path.insert(0, str(Path(__file__).parent))
+
+from netapps_daemon import wait_for  # noqa: E402
+from proxy_origin import Reply, http_date  # noqa: E402
+from proxytestlib import origin, proxy  # noqa: E402,F401 (fixtures)
 
 FRESH = [("Expires", http_date(100000)), ("Cache-Control", "max-age=100000"),
          ("Last-Modified", http_date(-100000)), ("Date", http_date())]

@@ -7,13 +7,17 @@ against slowloris, allowed ports, CONNECT, client networks, bad origins.
 from __future__ import annotations
 
 import socket
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from netapps_daemon import free_port
-from proxy_origin import Reply, TestOrigin
-from proxytestlib import start_proxy
+sys.path.insert(0, str(Path(__file__).parent))
+
+from netapps_daemon import free_port  # noqa: E402
+from proxy_origin import Reply, TestOrigin  # noqa: E402
+from proxytestlib import origin, proxy, start_proxy  # noqa: E402,F401 (fixtures)
 
 
 @pytest.fixture(scope="module")

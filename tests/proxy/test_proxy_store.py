@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import signal
+import sys
 from pathlib import Path
 
 import pytest
 
-from netapps_daemon import wait_for
-from proxy_origin import Reply
-from proxytestlib import start_proxy
+sys.path.insert(0, str(Path(__file__).parent))
+
+from netapps_daemon import wait_for  # noqa: E402
+from proxy_origin import Reply  # noqa: E402
+from proxytestlib import origin, start_proxy  # noqa: E402,F401 (fixtures)
 
 
 def committed(data_dir: Path) -> list[Path]:

@@ -7,9 +7,15 @@ clients' own If-None-Match / If-Modified-Since are answered from the store.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from proxy_origin import Reply, http_date
+sys.path.insert(0, str(Path(__file__).parent))
+
+from proxy_origin import Reply, http_date  # noqa: E402
+from proxytestlib import origin, proxy  # noqa: E402,F401 (fixtures)
 
 FRESH = [("Expires", http_date(100000)), ("Date", http_date())]
 
