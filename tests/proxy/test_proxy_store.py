@@ -16,7 +16,10 @@ from proxytestlib import origin, start_proxy  # noqa: E402,F401 (fixtures)
 
 
 def committed(data_dir: Path) -> list[Path]:
-    return sorted((data_dir / "proxy" / "cache" / "objects").glob("*/*.meta"))
+    """Files holding durable entries: a large one's metadata, or non-empty segments (small ones)."""
+    cache = data_dir / "proxy" / "cache"
+    return sorted(cache.glob("objects/*/*.meta")) + [p for p in sorted(cache.glob("segments/*.seg"))
+                                                      if p.stat().st_size]
 
 
 @pytest.fixture
@@ -62,8 +65,35 @@ def test_kill_9_leaves_nothing_half_written(restartable, tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "meta"])
-def test_corrupt_entries_are_misses_and_removed(restartable, tmp_path, damage):
+def test_corrupt_small_entries_are_misses_and_removed(restartable, tmp_path, damage):
     proxy = restartable()
+    path = proxy.new_path()
+    body = b"0123456789" * 10
+    proxy.origin.script(path, Reply(200, [("Cache-Control", "max-age=3600")], body))
+    proxy.get(path)
+    segment = wait_for(lambda: committed(tmp_path / "data"), what="entry committed")[0]
+    proxy.daemon.stop()
+    data = bytearray(segment.read_bytes())
+    if damage == "flip":
+        data[data.find(body) + 5] ^= 0xFF
+    elif damage == "truncate":
+        del data[data.find(body) + 50:]
+    else:
+        at = data.find(b'"status":200')
+        data[at:at + 12] = b'"status":201'
+    segment.write_bytes(bytes(data))
+    proxy = restartable()
+    answer = proxy.get(path)
+    assert (answer.x_cache, answer.body) == ("MISS", body)
+    assert proxy.origin.count(path) == 2
+    assert "1 damaged files removed" in proxy.daemon.log
+    wait_for(lambda: not segment.exists(), what="the damaged segment removed")
+    assert proxy.get(path).x_cache == "HIT"  # stored anew
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "meta"])
+def test_corrupt_large_entries_are_misses_and_removed(restartable, tmp_path, damage):
+    proxy = restartable(sets=["proxy.memory_object_size=50"])  # 100 bytes is "large" here: files of its own
     path = proxy.new_path()
     proxy.origin.script(path, Reply(200, [("Cache-Control", "max-age=3600")], b"0123456789" * 10))
     proxy.get(path)
@@ -78,7 +108,7 @@ def test_corrupt_entries_are_misses_and_removed(restartable, tmp_path, damage):
         body.write_bytes(body.read_bytes()[:50])
     else:
         meta.write_bytes(meta.read_bytes().replace(b'"status":200', b'"status":201'))
-    proxy = restartable()
+    proxy = restartable(sets=["proxy.memory_object_size=50"])
     answer = proxy.get(path)
     assert (answer.x_cache, answer.body) == ("MISS", b"0123456789" * 10)
     assert proxy.origin.count(path) == 2

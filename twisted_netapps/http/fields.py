@@ -74,11 +74,20 @@ class Headers:
         return f"Headers({[(n, v) for _l, n, v in self._fields]!r})"
 
     def __contains__(self, lower_name: bytes) -> bool:
-        return any(lower == lower_name for lower, _n, _v in self._fields)
+        for field in self._fields:
+            if field[0] == lower_name:
+                return True
+        return False
+
+    def has_any(self, lower_names: frozenset[bytes]) -> bool:
+        for field in self._fields:
+            if field[0] in lower_names:
+                return True
+        return False
 
     def names(self) -> set[bytes]:
         """The lowercase names present."""
-        return {lower for lower, _n, _v in self._fields}
+        return {field[0] for field in self._fields}
 
     def get_all(self, lower_name: bytes) -> list[bytes]:
         return [value for lower, _n, value in self._fields if lower == lower_name]

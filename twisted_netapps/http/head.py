@@ -24,6 +24,10 @@ _REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP
 _STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([^\r\n]*))?")
 _VERSION_LIKE = re.compile(rb"[^ ]+ [^ ]+ HTTP/[0-9]+\.[0-9]+")
 _BAD_VALUE = re.compile(rb"[\x00\r]")
+# One field line in one match: a token name, the colon, the value without
+# surrounding whitespace and without CR or NUL (anything else falls back to
+# the slow path, which says what is wrong).
+_FIELD_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00\r]*?)[ \t]*")
 
 
 @dataclass(slots=True)
@@ -51,7 +55,13 @@ def _parse_fields(lines: list[bytes], *, max_fields: int, fold_ok: bool, status:
     if len(lines) > max_fields:
         raise ProtocolError(431 if status == 400 else status, f"more than {max_fields} header fields")
     triples: list[tuple[bytes, bytes, bytes]] = []
+    fast = _FIELD_LINE.fullmatch
     for line in lines:
+        match = fast(line)
+        if match is not None:
+            name, value = match.groups()
+            triples.append((name.lower(), name, value))
+            continue
         if line[:1] in (b" ", b"\t"):
             if not fold_ok or not triples:
                 raise ProtocolError(status, "obsolete line folding in a header field")

@@ -111,6 +111,9 @@ class ServerConnection:
         if buffer[:1] in (b"\r", b"\n"):
             # RFC 9112 2.2: ignore empty lines before a request line.
             buffer = self._buffer = buffer.lstrip(b"\r\n")
+        end = buffer.find(b"\r\n\r\n")  # the common case, faster than the regex
+        if end >= 0 and b"\n\n" not in buffer[:end] and b"\n\r\n" not in buffer[:end]:
+            return self._head_block(buffer, end, end + 4)
         match = _END_OF_HEAD.search(buffer)
         if match is None:
             first_line_end = buffer.find(b"\n")
@@ -119,16 +122,20 @@ class ServerConnection:
             if len(buffer) > self.max_head:
                 raise ProtocolError(431, "request head too large")
             return None
-        end = match.start()
+        block_end = match.start()
+        if buffer[block_end - 1:block_end] == b"\r":
+            block_end -= 1
+        return self._head_block(buffer, block_end, match.end())
+
+    def _head_block(self, buffer: bytes, end: int, after: int):
+        """Parse the head in ``buffer[:end]``; the next message starts at *after*."""
         if end > self.max_head:
             raise ProtocolError(431, "request head too large")
         block = buffer[:end]
-        if block.endswith(b"\r"):
-            block = block[:-1]
         first_line_end = block.find(b"\n")
         if (first_line_end if first_line_end >= 0 else len(block)) > self.max_request_line:
             raise ProtocolError(414, "request line too long")
-        self._buffer = buffer[match.end():]
+        self._buffer = buffer[after:]
         head = parse_request_head(block, max_fields=self.max_fields)
         hosts = head.headers.get_all(b"host")
         if len(hosts) > 1 or (head.version == b"1.1" and not hosts):

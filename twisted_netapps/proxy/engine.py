@@ -25,7 +25,9 @@ from twisted_netapps.proxy.policy.validation import (
 )
 from twisted_netapps.proxy.store.cache import Cache
 from twisted_netapps.proxy.store.entry import Entry
-from twisted_netapps.proxy.targets import Target
+from twisted_netapps.http.errors import ProtocolError
+from twisted_netapps.proxy.responses import CLOSE, KEEP_ALIVE, KEEP_ALIVE_10, hit_head
+from twisted_netapps.proxy.targets import Target, origin_form_target, parse_absolute_target
 from twisted_netapps.proxy.upstream import OriginPool, UpstreamRequest
 
 log = Logger(namespace="netapps.proxy")
@@ -42,6 +44,16 @@ class Limits:
     send_timeout: float = 120.0
     tunnel_idle_timeout: float = 300.0
     max_pipelined: int = 65536
+
+
+# Request fields that take a request off the fast hit path: they ask for
+# something the full decision (policy.reuse, serving) has to weigh.
+_NOT_FAST = frozenset({
+    b"cache-control", b"pragma", b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since",
+    b"if-range", b"range", b"via", b"max-forwards",
+})
+_MAX_REMEMBERED_TARGETS = 4096
+MAX_QUEUED_BYTES = 64 * 1024 * 1024  # small entries waiting for their batch to be synced
 
 
 class Engine:
@@ -77,9 +89,83 @@ class Engine:
         self.pending_commits = 0
         self.max_pending_commits = max_pending_commits
         self._published_store = (0, 0)
+        self._keys: dict = {}
 
     def now(self) -> float:
         return self.reactor.seconds()
+
+    # -- the fast hit path ----------------------------------------------------------
+
+    def fast_hit(self, connection, head, keep_alive: bool) -> bool:
+        """Answer a plain GET/HEAD for a fresh, in-memory entry right away; False otherwise.
+
+        The common hit -- no cache directives, no preconditions, no Range --
+        needs none of the general machinery: the cache key comes from a
+        memo of request targets, the head was prepared this second, the body
+        is in memory. Anything else goes the long way (an Exchange), which
+        gives the same answer.
+        """
+        method = head.method
+        if (method != b"GET" and method != b"HEAD") or self.log_requests or head.headers.has_any(_NOT_FAST):
+            return False
+        key = self._remembered_key(head)
+        if key is None:
+            return False
+        cache = self.cache
+        entry = cache.select(key, head.headers)
+        if entry is None or entry.must_validate or entry.directives.no_cache:
+            return False
+        now = self.reactor.seconds()
+        freshness = entry.freshness
+        if now >= freshness.fresh_until:
+            return False
+        body = cache.memory.get(entry.id) if entry.body_length else b""
+        if body is None:
+            return False
+        if not keep_alive:
+            mode = CLOSE
+        else:
+            mode = KEEP_ALIVE if head.version == b"1.1" else KEEP_ALIVE_10
+        data = hit_head(entry, freshness.age(now), self.via, mode)
+        cache.touch(entry)
+        if method == b"HEAD":
+            body = b""
+        transport = connection.transport
+        if len(body) < 16384:
+            transport.write(data + body)
+        else:
+            transport.writeSequence((data, body))
+        stats = self.stats
+        stats.incr("bytes_out", len(data) + len(body))
+        self.count_hit(True, len(body))
+        return True
+
+    def _remembered_key(self, head) -> bytes | None:
+        """The cache key for a request target seen before (None: work it out the long way)."""
+        memo_key = (head.target, head.headers.get(b"host")) if self.reverse_origin is not None else head.target
+        key = self._keys.get(memo_key)
+        if key is None:
+            try:
+                key = self._key_for(head)
+            except ProtocolError:
+                return None
+            if key is None:
+                return None
+            if len(self._keys) >= _MAX_REMEMBERED_TARGETS:
+                self._keys.clear()
+            self._keys[memo_key] = key
+        return key
+
+    def _key_for(self, head) -> bytes | None:
+        target = head.target
+        if self.reverse_origin is None:
+            if not target.startswith(b"http://"):
+                return None
+            parsed = parse_absolute_target(target)
+            return parsed.uri if parsed.port in self.allowed_ports else None
+        if target.startswith(b"/"):
+            return origin_form_target(target, head.headers.get(b"host"), self.reverse_origin).uri
+        return None
 
     # -- fetches --------------------------------------------------------------
 
@@ -96,26 +182,38 @@ class Engine:
 
     # -- the store --------------------------------------------------------------
 
-    def store(self, entry: Entry, writer, request_headers: Headers) -> None:
-        """Index a complete entry at once (servable now) and commit it to disk."""
-        if self.pending_commits >= self.max_pending_commits:
+    def store(self, entry: Entry, writer, body: bytes | None, request_headers: Headers) -> None:
+        """Index a complete entry at once (servable now) and commit it to disk.
+
+        A small entry (*body* in memory, *writer* None) joins the segment
+        log's next batch; a large one (*writer* holds its temp file) is
+        fsynced and renamed on its own.
+        """
+        disk = self.cache.disk
+        if self.pending_commits >= self.max_pending_commits or disk.segments.queued_bytes > MAX_QUEUED_BYTES:
             # The disk cannot keep up: stop caching new entries rather than
             # queueing without bound (what is indexed is what is durable or
             # about to be).
-            writer.abort()
-            self.cache.memory.discard(entry.id)
+            if writer is not None:
+                writer.abort()
             self.stats.incr("store_skipped")
             return
         self.cache.add(entry, request_headers)
         self.pending_commits += 1
         self.stats.incr("stored")
-        d = self.cache.disk.commit(entry, writer)
+        if writer is None:
+            self.cache.memory.put(entry.id, body)
+            d = disk.store_small(entry, body)
+        else:
+            d = disk.commit(entry, writer)
 
         def committed(_):
             self.pending_commits -= 1
             entry.committed = True
             if not self.cache.contains(entry):  # evicted or invalidated meanwhile
-                self.cache.disk.remove(entry.id)
+                disk.remove(entry)
+            if self.cache.reclaim_sparse_segment():
+                self.publish_store_size()
 
         def failed(failure):
             self.pending_commits -= 1

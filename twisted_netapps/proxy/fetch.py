@@ -23,6 +23,8 @@ keeps flowing to the clients.
 
 from __future__ import annotations
 
+import zlib
+
 from twisted.logger import Logger
 
 from twisted_netapps.http.body import LENGTH, NO_BODY
@@ -151,31 +153,42 @@ class Fetch:
             headers=headers, request_time=self.request_time, response_time=now,
         )
         entry.refresh(self.engine.heuristic)
-        try:
-            self.writer = self.engine.cache.disk.open_writer(entry.id)
-        except OSError as e:
-            log.warn("proxy: cannot create a cache file: {error}", error=e)
-            return
         self.entry = entry
         self._memory = []
+        # Small bodies are kept in memory until complete (then one segment
+        # record); a body that is or grows large streams to a file of its own.
+        if framing.kind == LENGTH and not self.engine.cache.memory.fits(framing.length):
+            self._to_file()
+
+    def _to_file(self) -> None:
+        """Switch the body being stored from memory to a temp file."""
+        try:
+            self.writer = self.engine.cache.disk.open_writer(self.entry.id)
+            for piece in self._memory or ():
+                self.writer.write(piece)
+        except OSError as e:
+            log.warn("proxy: cannot write a cache file: {error}", error=e)
+            self._drop_entry()
+            return
+        self._memory = None
 
     def data(self, data: bytes) -> None:
         self.received += len(data)
-        if self.writer is not None:
-            try:
-                self.writer.write(data)
-            except OSError as e:
-                log.warn("proxy: cannot write a cache file: {error}", error=e)
-                self._drop_entry()
-            else:
-                if self.writer.length > self.engine.max_object_size:
+        if self.entry is not None:
+            if self._memory is not None:
+                self._memory.append(data)
+                self._memory_size += len(data)
+                if not self.engine.cache.memory.fits(self._memory_size):
+                    self._to_file()
+            elif self.writer is not None:
+                try:
+                    self.writer.write(data)
+                except OSError as e:
+                    log.warn("proxy: cannot write a cache file: {error}", error=e)
                     self._drop_entry()
-                elif self._memory is not None:
-                    self._memory_size += len(data)
-                    if self.engine.cache.memory.fits(self._memory_size):
-                        self._memory.append(data)
-                    else:
-                        self._memory = None
+            stored = self.writer.length if self.writer is not None else self._memory_size
+            if self.entry is not None and stored > self.engine.max_object_size:
+                self._drop_entry()
         for consumer in list(self.streaming):
             consumer.fetch_data(data)
 
@@ -197,14 +210,18 @@ class Fetch:
         self.done = True
         self.engine.fetch_finished(self)
         entry = self.entry
-        if entry is not None and self.writer is not None and not self.invalidated:
-            entry.body_length, entry.body_crc = self.writer.length, self.writer.crc
-            if self._memory is not None:
-                self.engine.cache.memory.put(entry.id, b"".join(self._memory))
-            self.engine.store(entry, self.writer, self.request_headers)
+        if entry is not None and not self.invalidated and (self.writer is not None or self._memory is not None):
+            if self.writer is not None:
+                entry.body_length, entry.body_crc = self.writer.length, self.writer.crc
+                self.engine.store(entry, self.writer, None, self.request_headers)
+            else:
+                body = b"".join(self._memory)
+                entry.body_length, entry.body_crc = len(body), zlib.crc32(body)
+                self.engine.store(entry, None, body, self.request_headers)
         elif self.writer is not None:
             self.writer.abort()
         self.writer = None
+        self._memory = None
         for consumer in self.streaming:
             consumer.fetch_end()
         self.streaming = []

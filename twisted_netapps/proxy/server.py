@@ -35,6 +35,41 @@ from twisted_netapps.proxy.tunnel import start_tunnel
 log = Logger(namespace="netapps.proxy")
 
 
+class IdleTimer:
+    """Closes a connection that stayed silent for *seconds*, cheaply.
+
+    Restarting a timer for every request costs a DelayedCall and a heap
+    operation each time; this one only records the time of the last activity
+    (:meth:`touch`) and, when its single call fires, either gives up the
+    connection or sleeps for the time that is left.
+    """
+
+    def __init__(self, clock, seconds: float, on_idle) -> None:
+        self.clock = clock
+        self.seconds = seconds
+        self.on_idle = on_idle
+        self.last = 0.0
+        self._call = None
+
+    def touch(self) -> None:
+        self.last = self.clock.seconds()
+        if self._call is None:
+            self._call = self.clock.callLater(self.seconds, self._check)
+
+    def _check(self) -> None:
+        self._call = None
+        left = self.last + self.seconds - self.clock.seconds()
+        if left > 0:
+            self._call = self.clock.callLater(left, self._check)
+        elif not self.on_idle():
+            self.touch()  # busy: count again from now
+
+    def cancel(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+
 @implementer(interfaces.IPushProducer)
 class ProxyServerProtocol(protocol.Protocol):
     def __init__(self, factory: "ProxyFactory") -> None:
@@ -53,7 +88,7 @@ class ProxyServerProtocol(protocol.Protocol):
         self._reading_paused = False
         self.gone = False
         clock = factory.engine.reactor
-        self.idle = Deadline(clock, limits.idle_timeout, self._idle_expired)
+        self.idle = IdleTimer(clock, limits.idle_timeout, self._idle_expired)
         self.header_deadline = Deadline(clock, limits.header_timeout, lambda: self._timed_out("header"))
         self.body_deadline = Deadline(clock, limits.body_timeout, lambda: self._timed_out("body"))
         self.send_deadline = Deadline(clock, limits.send_timeout, self._send_stalled)
@@ -64,7 +99,7 @@ class ProxyServerProtocol(protocol.Protocol):
         self.factory.connections.add(self)
         self.transport.setTcpNoDelay(True)
         self.transport.registerProducer(self, True)
-        self.idle.restart()
+        self.idle.touch()
 
     def connectionLost(self, reason) -> None:
         self.gone = True
@@ -90,7 +125,6 @@ class ProxyServerProtocol(protocol.Protocol):
         if self.gone or self.closing:
             return
         if self.core.state is State.HEAD and self.exchange is None and self.core.head_started:
-            self.idle.cancel()
             self.header_deadline.start()  # counted from the first byte of the head
         elif self.core.state is State.BODY:
             self.body_deadline.restart()
@@ -122,10 +156,12 @@ class ProxyServerProtocol(protocol.Protocol):
             self._processing = False
 
     def _request(self, event: RequestReceived) -> None:
-        self.idle.cancel()
         self.header_deadline.cancel()
         self.engine.stats.incr("requests")
         head = event.head
+        if event.framing.kind == "none" and self.engine.fast_hit(self, head, event.keep_alive):
+            self._response_done(event.keep_alive, True)
+            return
         if head.method == b"CONNECT":
             self.transport.unregisterProducer()
             self.tunnel = start_tunnel(self, head)
@@ -164,9 +200,13 @@ class ProxyServerProtocol(protocol.Protocol):
         if exchange is not self.exchange:
             return
         self.exchange = None
+        self._response_done(not self.close_after_response, exchange.request_body_done)
+
+    def _response_done(self, keep_alive: bool, request_complete: bool) -> None:
+        """A response went out: close, or go on with the next (pipelined) request."""
         if self.gone:
             return
-        if self.close_after_response or self.closing or not exchange.request_body_done:
+        if not keep_alive or self.closing or not request_complete:
             self.closing = True
             self.body_deadline.cancel()
             self.transport.loseConnection()
@@ -174,7 +214,10 @@ class ProxyServerProtocol(protocol.Protocol):
         if self._reading_paused:
             self._reading_paused = False
             self.transport.resumeProducing()
-        (self.header_deadline if self.core.head_started else self.idle).restart()
+        if self.core.head_started:
+            self.header_deadline.restart()
+        else:
+            self.idle.touch()
         self._process(self.core.next_request())
 
     def abort(self) -> None:
@@ -204,9 +247,14 @@ class ProxyServerProtocol(protocol.Protocol):
 
     # -- deadlines ----------------------------------------------------------------------
 
-    def _idle_expired(self) -> None:
+    def _idle_expired(self) -> bool:
+        """The idle timer ran out: close unless a request is under way (then keep waiting)."""
+        if self.exchange is not None or self.tunnel is not None or self.core.state is not State.HEAD \
+                or self.core.head_started:
+            return False
         self.closing = True
         self.transport.loseConnection()
+        return True
 
     def _timed_out(self, kind: str) -> None:
         self.closing = True

@@ -178,7 +178,7 @@ def build(context: ServiceContext):
     s: Settings = context.settings
     reactor = context.reactor
     heuristic = HeuristicRule(s.heuristic_fraction, s.heuristic_max)
-    disk = DiskStore(context.subdir("proxy", "cache"), context.pools.disk, heuristic)
+    disk = DiskStore(context.subdir("proxy", "cache"), context.pools.disk, reactor, heuristic)
     cache = Cache(disk, MemoryBodies(s.memory_cache_size, s.memory_object_size), s.cache_size, s.max_object_size)
     if s.dns == "system":
         dns_server = None

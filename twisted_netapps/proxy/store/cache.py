@@ -110,7 +110,7 @@ class Cache:
             self._by_key.pop(entry.key, None)
         self.memory.discard(entry.id)
         if delete_files:
-            d = self.disk.remove(entry.id)
+            d = self.disk.remove(entry)
             d.addErrback(lambda f: log.warn("proxy: cannot remove cache files of {id}: {error}",
                                             id=entry.id, error=f.getErrorMessage()))
 
@@ -126,6 +126,24 @@ class Cache:
         if self.contains(entry):
             self.size += entry.size - old_size
             self._evict(keep=entry)
+
+    def reclaim_sparse_segment(self) -> int:
+        """Free a segment that is mostly dead: keep its entries whose body is in
+        memory (appended anew), drop the others. Returns how many were dropped."""
+        segment = self.disk.segments.sparse()
+        if segment is None:
+            return 0
+        dropped = 0
+        for entry in [e for e in self._lru.values() if e.segment == segment]:
+            body = self.memory.get(entry.id)
+            if body is not None and entry.committed:
+                old_segment, old_size = entry.segment, entry.record_size
+                self.disk.store_small(entry, body)
+                self.disk.segments.released(old_segment, old_size)
+            else:
+                self.remove(entry)
+                dropped += 1
+        return dropped
 
     def _evict(self, keep: Entry | None = None) -> None:
         while self.size > self.max_bytes and self._lru:

@@ -1,16 +1,21 @@
 """The cache's files under ``<data_dir>/proxy/cache``.
 
-Layout: ``objects/<first two hex digits>/<id>.body`` and ``.meta``, and
-``tmp/<id>.body`` while a response is still arriving.
+Small entries (no larger than the memory cache's largest object: complete
+in memory when their response ends) are records in ``segments/``, many
+made durable by one fsync (:mod:`segments`).
 
-Durability: a body streams into ``tmp/`` as it arrives (written on the
-reactor thread: page-cache writes, so a large object is never held whole in
-memory). When it is complete, a disk-pool thread fsyncs it, renames it into
-``objects/`` and writes the metadata with temp file, fsync, rename and a
-directory fsync. Only then is the entry "committed": after ``kill -9`` the
-start-up scan finds complete, checked pairs, and removes everything else
+Large entries have files of their own: ``objects/<first two hex
+digits>/<id>.body`` and ``.meta``, and ``tmp/<id>.body`` while the response
+is still arriving. The body streams into ``tmp/`` as it arrives (written on
+the reactor thread: page-cache writes, so a large object is never held
+whole in memory). When it is complete, a disk-pool thread fsyncs it,
+renames it into ``objects/`` and writes the metadata with temp file, fsync,
+rename and a directory fsync.
+
+Either way an entry is "committed" only once durable: after ``kill -9`` the
+start-up scan finds complete, checked entries and removes everything else
 (temp files, bodies without metadata, metadata without body or with a
-checksum or length that does not match).
+checksum or length that does not match, torn segment tails).
 
 Every blocking call other than those small page-cache writes runs through
 ``run_blocking(f, *args) -> Deferred`` (the daemon's disk pool).
@@ -25,7 +30,10 @@ from pathlib import Path
 
 from twisted_netapps.fileio import ensure_private_dir, write_atomically
 from twisted_netapps.proxy.policy.freshness import DEFAULT_HEURISTIC, HeuristicRule
+from twisted.internet import defer
+
 from twisted_netapps.proxy.store.entry import CorruptEntry, Entry
+from twisted_netapps.proxy.store.segments import DELETE, HEADER, META, PUT, SegmentLog, record, replay
 
 READ_CHUNK = 65536
 
@@ -58,8 +66,9 @@ class BodyWriter:
 
 
 class DiskStore:
-    def __init__(self, root: Path, run_blocking, heuristic: HeuristicRule = DEFAULT_HEURISTIC) -> None:
+    def __init__(self, root: Path, run_blocking, clock, heuristic: HeuristicRule = DEFAULT_HEURISTIC) -> None:
         self.root = ensure_private_dir(root)
+        self.segments = SegmentLog(root / "segments", run_blocking, clock)
         self.objects = ensure_private_dir(root / "objects")
         self.tmp = ensure_private_dir(root / "tmp")
         # Bodies a previous run left half-written. Listed now, before this run
@@ -92,13 +101,27 @@ class DiskStore:
         os.replace(self.temp_body(entry_id), directory / f"{entry_id}.body")
         write_atomically(directory / f"{entry_id}.meta", meta)  # fsyncs the directory too
 
+    def store_small(self, entry: Entry, body: bytes):
+        """Append a small complete entry to the segment log; the Deferred fires when durable."""
+        meta = entry.to_meta()
+        data = record(PUT, entry.id, meta, body)
+        d = defer.Deferred()
+        segment, offset = self.segments.append(data, d)
+        entry.segment, entry.offset, entry.record_size = segment, offset + HEADER.size + len(meta), len(data)
+        self.segments.occupied(segment, len(data))
+        return d
+
     def commit(self, entry: Entry, writer: BodyWriter):
         """Make a complete entry durable; the Deferred fires when it is."""
         fd, writer.fd = writer.fd, None
         return self.run_blocking(self._commit, entry.id, fd, entry.to_meta())
 
     def write_meta(self, entry: Entry):
-        """Rewrite a committed entry's metadata (after a 304 or HEAD update)."""
+        """Record a committed entry's new metadata (after a 304 or HEAD update)."""
+        if entry.segment is not None:
+            d = defer.Deferred()
+            self.segments.append(record(META, entry.id, entry.to_meta()), d)
+            return d
         path = self._final(entry.id, ".meta")
         return self.run_blocking(write_atomically, path, entry.to_meta())
 
@@ -106,8 +129,13 @@ class DiskStore:
         for path in (self._final(entry_id, ".meta"), self._final(entry_id, ".body"), self.temp_body(entry_id)):
             path.unlink(missing_ok=True)
 
-    def remove(self, entry_id: str):
-        return self.run_blocking(self._remove, entry_id)
+    def remove(self, entry: Entry):
+        if entry.segment is not None:
+            if entry.committed or entry.record_size:
+                self.segments.append(record(DELETE, entry.id))
+                self.segments.released(entry.segment, entry.record_size)
+            return defer.succeed(None)
+        return self.run_blocking(self._remove, entry.id)
 
     def _body_paths(self, entry: Entry) -> tuple[Path, Path]:
         # The rename from tmp/ may happen between our lookup and the open.
@@ -123,8 +151,11 @@ class DiskStore:
         raise CorruptEntry(f"{entry.id}: body file missing")
 
     def _read_body(self, entry: Entry) -> bytes:
-        with self._open(entry) as f:
-            data = f.read(entry.body_length + 1)
+        if entry.segment is not None:
+            data = self.segments._read(entry.segment, entry.offset, entry.body_length)
+        else:
+            with self._open(entry) as f:
+                data = f.read(entry.body_length + 1)
         if len(data) != entry.body_length or zlib.crc32(data) != entry.body_crc:
             raise CorruptEntry(f"{entry.id}: body does not match its length or checksum")
         return data
@@ -134,6 +165,9 @@ class DiskStore:
         return self.run_blocking(self._read_body, entry)
 
     def _verify(self, entry: Entry) -> None:
+        if entry.segment is not None:
+            self._read_body(entry)
+            return
         crc, length = 0, 0
         with self._open(entry) as f:
             while chunk := f.read(READ_CHUNK):
@@ -147,9 +181,12 @@ class DiskStore:
         return self.run_blocking(self._verify, entry)
 
     def _read_range(self, entry: Entry, offset: int, size: int) -> bytes:
-        with self._open(entry) as f:
-            f.seek(offset)
-            data = f.read(size)
+        if entry.segment is not None:
+            data = self.segments._read(entry.segment, entry.offset + offset, min(size, entry.body_length - offset))
+        else:
+            with self._open(entry) as f:
+                f.seek(offset)
+                data = f.read(size)
         if len(data) != min(size, entry.body_length - offset):
             raise CorruptEntry(f"{entry.id}: body shorter than recorded")
         return data
@@ -186,9 +223,29 @@ class DiskStore:
                     removed += 1
                     continue
                 entries.append((stat.st_mtime, entry))
+        replayed = replay(self.segments.directory, self.segments.first_new)
+        removed += replayed.cut
+        for entry_id, (segment, offset, meta, length) in replayed.puts.items():
+            try:
+                entry = Entry.from_meta(entry_id, meta, self.heuristic)
+            except CorruptEntry:
+                removed += 1
+                continue
+            if entry.body_length != length:
+                removed += 1
+                continue
+            entry.segment, entry.offset = segment, offset
+            entry.record_size = HEADER.size + len(meta) + length
+            entry.verified = True  # the record's CRC covered the body
+            entries.append((replayed.mtimes.get(segment, 0.0), entry))
         entries.sort(key=lambda pair: pair[0])  # oldest first: the LRU order we rebuild
-        return [entry for _mtime, entry in entries], removed
+        return [entry for _mtime, entry in entries], removed, replayed
 
+    @defer.inlineCallbacks
     def scan(self):
-        """Deferred (entries oldest first, number of files removed)."""
-        return self.run_blocking(self._scan)
+        """Deferred (entries oldest first, number of damaged files or records removed)."""
+        entries, removed, replayed = yield self.run_blocking(self._scan)
+        live = {e.id for e in entries}
+        replayed.puts = {k: v for k, v in replayed.puts.items() if k in live}
+        self.segments.adopt(replayed)
+        return entries, removed

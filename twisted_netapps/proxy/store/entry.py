@@ -1,7 +1,8 @@
 """A stored response: what is kept about it, and its on-disk metadata format.
 
-Each entry is two files named by a random id: ``<id>.body`` (the content,
-byte for byte) and ``<id>.meta``::
+Small entries live in segment records (see :mod:`segments`); large ones are
+two files named by a random id: ``<id>.body`` (the content, byte for byte)
+and ``<id>.meta``. The metadata has the same form in both::
 
     NAPC1 <crc32 of the JSON, 8 hex digits>\\n
     {"key": ..., "status": ..., "headers": [[name, value], ...], ...}
@@ -56,7 +57,10 @@ class Entry:
     response_time: float
     body_length: int = 0
     body_crc: int = 0
-    committed: bool = False  # durably on disk (body fsynced, metadata renamed in)
+    segment: int | None = None  # small entries: the segment holding the body (else files of their own)
+    offset: int = 0  # where the body starts in that segment
+    record_size: int = 0  # bytes the entry's record takes in its segment
+    committed: bool = False  # durably on disk (its segment batch synced, or body fsynced and metadata renamed in)
     verified: bool = True  # body checked against its CRC (entries loaded at start: not yet)
     must_validate: bool = False  # e.g. a HEAD response disagreed with it (RFC 9111 4.3.5)
     directives: ResponseDirectives = field(default=None, repr=False)
