@@ -43,22 +43,40 @@ class Headers:
     Each field keeps its name as received (for forwarding) and its lowercase
     form (for lookups). Repeated fields stay separate lines; ``get`` joins them
     with ", " (RFC 9110 5.3), ``get_all`` keeps them apart (Set-Cookie must
-    never be joined).
+    never be joined). Lookups go through an index by lowercase name, built on
+    the first one and dropped by any change: a message's fields are looked
+    up a dozen times on the way through a proxy.
     """
 
-    __slots__ = ("_fields",)
+    __slots__ = ("_fields", "_index")
 
     def __init__(self, fields: Iterable[tuple[bytes, bytes]] = ()) -> None:
         self._fields: list[tuple[bytes, bytes, bytes]] = [(name.lower(), name, value) for name, value in fields]
+        self._index: dict[bytes, list[bytes]] | None = None
 
     @classmethod
-    def _from_triples(cls, triples: list[tuple[bytes, bytes, bytes]]) -> "Headers":
+    def from_lines(cls, triples: list[tuple[bytes, bytes, bytes]]) -> "Headers":
+        """From (lowercase name, name, value) triples, as :meth:`lines` gives them (taken, not copied)."""
         headers = cls.__new__(cls)
         headers._fields = triples
+        headers._index = None
         return headers
 
+    def _indexed(self) -> dict[bytes, list[bytes]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for lower, _name, value in self._fields:
+                values = index.get(lower)
+                if values is None:
+                    index[lower] = [value]
+                else:
+                    values.append(value)
+            self._index = index
+        return index
+
     def copy(self) -> "Headers":
-        return Headers._from_triples(list(self._fields))
+        return Headers.from_lines(list(self._fields))
 
     def __len__(self) -> int:
         return len(self._fields)
@@ -74,10 +92,7 @@ class Headers:
         return f"Headers({[(n, v) for _l, n, v in self._fields]!r})"
 
     def __contains__(self, lower_name: bytes) -> bool:
-        for field in self._fields:
-            if field[0] == lower_name:
-                return True
-        return False
+        return lower_name in self._indexed()
 
     def has_any(self, lower_names: frozenset[bytes]) -> bool:
         for field in self._fields:
@@ -87,20 +102,27 @@ class Headers:
 
     def names(self) -> set[bytes]:
         """The lowercase names present."""
-        return {field[0] for field in self._fields}
+        return set(self._indexed())
 
     def get_all(self, lower_name: bytes) -> list[bytes]:
-        return [value for lower, _n, value in self._fields if lower == lower_name]
+        """Every line of the field, in order (a new list)."""
+        values = self._indexed().get(lower_name)
+        return list(values) if values else []
 
     def get(self, lower_name: bytes) -> bytes | None:
         """All lines of the field joined by ", ", or None when absent."""
-        values = self.get_all(lower_name)
+        values = self._indexed().get(lower_name)
         if not values:
             return None
         return values[0] if len(values) == 1 else b", ".join(values)
 
     def add(self, name: bytes, value: bytes) -> None:
         self._fields.append((name.lower(), name, value))
+        self._index = None
+
+    def insert_first(self, name: bytes, value: bytes) -> None:
+        self._fields.insert(0, (name.lower(), name, value))
+        self._index = None
 
     def set(self, name: bytes, value: bytes) -> None:
         """Replace every line of *name* by one line holding *value*."""
@@ -108,11 +130,14 @@ class Headers:
         self.add(name, value)
 
     def remove(self, lower_name: bytes) -> None:
-        self._fields = [f for f in self._fields if f[0] != lower_name]
+        if lower_name in self._indexed():
+            self._fields = [f for f in self._fields if f[0] != lower_name]
+            self._index = None
 
     def remove_all(self, lower_names: set[bytes] | frozenset[bytes]) -> None:
-        if lower_names:
+        if lower_names and self.has_any(frozenset(lower_names) if isinstance(lower_names, set) else lower_names):
             self._fields = [f for f in self._fields if f[0] not in lower_names]
+            self._index = None
 
     def lines(self) -> list[tuple[bytes, bytes, bytes]]:
         """(lowercase name, name, value) triples, in order."""
@@ -232,4 +257,4 @@ def connection_options(headers: Headers) -> set[bytes]:
 def strip_hop_by_hop(headers: Headers) -> Headers:
     """A copy without hop-by-hop fields and the fields Connection names."""
     drop = set(HOP_BY_HOP) | connection_options(headers)
-    return Headers._from_triples([f for f in headers.lines() if f[0] not in drop])
+    return Headers.from_lines([f for f in headers.lines() if f[0] not in drop])

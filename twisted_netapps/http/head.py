@@ -75,7 +75,7 @@ def _parse_fields(lines: list[bytes], *, max_fields: int, fold_ok: bool, status:
         if _BAD_VALUE.search(value):
             raise ProtocolError(status, "CR or NUL in a header field value")
         triples.append((name.lower(), name, value))
-    return Headers._from_triples(triples)
+    return Headers.from_lines(triples)
 
 
 def parse_request_head(block: bytes, *, max_fields: int = 100) -> RequestHead:

@@ -189,7 +189,7 @@ class Exchange:
     def outgoing_head(self, drop: set, validators: list) -> bytes:
         fields = strip_hop_by_hop(self.head.headers)
         fields.remove_all(drop | {b"proxy-authorization", b"content-length", b"host"})
-        fields._fields.insert(0, (b"host", b"Host", self._host_field()))
+        fields.insert_first(b"Host", self._host_field())
         for name, value in validators:
             fields.add(name, value)
         if self.method in (b"OPTIONS", b"TRACE") and b"max-forwards" in fields:

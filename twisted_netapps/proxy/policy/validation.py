@@ -130,7 +130,7 @@ def freshen_fields(stored_headers: Headers, new_headers: Headers) -> Headers:
     incoming = [t for t in new_headers.lines() if t[0] not in excluded]
     replaced = {lower for lower, _n, _v in incoming}
     kept = [t for t in stored_headers.lines() if t[0] not in replaced]
-    return Headers._from_triples(kept + incoming)
+    return Headers.from_lines(kept + incoming)
 
 
 def head_matches(stored_headers: Headers, stored_length: int, head_headers: Headers) -> bool:

@@ -69,6 +69,8 @@ class DiskStore:
     def __init__(self, root: Path, run_blocking, clock, heuristic: HeuristicRule = DEFAULT_HEURISTIC) -> None:
         self.root = ensure_private_dir(root)
         self.segments = SegmentLog(root / "segments", run_blocking, clock)
+        self._run_id = secrets.token_hex(8)
+        self._ids = 0
         self.objects = ensure_private_dir(root / "objects")
         self.tmp = ensure_private_dir(root / "tmp")
         # Bodies a previous run left half-written. Listed now, before this run
@@ -77,9 +79,10 @@ class DiskStore:
         self.run_blocking = run_blocking
         self.heuristic = heuristic
 
-    @staticmethod
-    def new_id() -> str:
-        return secrets.token_hex(16)
+    def new_id(self) -> str:
+        """A unique entry id: random per run, then counted (no system call per entry)."""
+        self._ids += 1
+        return f"{self._run_id}{self._ids:016x}"
 
     def _final(self, entry_id: str, suffix: str) -> Path:
         return self.objects / entry_id[:2] / f"{entry_id}{suffix}"

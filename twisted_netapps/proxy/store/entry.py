@@ -69,9 +69,14 @@ class Entry:
     prepared: dict = field(default_factory=dict, repr=False)  # ready-made response heads
     prepared_second: int = -1
 
-    def refresh(self, heuristic: HeuristicRule = DEFAULT_HEURISTIC) -> None:
-        """Recompute what derives from the headers and times (after load or update)."""
-        self.directives = parse_response_directives(self.headers)
+    def refresh(self, heuristic: HeuristicRule = DEFAULT_HEURISTIC,
+                directives: ResponseDirectives | None = None) -> None:
+        """Recompute what derives from the headers and times (after load or update).
+
+        *directives*: the Cache-Control of these headers, when the caller
+        parsed it already.
+        """
+        self.directives = parse_response_directives(self.headers) if directives is None else directives
         self.freshness = compute_freshness(
             self.status, self.headers, self.directives, self.request_time, self.response_time, heuristic=heuristic
         )
