@@ -79,8 +79,8 @@ def test_corrupt_small_entries_are_misses_and_removed(restartable, tmp_path, dam
     elif damage == "truncate":
         del data[data.find(body) + 50:]
     else:
-        at = data.find(b'"status":200')
-        data[at:at + 12] = b'"status":201'
+        at = data.find(b"\n200 ")
+        data[at:at + 5] = b"\n201 "
     segment.write_bytes(bytes(data))
     proxy = restartable()
     answer = proxy.get(path)
@@ -107,7 +107,7 @@ def test_corrupt_large_entries_are_misses_and_removed(restartable, tmp_path, dam
     elif damage == "truncate":
         body.write_bytes(body.read_bytes()[:50])
     else:
-        meta.write_bytes(meta.read_bytes().replace(b'"status":200', b'"status":201'))
+        meta.write_bytes(meta.read_bytes().replace(b"\n200 ", b"\n201 "))
     proxy = restartable(sets=["proxy.memory_object_size=50"])
     answer = proxy.get(path)
     assert (answer.x_cache, answer.body) == ("MISS", b"0123456789" * 10)

@@ -48,6 +48,8 @@ class OriginConnection(protocol.Protocol):
         self.handler: ResponseHandler | None = None
         self.reused = False
         self._timer = None
+        self.last_activity = 0.0
+        self.idle_since = 0.0
         self.closed = False
 
     def connectionMade(self) -> None:
@@ -56,32 +58,42 @@ class OriginConnection(protocol.Protocol):
     def send(self, method: bytes, head: bytes, handler: ResponseHandler) -> None:
         self.handler = handler
         self.core.start(method)
-        self._arm(self.pool.response_timeout)
+        self.last_activity = self.pool.reactor.seconds()
+        if self._timer is None:
+            self._timer = self.pool.reactor.callLater(self.pool.response_timeout, self._check_progress)
         self.transport.write(head)
 
     def write(self, data: bytes) -> None:
         self.transport.write(data)
 
-    def _arm(self, seconds: float | None) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None if seconds is None else self.pool.reactor.callLater(seconds, self._timed_out)
+    def _check_progress(self) -> None:
+        """The response deadline: no byte for ``response_timeout`` is a 504.
 
-    def _timed_out(self) -> None:
+        One call per interval, not one per packet: activity only moves
+        ``last_activity`` and the call re-arms itself for the time left.
+        """
         self._timer = None
+        if self.handler is None:
+            return  # idle between requests: the pool's business
+        left = self.last_activity + self.pool.response_timeout - self.pool.reactor.seconds()
+        if left > 0:
+            self._timer = self.pool.reactor.callLater(left, self._check_progress)
+            return
         handler, self.handler = self.handler, None
         self.transport.abortConnection()
-        if handler is not None:
-            handler.failed(504, f"no answer from {self.origin[0]}:{self.origin[1]} in time")
-        else:
-            self.pool.forget(self)
+        handler.failed(504, f"no answer from {self.origin[0]}:{self.origin[1]} in time")
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
 
     def dataReceived(self, data: bytes) -> None:
         if self.handler is None:
             self.core.receive_data(data)  # bytes on an idle connection: unusable now
             self.transport.abortConnection()
             return
-        self._arm(self.pool.response_timeout)
+        self.last_activity = self.pool.reactor.seconds()
         self._dispatch(self.core.receive_data(data))
 
     def _dispatch(self, events: list) -> None:
@@ -97,7 +109,6 @@ class OriginConnection(protocol.Protocol):
                 handler.interim(event.head)
             elif type(event) is EndOfMessage:
                 self.handler = None
-                self._arm(None)
                 if event.reusable:
                     self.pool.release(self)
                 else:
@@ -105,7 +116,7 @@ class OriginConnection(protocol.Protocol):
                 handler.end()
             elif type(event) is MessageError:
                 self.handler = None
-                self._arm(None)
+                self._stop_timer()
                 self.transport.abortConnection()
                 handler.failed(event.status, event.detail)
 
@@ -118,12 +129,12 @@ class OriginConnection(protocol.Protocol):
     def abort(self) -> None:
         """Give up on the current response (nobody wants it any more)."""
         self.handler = None
-        self._arm(None)
+        self._stop_timer()
         self.transport.abortConnection()
 
     def connectionLost(self, reason) -> None:
         self.closed = True
-        self._arm(None)
+        self._stop_timer()
         self.pool.forget(self)
         if self.handler is None:
             return
@@ -198,6 +209,7 @@ class OriginPool:
         self.response_timeout = response_timeout
         self.max_head = max_head
         self._idle: dict[tuple[str, int], list[OriginConnection]] = {}
+        self._sweeper = None
         self.opened = 0
         self.reuses = 0
 
@@ -206,7 +218,6 @@ class OriginPool:
         idle = self._idle.get((host, port))
         while idle:
             connection = idle.pop()
-            connection._arm(None)
             if not connection.closed:
                 connection.reused = True
                 self.reuses += 1
@@ -222,13 +233,25 @@ class OriginPool:
         if len(idle) >= self.max_idle:
             connection.transport.loseConnection()
             return
+        connection.idle_since = self.reactor.seconds()
         idle.append(connection)
-        connection._timer = self.reactor.callLater(self.idle_timeout, self._expire, connection)
+        if self._sweeper is None:
+            self._sweeper = self.reactor.callLater(self.idle_timeout, self._sweep)
 
-    def _expire(self, connection: OriginConnection) -> None:
-        connection._timer = None
-        self.forget(connection)
-        connection.transport.loseConnection()
+    def _sweep(self) -> None:
+        """Close connections idle for ``idle_timeout`` (one timer for the whole pool)."""
+        self._sweeper = None
+        now = self.reactor.seconds()
+        oldest = None
+        for idle in self._idle.values():
+            for connection in list(idle):
+                if now - connection.idle_since >= self.idle_timeout:
+                    idle.remove(connection)
+                    connection.transport.loseConnection()
+                elif oldest is None or connection.idle_since < oldest:
+                    oldest = connection.idle_since
+        if oldest is not None:
+            self._sweeper = self.reactor.callLater(oldest + self.idle_timeout - now, self._sweep)
 
     def forget(self, connection: OriginConnection) -> None:
         idle = self._idle.get(connection.origin)
@@ -236,9 +259,11 @@ class OriginPool:
             idle.remove(connection)
 
     def close_all(self) -> None:
+        if self._sweeper is not None and self._sweeper.active():
+            self._sweeper.cancel()
+        self._sweeper = None
         for idle in self._idle.values():
             for connection in idle:
-                connection._arm(None)
                 connection.transport.loseConnection()
         self._idle.clear()
 

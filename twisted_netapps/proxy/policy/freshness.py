@@ -136,8 +136,10 @@ def compute_freshness(
     *,
     shared: bool = True,
     heuristic: HeuristicRule = DEFAULT_HEURISTIC,
+    date: float | None = None,
 ) -> Freshness:
-    date = date_value(headers, response_time)
+    if date is None:
+        date = date_value(headers, response_time)
     lifetime = freshness_lifetime(status, headers, directives, date, shared=shared, heuristic=heuristic)
     initial = corrected_initial_age(parse_age(headers), date, request_time, response_time)
     return Freshness(lifetime, initial, response_time)
