@@ -50,15 +50,32 @@ def _to_timestamp(year: int, month: int, day: int, hour: int, minute: int, secon
     return float(calendar.timegm((year, month, day, hour, minute, min(second, 59), 0, 0, 0)))
 
 
+_MEMO_SIZE = 512
+_memo: dict[bytes, float | None] = {}
+
+
 def parse_http_date(value: bytes | None, now: float | None = None) -> float | None:
     """Seconds since the epoch for an HTTP-date, or None if *value* is not one.
 
-    *now* resolves the two-digit years of rfc850-date: a year that would be
-    more than 50 years in the future is taken as the most recent past year
-    with the same last two digits (RFC 9110 5.6.7).
+    Remembered per value (Date, Expires and Last-Modified repeat a lot),
+    except for rfc850-dates, whose two-digit years depend on *now*.
     """
     if value is None:
         return None
+    if value in _memo:
+        return _memo[value]
+    result = _parse_http_date(value, now)
+    if result is None or _IMF.fullmatch(value.strip(b" \t")) or _ASCTIME.fullmatch(value.strip(b" \t")):
+        if len(_memo) >= _MEMO_SIZE:
+            _memo.clear()
+        _memo[value] = result
+    return result
+
+
+def _parse_http_date(value: bytes, now: float | None = None) -> float | None:
+    """*now* resolves the two-digit years of rfc850-date: a year that would be
+    more than 50 years in the future is taken as the most recent past year
+    with the same last two digits (RFC 9110 5.6.7)."""
     value = value.strip(b" \t")
     match = _IMF.fullmatch(value)
     if match:

@@ -48,11 +48,12 @@ class Headers:
     up a dozen times on the way through a proxy.
     """
 
-    __slots__ = ("_fields", "_index")
+    __slots__ = ("_fields", "_index", "_options")
 
     def __init__(self, fields: Iterable[tuple[bytes, bytes]] = ()) -> None:
         self._fields: list[tuple[bytes, bytes, bytes]] = [(name.lower(), name, value) for name, value in fields]
         self._index: dict[bytes, list[bytes]] | None = None
+        self._options: frozenset[bytes] | None = None
 
     @classmethod
     def from_lines(cls, triples: list[tuple[bytes, bytes, bytes]]) -> "Headers":
@@ -60,6 +61,7 @@ class Headers:
         headers = cls.__new__(cls)
         headers._fields = triples
         headers._index = None
+        headers._options = None
         return headers
 
     def _indexed(self) -> dict[bytes, list[bytes]]:
@@ -118,11 +120,11 @@ class Headers:
 
     def add(self, name: bytes, value: bytes) -> None:
         self._fields.append((name.lower(), name, value))
-        self._index = None
+        self._index = self._options = None
 
     def insert_first(self, name: bytes, value: bytes) -> None:
         self._fields.insert(0, (name.lower(), name, value))
-        self._index = None
+        self._index = self._options = None
 
     def set(self, name: bytes, value: bytes) -> None:
         """Replace every line of *name* by one line holding *value*."""
@@ -132,12 +134,12 @@ class Headers:
     def remove(self, lower_name: bytes) -> None:
         if lower_name in self._indexed():
             self._fields = [f for f in self._fields if f[0] != lower_name]
-            self._index = None
+            self._index = self._options = None
 
     def remove_all(self, lower_names: set[bytes] | frozenset[bytes]) -> None:
         if lower_names and self.has_any(frozenset(lower_names) if isinstance(lower_names, set) else lower_names):
             self._fields = [f for f in self._fields if f[0] not in lower_names]
-            self._index = None
+            self._index = self._options = None
 
     def lines(self) -> list[tuple[bytes, bytes, bytes]]:
         """(lowercase name, name, value) triples, in order."""
@@ -249,12 +251,20 @@ def parse_directives(values: Iterable[bytes]) -> list[tuple[bytes, bytes | None 
     return result
 
 
-def connection_options(headers: Headers) -> set[bytes]:
-    """Lowercase names listed in Connection (the options it carries)."""
-    return {member.lower() for member in split_lists(headers.get_all(b"connection"))}
+def connection_options(headers: Headers) -> frozenset[bytes]:
+    """Lowercase names listed in Connection (the options it carries); worked out once per message."""
+    options = headers._options
+    if options is None:
+        lines = headers._indexed().get(b"connection")
+        options = frozenset(m.lower() for m in split_lists(lines)) if lines else frozenset()
+        headers._options = options
+    return options
 
 
 def strip_hop_by_hop(headers: Headers) -> Headers:
     """A copy without hop-by-hop fields and the fields Connection names."""
-    drop = set(HOP_BY_HOP) | connection_options(headers)
+    options = connection_options(headers)
+    if not options and not headers.has_any(HOP_BY_HOP):
+        return headers.copy()
+    drop = HOP_BY_HOP | options
     return Headers.from_lines([f for f in headers.lines() if f[0] not in drop])

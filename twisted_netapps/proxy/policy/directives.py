@@ -98,10 +98,32 @@ _RESPONSE_FLAGS = {
 }
 
 
+# Origins send the same few Cache-Control values over and over: parsed
+# records are immutable, so they are remembered (bounded) by their text.
+_MEMO_SIZE = 1024
+_response_memo: dict[tuple[bytes, ...], ResponseDirectives] = {}
+_request_memo: dict[tuple[bytes, ...], RequestDirectives] = {}
+
+
+def _remember(memo: dict, key, value):
+    if len(memo) >= _MEMO_SIZE:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
 def parse_response_directives(headers: Headers) -> ResponseDirectives:
     lines = headers.get_all(b"cache-control")
     if not lines:
         return NO_RESPONSE_DIRECTIVES
+    key = tuple(lines)
+    known = _response_memo.get(key)
+    if known is None:
+        known = _remember(_response_memo, key, _parse_response_directives(lines))
+    return known
+
+
+def _parse_response_directives(lines: list[bytes]) -> ResponseDirectives:
     max_age: list = []
     s_maxage: list = []
     flags: dict[str, object] = {}
@@ -148,6 +170,14 @@ def parse_request_directives(headers: Headers) -> RequestDirectives:
         if pragma and any(name == b"no-cache" for name, _v in parse_directives(pragma)):
             return RequestDirectives(no_cache=True)
         return NO_REQUEST_DIRECTIVES
+    key = tuple(lines)
+    known = _request_memo.get(key)
+    if known is None:
+        known = _remember(_request_memo, key, _parse_request_directives(lines))
+    return known
+
+
+def _parse_request_directives(lines: list[bytes]) -> RequestDirectives:
     values: dict[str, object] = {}
 
     def keep(key: str, seconds: int | None, pick) -> None:
