@@ -242,6 +242,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--only", default=",".join(SERVERS), help="comma-separated subset of " + ",".join(SERVERS))
+    parser.add_argument("--scenarios", default="hit 1k,hit 100k,miss", help="comma-separated subset of the scenarios")
     args = parser.parse_args()
     wanted = [name for name in args.only.split(",") if name]
     work = Path(tempfile.mkdtemp(prefix="proxy-bench-"))
@@ -274,11 +275,15 @@ def main() -> None:
                         wait_http(base + path)
                         wait_http(base + path)
                     rows = {}
-                    rows["hit 1k"] = measure(pid, base + "/1k.txt", args.duration, args.connections)
-                    rows["hit 100k"] = measure(pid, base + "/100k.bin", args.duration, args.connections)
-                    script = work / f"miss-{run}.lua"
-                    script.write_text(MISS_SCRIPT.format(run=f"{run}{int(time.time())}"))
-                    rows["miss"] = measure(pid, base + "/", args.duration, args.connections, script)
+                    scenarios = args.scenarios.split(",")
+                    if "hit 1k" in scenarios:
+                        rows["hit 1k"] = measure(pid, base + "/1k.txt", args.duration, args.connections)
+                    if "hit 100k" in scenarios:
+                        rows["hit 100k"] = measure(pid, base + "/100k.bin", args.duration, args.connections)
+                    if "miss" in scenarios:
+                        script = work / f"miss-{run}.lua"
+                        script.write_text(MISS_SCRIPT.format(run=f"{run}{int(time.time())}"))
+                        rows["miss"] = measure(pid, base + "/", args.duration, args.connections, script)
                     results[name] = rows
                 for scenario, r in rows.items():
                     print(f"{name:14s} {scenario:9s} {r['rate']:9.0f} req/s  p99 {r['p99_ms']:7.2f} ms  "
@@ -291,7 +296,7 @@ def main() -> None:
 
 def summarize(results: dict) -> None:
     def ratio(a, b, scenario_a, scenario_b, field):
-        if a not in results or b not in results:
+        if a not in results or b not in results or scenario_a not in results[a] or scenario_b not in results[b]:
             return None
         x, y = results[a][scenario_a][field], results[b][scenario_b][field]
         return x / y if y else float("nan")

@@ -261,6 +261,15 @@ def connection_options(headers: Headers) -> frozenset[bytes]:
     return options
 
 
+def end_to_end_lines(headers: Headers, also_drop: frozenset[bytes] = frozenset()) -> list[bytes]:
+    """``Name: value\\r\\n`` lines of the end-to-end fields, minus *also_drop*, in one pass.
+
+    What a proxy forwards, serialised directly: no intermediate Headers.
+    """
+    drop = HOP_BY_HOP | connection_options(headers) | also_drop
+    return [name + b": " + value + b"\r\n" for lower, name, value in headers._fields if lower not in drop]
+
+
 def strip_hop_by_hop(headers: Headers) -> Headers:
     """A copy without hop-by-hop fields and the fields Connection names."""
     options = connection_options(headers)

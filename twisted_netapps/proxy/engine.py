@@ -56,6 +56,30 @@ _MAX_REMEMBERED_TARGETS = 4096
 MAX_QUEUED_BYTES = 64 * 1024 * 1024  # small entries waiting for their batch to be synced
 
 
+class _Durability:
+    """Told when a stored entry is durable (or could not be made so)."""
+
+    __slots__ = ("engine", "entry", "counted")
+
+    def __init__(self, engine: "Engine", entry: Entry, counted: bool = False) -> None:
+        self.engine, self.entry, self.counted = engine, entry, counted
+
+    def durable(self) -> None:
+        engine, entry = self.engine, self.entry
+        if self.counted:
+            engine.pending_commits -= 1
+        entry.committed = True
+        if not engine.cache.contains(entry):  # evicted or invalidated meanwhile
+            engine.cache.disk.remove(entry)
+
+    def failed(self, failure) -> None:
+        if self.counted:
+            self.engine.pending_commits -= 1
+        log.warn("proxy: cannot store {key}: {error}", key=self.entry.key.decode("latin-1"),
+                 error=failure.getErrorMessage())
+        self.engine.cache.remove(self.entry)
+
+
 class Engine:
     def __init__(
         self,
@@ -90,6 +114,7 @@ class Engine:
         self.max_pending_commits = max_pending_commits
         self._published_store = (0, 0)
         self._keys: dict = {}
+        cache.disk.segments.on_batch = self.segments_synced
 
     def now(self) -> float:
         return self.reactor.seconds()
@@ -199,30 +224,20 @@ class Engine:
             self.stats.incr("store_skipped")
             return
         self.cache.add(entry, request_headers)
-        self.pending_commits += 1
         self.stats.incr("stored")
         if writer is None:
             self.cache.memory.put(entry.id, body)
-            d = disk.store_small(entry, body)
+            disk.store_small(entry, body, _Durability(self, entry))
         else:
-            d = disk.commit(entry, writer)
-
-        def committed(_):
-            self.pending_commits -= 1
-            entry.committed = True
-            if not self.cache.contains(entry):  # evicted or invalidated meanwhile
-                disk.remove(entry)
-            if self.cache.reclaim_sparse_segment():
-                self.publish_store_size()
-
-        def failed(failure):
-            self.pending_commits -= 1
-            log.warn("proxy: cannot store {key}: {error}", key=entry.key.decode("latin-1"),
-                     error=failure.getErrorMessage())
-            self.cache.remove(entry)
-
-        d.addCallbacks(committed, failed)
+            self.pending_commits += 1
+            waiter = _Durability(self, entry, counted=True)
+            disk.commit(entry, writer).addCallbacks(lambda _: waiter.durable(), waiter.failed)
         self.publish_store_size()
+
+    def segments_synced(self) -> None:
+        """A batch of small entries is durable: a chance to reclaim a mostly dead segment."""
+        if self.cache.reclaim_sparse_segment():
+            self.publish_store_size()
 
     def freshen(self, entry: Entry, headers: Headers, request_time: float, response_time: float) -> None:
         """Update *entry* from a 304 (RFC 9111 4.3.4) and persist the new metadata."""

@@ -15,8 +15,7 @@ from twisted.logger import Logger
 
 from twisted_netapps.http.body import CHUNKED, LAST_CHUNK, LENGTH, NO_BODY, encode_chunk
 from twisted_netapps.http.errors import ProtocolError
-from twisted_netapps.http.fields import Headers, strip_hop_by_hop
-from twisted_netapps.http.head import serialize_request_head
+from twisted_netapps.http.fields import Headers, end_to_end_lines, strip_hop_by_hop
 from twisted_netapps.proxy import responses
 from twisted_netapps.proxy.fetch import Fetch
 from twisted_netapps.proxy.policy.directives import NO_REQUEST_DIRECTIVES, parse_request_directives
@@ -44,6 +43,10 @@ from twisted_netapps.proxy.upstream import UpstreamRequest
 log = Logger(namespace="netapps.proxy")
 
 _SERVABLE = (Action.SERVE, Action.SERVE_STALE, Action.SERVE_STALE_AND_REVALIDATE)
+# Request fields never passed to the origin as received: consumed here
+# (Proxy-Authorization), replaced (Host, Via, framing).
+_NOT_FORWARDED = frozenset({b"proxy-authorization", b"content-length", b"host", b"via"})
+_NOT_FORWARDED_OR_COUNTED = _NOT_FORWARDED | {b"max-forwards"}
 
 
 class Exchange:
@@ -70,6 +73,7 @@ class Exchange:
         self.request_body_done = framing.kind == NO_BODY
         self._sender = None  # a disk reader streaming a large stored body
         self.source = None  # "cache" or "origin" once the response has one (for the counters)
+        self.pending_head = b""  # a forwarded head waiting to go out with the first body bytes
 
     # -- routing --------------------------------------------------------------
 
@@ -187,21 +191,29 @@ class Exchange:
         fetch.upstream.start()
 
     def outgoing_head(self, drop: set, validators: list) -> bytes:
-        fields = strip_hop_by_hop(self.head.headers)
-        fields.remove_all(drop | {b"proxy-authorization", b"content-length", b"host"})
-        fields.insert_first(b"Host", self._host_field())
+        """The request head for the origin, serialised in one pass over the client's fields."""
+        headers = self.head.headers
+        forwarding = self.method in (b"OPTIONS", b"TRACE") and b"max-forwards" in headers
+        excluded = _NOT_FORWARDED_OR_COUNTED if forwarding else _NOT_FORWARDED
+        if drop:
+            excluded = excluded | drop
+        lines = [self.method, b" ", self.target.path, b" HTTP/1.1\r\nHost: ", self._host_field(), b"\r\n"]
+        lines += end_to_end_lines(headers, excluded)
         for name, value in validators:
-            fields.add(name, value)
-        if self.method in (b"OPTIONS", b"TRACE") and b"max-forwards" in fields:
-            value = fields.get(b"max-forwards")
+            lines.append(name + b": " + value + b"\r\n")
+        if forwarding:
+            value = headers.get(b"max-forwards")
             if value.isdigit():
-                fields.set(b"Max-Forwards", b"%d" % (int(value) - 1))
-        add_via(fields, self.head.version, self.engine.via)
+                lines.append(b"Max-Forwards: %d\r\n" % (int(value) - 1))
+        via = headers.get(b"via")
+        ours = self.head.version + b" " + self.engine.via
+        lines.append(b"Via: " + (via + b", " + ours if via else ours) + b"\r\n")
         if self.framing.kind == LENGTH:
-            fields.add(b"Content-Length", b"%d" % self.framing.length)
+            lines.append(b"Content-Length: %d\r\n" % self.framing.length)
         elif self.framing.kind == CHUNKED:
-            fields.add(b"Transfer-Encoding", b"chunked")
-        return serialize_request_head(self.method, self.target.path, fields)
+            lines.append(b"Transfer-Encoding: chunked\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
 
     def _host_field(self) -> bytes:
         if self.engine.reverse_origin is not None:
@@ -254,7 +266,6 @@ class Exchange:
                                                            self.connection_mode(), self.x_cache))
                 self.finish(0)
                 return False
-        fields = responses.forwarded_fields(head.headers, self.engine.http_date(now), self.engine.via)
         self.response_status = head.status
         if fetch.framing.kind == NO_BODY or self.method == b"HEAD":
             # No body follows: pass the origin's Content-Length on (for HEAD
@@ -263,8 +274,9 @@ class Exchange:
             length = int(length) if length is not None and length.isdigit() and head.status != 204 else None
             if fetch.framing.kind == LENGTH:
                 length = fetch.framing.length
-            self.send_head(responses.finish_head(head.status, head.reason, fields, x_cache=self.x_cache,
-                                                 length=length, chunked=False, connection=self.connection_mode()))
+            self.send_head(responses.forwarded_head(head, self.engine.http_date(now), self.engine.via,
+                                                    x_cache=self.x_cache, length=length, chunked=False,
+                                                    connection=self.connection_mode()))
             self.finish(0)
             return False
         if fetch.framing.kind == LENGTH:
@@ -273,8 +285,10 @@ class Exchange:
             length, chunked = None, self.head.version == b"1.1"
         self.response_chunked = chunked
         connection = self.connection_mode() if (length is not None or chunked) else responses.CLOSE
-        self.send_head(responses.finish_head(head.status, head.reason, fields, x_cache=self.x_cache,
-                                             length=length, chunked=chunked, connection=connection))
+        self.pending_head = responses.forwarded_head(head, self.engine.http_date(now), self.engine.via,
+                                                     x_cache=self.x_cache, length=length, chunked=chunked,
+                                                     connection=connection)
+        self.started = True  # sent with the first piece of body (one write instead of two)
         if connection == responses.CLOSE:
             self.connection.close_after_response = True
         self.connection.stream_from(self)
@@ -284,18 +298,28 @@ class Exchange:
         if self.finished:
             return
         self.body_bytes += len(data)
-        self.connection.write(encode_chunk(data) if self.response_chunked else data)
+        data = encode_chunk(data) if self.response_chunked else data
+        if self.pending_head:
+            data, self.pending_head = self.pending_head + data, b""
+        self.connection.write(data)
 
     def fetch_end(self) -> None:
         if self.finished:
             return
-        if self.response_chunked:
-            self.connection.write(LAST_CHUNK)
+        tail = LAST_CHUNK if self.response_chunked else b""
+        if self.pending_head or tail:
+            self.connection.write(self.pending_head + tail)
+            self.pending_head = b""
         self.finish(self.body_bytes)
 
     def fetch_failed(self, status: int, detail: str, *, started: bool) -> None:
         if self.finished:
             return
+        if started and self.pending_head:
+            # Nothing went out yet (the head waits for the body): an error response still can.
+            self.pending_head = b""
+            self.started = started = False
+            self.response_status = 0
         if started:
             log.info("proxy: {key}: {detail}; response cut short", key=self.key.decode("latin-1"), detail=detail)
             self.connection.abort()

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from twisted_netapps.http.fields import Headers, strip_hop_by_hop
+from twisted_netapps.http.fields import Headers, end_to_end_lines
 from twisted_netapps.proxy.store.entry import Entry
-from twisted_netapps.proxy.targets import add_via
 
 # Fields of the stored response replaced on the way out.
 _REPLACED_ON_HITS = frozenset({b"age", b"content-length", b"x-cache", b"via"})
@@ -41,15 +40,27 @@ def status_line(status: int, reason: bytes) -> bytes:
     return b"HTTP/1.1 %d %b\r\n" % (status, reason)
 
 
-def forwarded_fields(headers: Headers, date: bytes, via: bytes) -> Headers:
-    """The origin's fields as forwarded to the client (before framing)."""
-    fields = strip_hop_by_hop(headers)
-    fields.remove(b"content-length")
-    fields.remove(b"x-cache")
-    if b"date" not in fields:
-        fields.add(b"Date", date)
-    add_via(fields, b"1.1", via)
-    return fields
+_NOT_FORWARDED = frozenset({b"content-length", b"x-cache", b"via"})
+
+
+def forwarded_head(head, date: bytes, via: bytes, *, x_cache: bytes, length: int | None, chunked: bool,
+                   connection: int) -> bytes:
+    """The origin's response head as we forward it, serialised in one pass."""
+    headers = head.headers
+    parts = [status_line(head.status, head.reason)]
+    parts += end_to_end_lines(headers, _NOT_FORWARDED)
+    if b"date" not in headers:
+        parts.append(b"Date: " + date + b"\r\n")
+    received = headers.get(b"via")
+    parts.append(b"Via: " + (received + b", 1.1 " if received else b"1.1 ") + via + b"\r\n")
+    parts += (b"X-Cache: ", x_cache, b"\r\n")
+    if length is not None:
+        parts.append(b"Content-Length: %d\r\n" % length)
+    elif chunked:
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    parts.append(_CONNECTION_LINES[connection])
+    parts.append(b"\r\n")
+    return b"".join(parts)
 
 
 def finish_head(status: int, reason: bytes, fields: Headers, *, x_cache: bytes, length: int | None,

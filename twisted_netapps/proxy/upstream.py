@@ -213,16 +213,16 @@ class OriginPool:
         self.opened = 0
         self.reuses = 0
 
-    def acquire(self, host: str, port: int) -> defer.Deferred:
-        """A connection to the origin: an idle one if there is one, else a new one."""
+    def take_idle(self, host: str, port: int) -> OriginConnection | None:
+        """An idle connection to the origin, if the pool has one (no Deferred on this hot path)."""
         idle = self._idle.get((host, port))
         while idle:
             connection = idle.pop()
             if not connection.closed:
                 connection.reused = True
                 self.reuses += 1
-                return defer.succeed(connection)
-        return self.open(host, port)
+                return connection
+        return None
 
     def open(self, host: str, port: int) -> defer.Deferred:
         self.opened += 1
@@ -292,7 +292,11 @@ class UpstreamRequest:
         self._body_producer = None
 
     def start(self) -> None:
-        self._connect(self.pool.acquire(self.host, self.port))
+        connection = self.pool.take_idle(self.host, self.port)
+        if connection is not None:
+            self._connected(connection)
+        else:
+            self._connect(self.pool.open(self.host, self.port))
 
     def _connect(self, d: defer.Deferred) -> None:
         self._pending = d

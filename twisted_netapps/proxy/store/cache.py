@@ -138,7 +138,7 @@ class Cache:
             body = self.memory.get(entry.id)
             if body is not None and entry.committed:
                 old_segment, old_size = entry.segment, entry.record_size
-                self.disk.store_small(entry, body)
+                self.disk.store_small(entry, body)  # committed again with the next batch
                 self.disk.segments.released(old_segment, old_size)
             else:
                 self.remove(entry)

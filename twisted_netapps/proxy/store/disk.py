@@ -104,15 +104,13 @@ class DiskStore:
         os.replace(self.temp_body(entry_id), directory / f"{entry_id}.body")
         write_atomically(directory / f"{entry_id}.meta", meta)  # fsyncs the directory too
 
-    def store_small(self, entry: Entry, body: bytes):
-        """Append a small complete entry to the segment log; the Deferred fires when durable."""
+    def store_small(self, entry: Entry, body: bytes, waiter=None) -> None:
+        """Append a small complete entry to the segment log; *waiter* hears when it is durable."""
         meta = entry.to_meta()
         data = record(PUT, entry.id, meta, body)
-        d = defer.Deferred()
-        segment, offset = self.segments.append(data, d)
+        segment, offset = self.segments.append(data, waiter)
         entry.segment, entry.offset, entry.record_size = segment, offset + HEADER.size + len(meta), len(data)
         self.segments.occupied(segment, len(data))
-        return d
 
     def commit(self, entry: Entry, writer: BodyWriter):
         """Make a complete entry durable; the Deferred fires when it is."""
@@ -122,9 +120,8 @@ class DiskStore:
     def write_meta(self, entry: Entry):
         """Record a committed entry's new metadata (after a 304 or HEAD update)."""
         if entry.segment is not None:
-            d = defer.Deferred()
-            self.segments.append(record(META, entry.id, entry.to_meta()), d)
-            return d
+            self.segments.append(record(META, entry.id, entry.to_meta()))
+            return defer.succeed(None)
         path = self._final(entry.id, ".meta")
         return self.run_blocking(write_atomically, path, entry.to_meta())
 

@@ -134,11 +134,12 @@ class SegmentLog:
         self.size = 0  # of the current segment, including records not yet written
         self.live: dict[int, int] = {self.current: 0}  # segment -> live bytes
         self.sizes: dict[int, int] = {self.current: 0}  # segment -> bytes
-        self._queue: list[tuple[int, bytes, object]] = []  # (segment, record, deferred or None)
+        self._queue: list[tuple[int, bytes, object]] = []  # (segment, record, waiter or None)
         self._queued_bytes = 0
         self._flushing = False
         self._timer = None
         self._fds: dict[int, int] = {}
+        self.on_batch = None  # called after each batch is durable
         self._replayed = False
         self.removed_segments: list[int] = []
 
@@ -158,8 +159,13 @@ class SegmentLog:
     def queued_bytes(self) -> int:
         return self._queued_bytes
 
-    def append(self, data: bytes, d=None) -> tuple[int, int]:
-        """Queue a record; return (segment, offset of the record). *d* fires when it is durable."""
+    def append(self, data: bytes, waiter=None) -> tuple[int, int]:
+        """Queue a record; return (segment, offset of the record).
+
+        *waiter*, if given, is told ``durable()`` once the record is synced,
+        or ``failed(failure)`` (plain calls: a Deferred per record costs more
+        than the rest of storing it).
+        """
         if self.size and self.size + len(data) > self.max_segment:
             self.current += 1
             self.size = 0
@@ -168,7 +174,7 @@ class SegmentLog:
         segment, offset = self.current, self.size
         self.size += len(data)
         self.sizes[segment] = self.size
-        self._queue.append((segment, data, d))
+        self._queue.append((segment, data, waiter))
         self._queued_bytes += len(data)
         if self._queued_bytes >= MAX_BATCH:
             self._flush()
@@ -189,18 +195,20 @@ class SegmentLog:
 
         def written(result):
             self._flushing = False
-            for _segment, _data, waiting in batch:
-                if waiting is not None:
-                    waiting.callback(None)
+            for _segment, _data, waiter in batch:
+                if waiter is not None:
+                    waiter.durable()
+            if self.on_batch is not None:
+                self.on_batch()
             if self._queue:
                 self._flush()
 
         def failed(failure):
             self._flushing = False
             log.warn("proxy: cannot write cache segment: {error}", error=failure.getErrorMessage())
-            for _segment, _data, waiting in batch:
-                if waiting is not None:
-                    waiting.errback(failure)
+            for _segment, _data, waiter in batch:
+                if waiter is not None:
+                    waiter.failed(failure)
             if self._queue:
                 self._flush()
 
