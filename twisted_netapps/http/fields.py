@@ -64,16 +64,21 @@ class Headers:
         headers._options = None
         return headers
 
-    def _indexed(self) -> dict[bytes, list[bytes]]:
+    def _indexed(self) -> dict[bytes, bytes | list[bytes]]:
+        # Values are the bytes themselves, a list only for repeated names: a
+        # stored response's headers live long, and every list is one more
+        # object for the cyclic garbage collector to walk.
         index = self._index
         if index is None:
             index = {}
             for lower, _name, value in self._fields:
-                values = index.get(lower)
-                if values is None:
-                    index[lower] = [value]
+                present = index.get(lower)
+                if present is None:
+                    index[lower] = value
+                elif type(present) is list:
+                    present.append(value)
                 else:
-                    values.append(value)
+                    index[lower] = [present, value]
             self._index = index
         return index
 
@@ -109,14 +114,16 @@ class Headers:
     def get_all(self, lower_name: bytes) -> list[bytes]:
         """Every line of the field, in order (a new list)."""
         values = self._indexed().get(lower_name)
-        return list(values) if values else []
+        if values is None:
+            return []
+        return [values] if type(values) is bytes else list(values)
 
     def get(self, lower_name: bytes) -> bytes | None:
         """All lines of the field joined by ", ", or None when absent."""
         values = self._indexed().get(lower_name)
-        if not values:
-            return None
-        return values[0] if len(values) == 1 else b", ".join(values)
+        if values is None or type(values) is bytes:
+            return values
+        return b", ".join(values)
 
     def add(self, name: bytes, value: bytes) -> None:
         self._fields.append((name.lower(), name, value))
@@ -255,7 +262,7 @@ def connection_options(headers: Headers) -> frozenset[bytes]:
     """Lowercase names listed in Connection (the options it carries); worked out once per message."""
     options = headers._options
     if options is None:
-        lines = headers._indexed().get(b"connection")
+        lines = headers.get_all(b"connection")
         options = frozenset(m.lower() for m in split_lists(lines)) if lines else frozenset()
         headers._options = options
     return options

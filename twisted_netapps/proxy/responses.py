@@ -91,7 +91,7 @@ def hit_head(entry: Entry, age: float, via: bytes, connection: int, x_cache: byt
     whole_age = int(age)
     if x_cache != b"HIT":
         return _build_hit_head(entry, whole_age, via, connection, x_cache)
-    if entry.prepared_second != whole_age:
+    if entry.prepared_second != whole_age or entry.prepared is None:
         entry.prepared = {}
         entry.prepared_second = whole_age
     head = entry.prepared.get(connection)

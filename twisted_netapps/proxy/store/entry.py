@@ -41,7 +41,7 @@ class CorruptEntry(Exception):
     """An entry's files are unreadable, inconsistent or fail their checksum."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Entry:
     id: str
     key: bytes  # the effective request URI
@@ -63,7 +63,7 @@ class Entry:
     directives: ResponseDirectives = field(default=None, repr=False)
     freshness: Freshness = field(default=None, repr=False)
     date: float = 0.0
-    prepared: dict = field(default_factory=dict, repr=False)  # ready-made response heads
+    prepared: dict | None = field(default=None, repr=False)  # ready-made response heads (made on first use)
     prepared_second: int = -1
     fields_size: int = 0
 
@@ -81,7 +81,7 @@ class Entry:
             date=self.date,
         )
         self.fields_size = sum(len(n) + len(v) for n, v in self.headers)
-        self.prepared = {}
+        self.prepared = None
         self.prepared_second = -1
 
     @property
