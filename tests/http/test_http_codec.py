@@ -26,7 +26,7 @@ from twisted_netapps.http.server import ServerConnection
 
 def test_headers_keep_lines_and_join_on_get():
     headers = Headers([(b"Set-Cookie", b"a=b"), (b"set-cookie", b"c=d"), (b"X", b"1")])
-    assert headers.get_all(b"set-cookie") == [b"a=b", b"c=d"]
+    assert headers.get_all(b"set-cookie") == (b"a=b", b"c=d")
     assert headers.get(b"set-cookie") == b"a=b, c=d"
     headers.set(b"X", b"2")
     assert headers.serialize() == b"Set-Cookie: a=b\r\nset-cookie: c=d\r\nX: 2\r\n"

@@ -111,16 +111,18 @@ class Headers:
         """The lowercase names present."""
         return set(self._indexed())
 
-    def get_all(self, lower_name: bytes) -> list[bytes]:
-        """Every line of the field, in order (a new list)."""
-        values = self._indexed().get(lower_name)
+    def get_all(self, lower_name: bytes) -> tuple[bytes, ...]:
+        """Every line of the field, in order."""
+        index = self._index
+        values = (index if index is not None else self._indexed()).get(lower_name)
         if values is None:
-            return []
-        return [values] if type(values) is bytes else list(values)
+            return ()
+        return (values,) if type(values) is bytes else tuple(values)
 
     def get(self, lower_name: bytes) -> bytes | None:
         """All lines of the field joined by ", ", or None when absent."""
-        values = self._indexed().get(lower_name)
+        index = self._index
+        values = (index if index is not None else self._indexed()).get(lower_name)
         if values is None or type(values) is bytes:
             return values
         return b", ".join(values)
@@ -147,6 +149,10 @@ class Headers:
         if lower_names and self.has_any(frozenset(lower_names) if isinstance(lower_names, set) else lower_names):
             self._fields = [f for f in self._fields if f[0] not in lower_names]
             self._index = self._options = None
+
+    def byte_size(self) -> int:
+        """Bytes of names and values together (a cost estimate)."""
+        return sum([len(name) + len(value) for _lower, name, value in self._fields])
 
     def lines(self) -> list[tuple[bytes, bytes, bytes]]:
         """(lowercase name, name, value) triples, in order."""

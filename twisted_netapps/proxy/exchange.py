@@ -50,6 +50,12 @@ _NOT_FORWARDED_OR_COUNTED = _NOT_FORWARDED | {b"max-forwards"}
 
 
 class Exchange:
+    __slots__ = (
+        "connection", "engine", "head", "method", "framing", "client_keep_alive", "target", "key", "destination",
+        "request_directives", "fetch", "stale", "solo", "started", "finished", "response_chunked",
+        "response_status", "x_cache", "body_bytes", "request_body_done", "_sender", "source", "pending_head",
+    )
+
     def __init__(self, connection, engine, head, framing, keep_alive: bool) -> None:
         self.connection = connection
         self.engine = engine

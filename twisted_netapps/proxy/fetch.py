@@ -40,6 +40,12 @@ log = Logger(namespace="netapps.proxy")
 
 
 class Fetch:
+    __slots__ = (
+        "engine", "key", "method", "request_headers", "request_directives", "validating", "store", "upstream",
+        "request_time", "leader", "followers", "completion_waiters", "streaming", "_paused_by", "head", "framing",
+        "entry", "writer", "_memory", "_memory_size", "received", "done", "invalidated", "collapsible",
+    )
+
     def __init__(self, engine, key: bytes, method: bytes, request_headers: Headers, request_directives,
                  *, validating: Entry | None, store: bool) -> None:
         self.engine = engine

@@ -51,8 +51,24 @@ class Target:
         return self.host.strip(b"[]").decode("ascii")
 
 
+_authorities: dict[tuple[bytes, int | None], tuple[bytes, int]] = {}
+
+
 def parse_authority(authority: bytes, default_port: int | None) -> tuple[bytes, int]:
-    """``host[:port]`` -> (lowercase host, port); ProtocolError(400) if malformed."""
+    """``host[:port]`` -> (lowercase host, port); ProtocolError(400) if malformed.
+
+    Remembered (bounded): clients name the same few hosts over and over.
+    """
+    known = _authorities.get((authority, default_port))
+    if known is None:
+        known = _parse_authority(authority, default_port)
+        if len(_authorities) >= 1024:
+            _authorities.clear()
+        _authorities[(authority, default_port)] = known
+    return known
+
+
+def _parse_authority(authority: bytes, default_port: int | None) -> tuple[bytes, int]:
     if authority.startswith(b"["):
         end = authority.find(b"]")
         host, rest = authority[: end + 1], authority[end + 1:]

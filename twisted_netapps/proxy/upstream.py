@@ -276,6 +276,9 @@ class UpstreamRequest:
     pooled connection dead is sent again once on a new connection.
     """
 
+    __slots__ = ("pool", "host", "port", "method", "head", "handler", "has_body", "connection", "cancelled",
+                 "_pending", "_retried", "_body_producer")
+
     def __init__(self, pool: OriginPool, host: str, port: int, method: bytes, head: bytes,
                  handler: ResponseHandler, *, has_body: bool = False) -> None:
         self.pool = pool
@@ -369,6 +372,8 @@ class UpstreamRequest:
 
 class _Relay:
     """Passes a connection's events to the request's handler (and catches the retry case)."""
+
+    __slots__ = ("request",)
 
     def __init__(self, request: UpstreamRequest) -> None:
         self.request = request

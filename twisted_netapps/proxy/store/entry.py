@@ -80,7 +80,7 @@ class Entry:
             self.status, self.headers, self.directives, self.request_time, self.response_time, heuristic=heuristic,
             date=self.date,
         )
-        self.fields_size = sum(len(n) + len(v) for n, v in self.headers)
+        self.fields_size = self.headers.byte_size()
         self.prepared = None
         self.prepared_second = -1
 
@@ -99,7 +99,7 @@ class Entry:
         for name, value in zip(self.vary, self.vary_values):
             lines.append(name)
             lines.append(b"-" if value is None else b"+" + value)
-        lines.extend(name + b": " + value for name, value in self.headers)
+        lines += [name + b": " + value for _lower, name, value in self.headers.lines()]
         payload = b"\n".join(lines)
         return MAGIC + b"%08x\n" % zlib.crc32(payload) + payload
 
