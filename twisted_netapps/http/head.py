@@ -46,9 +46,31 @@ class ResponseHead:
     headers: Headers
 
 
+# Every field line of a well-formed section at once (in C): each match is
+# anchored at a line start and runs to its end, so a section parses this way
+# exactly when the number of matches equals the number of lines. Anything
+# else takes the line-by-line path, which also says what is wrong.
+_FIELD_LINES = re.compile(rb"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00\r\n]*)\r?$", re.M)
+
+
 def _lines(block: bytes) -> list[bytes]:
     lines = block.split(b"\n")
     return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+def _split_head(block: bytes) -> tuple[bytes, bytes]:
+    """(first line without its CR, the field section)."""
+    first, _newline, rest = block.partition(b"\n")
+    return (first[:-1] if first.endswith(b"\r") else first), rest
+
+
+def _parse_section(section: bytes, *, max_fields: int, fold_ok: bool, status: int) -> Headers:
+    if not section:
+        return Headers.from_lines([])
+    pairs = _FIELD_LINES.findall(section)
+    if len(pairs) == section.count(b"\n") + 1 and len(pairs) <= max_fields:
+        return Headers.from_lines([(name.lower(), name, value.rstrip(b" \t")) for name, value in pairs])
+    return _parse_fields(_lines(section), max_fields=max_fields, fold_ok=fold_ok, status=status)
 
 
 def _parse_fields(lines: list[bytes], *, max_fields: int, fold_ok: bool, status: int) -> Headers:
@@ -80,10 +102,10 @@ def _parse_fields(lines: list[bytes], *, max_fields: int, fold_ok: bool, status:
 
 def parse_request_head(block: bytes, *, max_fields: int = 100) -> RequestHead:
     """Parse a request head (*block* excludes the empty line that ends it)."""
-    lines = _lines(block)
-    match = _REQUEST_LINE.fullmatch(lines[0])
+    first, section = _split_head(block)
+    match = _REQUEST_LINE.fullmatch(first)
     if match is None:
-        if _VERSION_LIKE.fullmatch(lines[0]) and not lines[0].rsplit(b" ", 1)[1].startswith(b"HTTP/1."):
+        if _VERSION_LIKE.fullmatch(first) and not first.rsplit(b" ", 1)[1].startswith(b"HTTP/1."):
             raise ProtocolError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
         raise ProtocolError(400, "malformed request line")
     method, target, major, minor = match.groups()
@@ -91,18 +113,18 @@ def parse_request_head(block: bytes, *, max_fields: int = 100) -> RequestHead:
         raise ProtocolError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
     # HTTP/1.2 and later minors are HTTP/1.1 to us (RFC 9110 2.5).
     version = b"1.0" if minor == b"0" else b"1.1"
-    headers = _parse_fields(lines[1:], max_fields=max_fields, fold_ok=False, status=400)
+    headers = _parse_section(section, max_fields=max_fields, fold_ok=False, status=400)
     return RequestHead(method, target, version, headers)
 
 
 def parse_response_head(block: bytes, *, max_fields: int = 100) -> ResponseHead:
     """Parse a response head from an upstream server (errors carry status 502)."""
-    lines = _lines(block)
-    match = _STATUS_LINE.fullmatch(lines[0])
+    first, section = _split_head(block)
+    match = _STATUS_LINE.fullmatch(first)
     if match is None or match.group(1) != b"1":
         raise ProtocolError(502, "malformed status line from upstream")
     _major, minor, code, reason = match.groups()
-    headers = _parse_fields(lines[1:], max_fields=max_fields, fold_ok=True, status=502)
+    headers = _parse_section(section, max_fields=max_fields, fold_ok=True, status=502)
     return ResponseHead(int(code), reason or b"", b"1.0" if minor == b"0" else b"1.1", headers)
 
 
