@@ -141,8 +141,7 @@ class Engine:
         if entry is None or entry.must_validate or entry.directives.no_cache:
             return False
         now = self.reactor.seconds()
-        freshness = entry.freshness
-        if now >= freshness.fresh_until:
+        if now >= entry.fresh_until:
             return False
         body = cache.memory.get(entry.id) if entry.body_length else b""
         if body is None:
@@ -151,7 +150,7 @@ class Engine:
             mode = CLOSE
         else:
             mode = KEEP_ALIVE if head.version == b"1.1" else KEEP_ALIVE_10
-        data = hit_head(entry, freshness.age(now), self.via, mode)
+        data = hit_head(entry, entry.initial_age + max(0.0, now - entry.response_time), self.via, mode)
         cache.touch(entry)
         if method == b"HEAD":
             body = b""
@@ -242,9 +241,10 @@ class Engine:
     def freshen(self, entry: Entry, headers: Headers, request_time: float, response_time: float) -> None:
         """Update *entry* from a 304 (RFC 9111 4.3.4) and persist the new metadata."""
         old_size = entry.size
-        entry.headers = freshen_fields(entry.headers, headers)
+        fields = freshen_fields(entry.headers, headers)
         if b"date" not in headers:
-            entry.headers.set(b"Date", self.http_date(response_time))
+            fields.set(b"Date", self.http_date(response_time))
+        entry.headers = fields
         entry.request_time, entry.response_time = request_time, response_time
         entry.must_validate = False
         entry.refresh(self.heuristic)

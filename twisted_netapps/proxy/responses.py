@@ -78,8 +78,8 @@ def finish_head(status: int, reason: bytes, fields: Headers, *, x_cache: bytes, 
 
 def stored_fields(entry: Entry, age: int, via: bytes) -> Headers:
     """The stored response's fields with Age and Via for this use."""
-    fields = entry.headers.copy()
-    via_value = entry.headers.get(b"via")
+    fields = entry.headers
+    via_value = fields.get(b"via")
     fields.remove_all(_REPLACED_ON_HITS)
     fields.add(b"Age", b"%d" % age)
     fields.add(b"Via", (via_value + b", 1.1 " if via_value else b"1.1 ") + via)
@@ -106,14 +106,15 @@ def _build_hit_head(entry: Entry, age: int, via: bytes, connection: int, x_cache
 
 
 def not_modified_head(entry: Entry, age: float, via: bytes, connection: int, x_cache: bytes) -> bytes:
+    stored = entry.headers
     fields = Headers()
     for name in _NOT_MODIFIED_FIELDS:
-        for value in entry.headers.get_all(name):
+        for value in stored.get_all(name):
             fields.add(name.title(), value)
-    if b"etag" not in entry.headers and b"last-modified" in entry.headers:
-        fields.add(b"Last-Modified", entry.headers.get(b"last-modified"))
+    if b"etag" not in stored and b"last-modified" in stored:
+        fields.add(b"Last-Modified", stored.get(b"last-modified"))
     fields.add(b"Age", b"%d" % int(age))
-    via_value = entry.headers.get(b"via")
+    via_value = stored.get(b"via")
     fields.add(b"Via", (via_value + b", 1.1 " if via_value else b"1.1 ") + via)
     return finish_head(304, b"Not Modified", fields, x_cache=x_cache, length=None, chunked=False,
                        connection=connection)

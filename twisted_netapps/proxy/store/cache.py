@@ -37,7 +37,9 @@ class Cache:
         self.max_bytes = max_bytes
         self.max_object = max_object
         self.size = 0
-        self._by_key: dict[bytes, list[Entry]] = {}
+        # key -> the entry, or a list of them when Vary made several variants
+        # (a list per key would be one more object per entry for the GC to walk)
+        self._by_key: dict[bytes, Entry | list[Entry]] = {}
         self._lru: OrderedDict[str, Entry] = OrderedDict()
         self.loaded = False
         self.corrupt_removed = 0
@@ -62,19 +64,26 @@ class Cache:
 
     # -- lookups ------------------------------------------------------------
 
+    def _variants(self, key: bytes) -> list[Entry]:
+        stored = self._by_key.get(key)
+        if stored is None:
+            return []
+        return [stored] if type(stored) is Entry else list(stored)
+
     def candidates(self, key: bytes, request_headers: Headers) -> list[Entry]:
         """Stored responses whose Vary matches the request, most recent first."""
-        found = [e for e in self._by_key.get(key, ()) if vary_matches(e.vary, e.vary_values, request_headers)]
+        found = [e for e in self._variants(key) if vary_matches(e.vary, e.vary_values, request_headers)]
         found.sort(key=lambda e: (e.date, e.response_time), reverse=True)
         return found
 
     def select(self, key: bytes, request_headers: Headers) -> Entry | None:
-        variants = self._by_key.get(key)
-        if not variants:
+        stored = self._by_key.get(key)
+        if stored is None:
             return None
-        if len(variants) == 1:
-            entry = variants[0]
-            return entry if not entry.vary or vary_matches(entry.vary, entry.vary_values, request_headers) else None
+        if type(stored) is Entry:
+            if not stored.vary or vary_matches(stored.vary, stored.vary_values, request_headers):
+                return stored
+            return None
         found = self.candidates(key, request_headers)
         return found[0] if found else None
 
@@ -95,7 +104,13 @@ class Cache:
         self._evict(keep=entry)
 
     def _insert(self, entry: Entry, replace: bool) -> None:
-        self._by_key.setdefault(entry.key, []).append(entry)
+        stored = self._by_key.get(entry.key)
+        if stored is None:
+            self._by_key[entry.key] = entry
+        elif type(stored) is Entry:
+            self._by_key[entry.key] = [stored, entry]
+        else:
+            stored.append(entry)
         self._lru[entry.id] = entry
         self.size += entry.size
 
@@ -103,11 +118,11 @@ class Cache:
         if self._lru.pop(entry.id, None) is None:
             return
         self.size -= entry.size
-        variants = self._by_key.get(entry.key, [])
-        if entry in variants:
-            variants.remove(entry)
+        variants = [e for e in self._variants(entry.key) if e is not entry]
         if not variants:
             self._by_key.pop(entry.key, None)
+        else:
+            self._by_key[entry.key] = variants[0] if len(variants) == 1 else variants
         self.memory.discard(entry.id)
         if delete_files:
             d = self.disk.remove(entry)
@@ -116,7 +131,7 @@ class Cache:
 
     def invalidate(self, key: bytes) -> int:
         """Remove every variant stored for *key* (RFC 9111 4.4)."""
-        variants = list(self._by_key.get(key, ()))
+        variants = self._variants(key)
         for entry in variants:
             self.remove(entry)
         return len(variants)

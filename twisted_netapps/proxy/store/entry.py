@@ -22,7 +22,6 @@ served.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
 
 from twisted_netapps.http.fields import Headers
 from twisted_netapps.proxy.policy.directives import ResponseDirectives, parse_response_directives
@@ -41,31 +40,66 @@ class CorruptEntry(Exception):
     """An entry's files are unreadable, inconsistent or fail their checksum."""
 
 
-@dataclass(eq=False, slots=True)
 class Entry:
-    id: str
-    key: bytes  # the effective request URI
-    vary: tuple[bytes, ...]  # lowercase names Vary nominated
-    vary_values: tuple[bytes | None, ...]  # their normalised values in the storing request
-    status: int
-    reason: bytes
-    headers: Headers  # as stored: hop-by-hop and unstorable fields removed
-    request_time: float
-    response_time: float
-    body_length: int = 0
-    body_crc: int = 0
-    segment: int | None = None  # small entries: the segment holding the body (else files of their own)
-    offset: int = 0  # where the body starts in that segment
-    record_size: int = 0  # bytes the entry's record takes in its segment
-    committed: bool = False  # durably on disk (its segment batch synced, or body fsynced and metadata renamed in)
-    verified: bool = True  # body checked against its CRC (entries loaded at start: not yet)
-    must_validate: bool = False  # e.g. a HEAD response disagreed with it (RFC 9111 4.3.5)
-    directives: ResponseDirectives = field(default=None, repr=False)
-    freshness: Freshness = field(default=None, repr=False)
-    date: float = 0.0
-    prepared: dict | None = field(default=None, repr=False)  # ready-made response heads (made on first use)
-    prepared_second: int = -1
-    fields_size: int = 0
+    """One stored response.
+
+    Long-lived and numerous, so kept lean for the cyclic garbage collector:
+    a single tracked object, its header fields held as a tuple of byte
+    tuples (never tracked) and turned into :class:`Headers` on demand, its
+    freshness as plain numbers.
+    """
+
+    __slots__ = (
+        "id", "key", "vary", "vary_values", "status", "reason", "header_lines", "request_time", "response_time",
+        "body_length", "body_crc", "segment", "offset", "record_size", "committed", "verified", "must_validate",
+        "directives", "date", "lifetime", "initial_age", "fresh_until", "prepared", "prepared_second",
+        "fields_size",
+    )
+
+    def __init__(self, id: str, key: bytes, vary: tuple, vary_values: tuple, status: int, reason: bytes,
+                 headers: Headers, request_time: float, response_time: float, body_length: int = 0,
+                 body_crc: int = 0, *, committed: bool = False, verified: bool = True) -> None:
+        self.id = id
+        self.key = key  # the effective request URI
+        self.vary = vary  # lowercase names Vary nominated
+        self.vary_values = vary_values  # their normalised values in the storing request
+        self.status = status
+        self.reason = reason
+        self.header_lines = tuple(headers.lines())  # as stored: hop-by-hop and unstorable fields removed
+        self.request_time = request_time
+        self.response_time = response_time
+        self.body_length = body_length
+        self.body_crc = body_crc
+        self.segment: int | None = None  # small entries: the segment holding the body (else files of their own)
+        self.offset = 0  # where the body starts in that segment
+        self.record_size = 0  # bytes the entry's record takes in its segment
+        self.committed = committed  # durable (its segment batch synced, or body fsynced and metadata renamed in)
+        self.verified = verified  # body checked against its CRC (large entries loaded at start: not yet)
+        self.must_validate = False  # e.g. a HEAD response disagreed with it (RFC 9111 4.3.5)
+        self.directives: ResponseDirectives | None = None
+        self.date = 0.0
+        self.lifetime = 0.0
+        self.initial_age = 0.0
+        self.fresh_until = 0.0
+        self.prepared: dict | None = None  # ready-made response heads (made on first use)
+        self.prepared_second = -1
+        self.fields_size = 0
+
+    def __repr__(self) -> str:
+        return f"Entry({self.id}, {self.key!r}, {self.status})"
+
+    @property
+    def headers(self) -> Headers:
+        """The stored fields (a fresh :class:`Headers` each time: change it, then assign it back)."""
+        return Headers.from_lines(list(self.header_lines))
+
+    @headers.setter
+    def headers(self, headers: Headers) -> None:
+        self.header_lines = tuple(headers.lines())
+
+    @property
+    def freshness(self) -> Freshness:
+        return Freshness(self.lifetime, self.initial_age, self.response_time)
 
     def refresh(self, heuristic: HeuristicRule = DEFAULT_HEURISTIC,
                 directives: ResponseDirectives | None = None) -> None:
@@ -74,13 +108,16 @@ class Entry:
         *directives*: the Cache-Control of these headers, when the caller
         parsed it already.
         """
-        self.directives = parse_response_directives(self.headers) if directives is None else directives
-        self.date = date_value(self.headers, self.response_time)
-        self.freshness = compute_freshness(
-            self.status, self.headers, self.directives, self.request_time, self.response_time, heuristic=heuristic,
+        headers = self.headers
+        self.directives = parse_response_directives(headers) if directives is None else directives
+        self.date = date_value(headers, self.response_time)
+        freshness = compute_freshness(
+            self.status, headers, self.directives, self.request_time, self.response_time, heuristic=heuristic,
             date=self.date,
         )
-        self.fields_size = self.headers.byte_size()
+        self.lifetime, self.initial_age = freshness.lifetime, freshness.initial_age
+        self.fresh_until = freshness.fresh_until
+        self.fields_size = headers.byte_size()
         self.prepared = None
         self.prepared_second = -1
 
@@ -99,7 +136,7 @@ class Entry:
         for name, value in zip(self.vary, self.vary_values):
             lines.append(name)
             lines.append(b"-" if value is None else b"+" + value)
-        lines += [name + b": " + value for _lower, name, value in self.headers.lines()]
+        lines += [name + b": " + value for _lower, name, value in self.header_lines]
         payload = b"\n".join(lines)
         return MAGIC + b"%08x\n" % zlib.crc32(payload) + payload
 
