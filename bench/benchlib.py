@@ -27,6 +27,18 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def run_seconds(pid: int) -> float:
+    """Time *pid* (all its threads) has run on a CPU, from schedstat: nanosecond
+    precision, where utime+stime are 10 ms tick samples (too coarse for ~100 ms rounds)."""
+    total = 0
+    for task_dir in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task_dir / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1e9
+
+
 def stop_process(proc: subprocess.Popen | None, timeout: float = 15.0) -> None:
     """SIGTERM, then SIGKILL after *timeout*; nothing for a process already gone."""
     if proc is None or proc.poll() is not None:

@@ -2,6 +2,8 @@
 ours vs a private Dovecot on an identical Maildir, in one run on loopback.
 
     python bench/pop3_retr.py [--messages 1000] [--size 4096] [--rounds 3]
+    python bench/pop3_retr.py --large-mb 20 [--rounds 9]     # one big message: MB/s
+
 
 Both servers run side by side; one session each logs in, warms up, then
 times ``RETR 1..N`` (one command at a time, as poplib does) ``--rounds``
@@ -34,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import netapps, report, stop_process  # noqa: E402
+from benchlib import netapps, report, run_seconds, stop_process  # noqa: E402
 
 from twisted_netapps.accounts import AccountStore  # noqa: E402
 from twisted_netapps.mail.store.maildir import MailStore  # noqa: E402
@@ -58,18 +60,6 @@ def make_message(i: int, size: int, rng: random.Random) -> bytes:
         lines.append(line.encode() + b"\r\n")
         total += len(lines[-1])
     return head + b"".join(lines)
-
-
-def run_seconds(pid: int) -> float:
-    """Time *pid* (all its threads) has run on a CPU, from schedstat: nanosecond
-    precision, where utime+stime are 10 ms tick samples (too coarse for ~100 ms rounds)."""
-    total = 0
-    for task_dir in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task_dir / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-    return total / 1e9
 
 
 def tree_cpu(root_pid: int) -> float:
@@ -141,7 +131,7 @@ class Floor(protocol.Protocol):
         self.transport.setTcpNoDelay(True)
         self.transport.write(b"+OK floor\r\n")
     def dataReceived(self, data):
-        self.transport.socket.send(b"+OK\r\n" if data[:4] in (b"USER", b"PASS", b"QUIT") else reply)
+        self.transport.getHandle().send(b"+OK\r\n" if data[:4] in (b"USER", b"PASS", b"QUIT") else reply)
 port = reactor.listenTCP(0, protocol.Factory.forProtocol(Floor), interface="127.0.0.1")
 print(port.getHost().port, flush=True)
 reactor.run()
@@ -238,14 +228,9 @@ def private_dovecot(source_maildir: Path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=1000)
-    parser.add_argument("--size", type=int, default=4096)
-    parser.add_argument("--rounds", type=int, default=9)
-    args = parser.parse_args()
-    rng = random.Random(4)
-    messages = [make_message(i, args.size, rng) for i in range(args.messages)]
+@contextmanager
+def both_servers(messages: list[bytes]):
+    """Ours and a private Dovecot serving the same *messages*; yields ((host, port, pid), (port, pid))."""
     keep = Path(tempfile.mkdtemp(prefix="pop3-bench-src-"))
     try:
         with netapps(["pop3"], {"pop3": ["tcp:0:interface=127.0.0.1"]}) as (pid, listeners):
@@ -259,19 +244,62 @@ def main() -> int:
                 store.deliver(USER, m)
             # Dovecot gets a copy of the same files (same unique names, same bytes).
             shutil.copytree(data_dir / "mail" / USER, keep / USER, ignore=shutil.ignore_patterns("netapps-*"))
-            with private_dovecot(keep / USER) as (peer_port, peer_pid), twisted_floor(args.size) as (floor_port, floor_pid):
-                listener = listeners[0]
-                ours = Session(listener["host"], listener["port"], len(messages), lambda: run_seconds(pid))
-                peer = Session("127.0.0.1", peer_port, len(messages), lambda: tree_cpu(peer_pid))
-                floor = Session("127.0.0.1", floor_port, None, lambda: run_seconds(floor_pid), retr_count=len(messages))
-                # Rounds alternate between the servers, so all see the same machine load.
-                for _ in range(args.rounds):
-                    for session in (ours, peer, floor):
-                        session.round()
-                for session in (ours, peer, floor):
-                    session.close()
+            with private_dovecot(keep / USER) as peer:
+                yield (listeners[0]["host"], listeners[0]["port"], pid), peer
     finally:
         shutil.rmtree(keep, ignore_errors=True)
+
+
+def large_message(megabytes: int, rounds: int) -> int:
+    """RETR of one *megabytes* MB message, rounds alternating; MB/s and server CPU per MB."""
+    size = megabytes * 1024 * 1024
+    message = make_message(0, size, random.Random(4))
+    with both_servers([message]) as ((host, port, pid), (peer_port, peer_pid)):
+        ours = Session(host, port, 1, lambda: run_seconds(pid))
+        peer = Session("127.0.0.1", peer_port, 1, lambda: tree_cpu(peer_pid))
+        for _ in range(rounds):
+            for session in (ours, peer):
+                session.round()
+        for session in (ours, peer):
+            session.close()
+    mb = len(message) / 1e6
+    print(f"POP3 RETR of one {megabytes} MiB message ({len(message):,} octets; poplib, one session each, "
+          f"{rounds} alternating rounds)")
+    for name, session in (("ours", ours), ("dovecot", peer)):
+        rates = [r * mb for r, _c in session.rounds]
+        cpu = statistics.median(c for _r, c in session.rounds) / mb
+        print(f"  {name + ':':9}best {max(rates):7.1f} MB/s  median {statistics.median(rates):7.1f} MB/s"
+              f"  server CPU (median) {cpu * 1e3:6.2f} ms/MB")
+    paired = statistics.median(o[0] / p[0] for o, p in zip(ours.rounds, peer.rounds))
+    cpu_ratio = statistics.median(c for _r, c in ours.rounds) / statistics.median(c for _r, c in peer.rounds)
+    report("POP3 RETR (large)", "MB/s", ours.best[0] * mb, peer.best[0] * mb, "Dovecot",
+           f" (best rounds) | paired-round median ratio {paired:.2f} | CPU/MB ratio ours/Dovecot {cpu_ratio:.2f}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--large-mb", type=int, default=0,
+                        help="instead: RETR one message of this many MiB, report MB/s")
+    args = parser.parse_args()
+    if args.large_mb:
+        return large_message(args.large_mb, args.rounds)
+    rng = random.Random(4)
+    messages = [make_message(i, args.size, rng) for i in range(args.messages)]
+    with both_servers(messages) as ((host, port, pid), (peer_port, peer_pid)), \
+            twisted_floor(args.size) as (floor_port, floor_pid):
+        ours = Session(host, port, len(messages), lambda: run_seconds(pid))
+        peer = Session("127.0.0.1", peer_port, len(messages), lambda: tree_cpu(peer_pid))
+        floor = Session("127.0.0.1", floor_port, None, lambda: run_seconds(floor_pid), retr_count=len(messages))
+        # Rounds alternate between the servers, so all see the same machine load.
+        for _ in range(args.rounds):
+            for session in (ours, peer, floor):
+                session.round()
+        for session in (ours, peer, floor):
+            session.close()
     print(f"POP3 RETR of {args.messages} x ~{args.size} B messages "
           f"(poplib, one session each, {args.rounds} alternating rounds)")
     for name, session in (("ours", ours), ("dovecot", peer), ("floor", floor)):

@@ -5,7 +5,6 @@ import stat
 
 import pytest
 from twisted.cred import credentials, error
-from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_netapps.accounts import AccountError, AccountStore, hash_password, verify_password

@@ -12,7 +12,7 @@ from twisted_netapps.settings import from_table, setting
 def test_embedded_default_loads_and_listens_on_loopback_only():
     config = load_config()
     assert config.source == DEFAULT_CONFIG_NAME
-    assert config.enabled == ["uppercase", "dns", "resolver", "smtp", "pop3", "imap"]
+    assert config.enabled == ["uppercase", "dns", "resolver", "smtp", "pop3", "imap", "status", "web"]
     for name, settings in config.services.items():
         for endpoint in settings.listen:
             assert "interface=127." in endpoint or "::1" in endpoint or endpoint.startswith("unix:"), (name, endpoint)
@@ -90,7 +90,7 @@ def test_listen_replaces_the_service_listeners():
 def test_file_values_are_blamed_on_the_file(tmp_path):
     path = tmp_path / "n.toml"
     path.write_text("[uppercase]\nmax_line = true\n")
-    with pytest.raises(ConfigError, match=f"^{path}: uppercase.max_line: expected an integer, got a boolean$"):
+    with pytest.raises(ConfigError, match=f"^{path}:2: uppercase.max_line: expected an integer, got a boolean$"):
         load_config(str(path))
 
 

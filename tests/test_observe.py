@@ -38,5 +38,23 @@ def test_views_render_on_demand():
     views = Views()
     calls = []
     views.add("queue", "Mail queue", lambda: calls.append(1) or [{"id": "a"}])
-    assert views.names() == [("queue", "Mail queue")] and calls == []
+    assert views.names() == [("queue", "Mail queue", ())] and calls == []
     assert views.render("queue") == [{"id": "a"}] and calls == [1]
+
+
+def test_views_take_the_parameters_they_declare():
+    views = Views()
+    views.add("trace", "Trace a name", lambda name: [{"step": name}], params=("name",))
+    assert views.names() == [("trace", "Trace a name", ("name",))]
+    assert views.render("trace", name="www.example.test") == [{"step": "www.example.test"}]
+
+
+def test_at_most_per_second_events_are_kept_and_the_rest_counted():
+    now = [10.0]
+    recent = Recent("dns", maxlen=1000, clock=lambda: now[0], per_second=5)
+    for i in range(8):
+        recent.record("query", n=i)
+    assert len(recent.snapshot()) == 5 and recent.skipped == 3
+    now[0] = 11.2
+    recent.record("query", n=99)
+    assert recent.snapshot()[-1]["n"] == 99

@@ -1,6 +1,5 @@
 import socket
 
-from netapps_daemon import wait_for
 
 
 def test_daemon_starts_on_port_zero_and_answers(netapps_daemon):

@@ -8,6 +8,11 @@ directory, mode 0600, rewritten atomically. Passwords are kept as salted
 
 Verification compares in constant time, and an unknown user costs the same
 scrypt work as a known one, so timing does not reveal which names exist.
+Account names are case-insensitive everywhere, as mail addresses' local
+parts are here: ``Alice`` and ``alice`` are one account (adding the second is
+refused), and a lookup in any case finds the name as it was added, which
+names the Maildir (case-preserving, like most file systems on a Mac).
+
 The Twisted side (``twisted.cred`` checker) is :mod:`twisted_netapps.auth`.
 """
 
@@ -99,39 +104,80 @@ class AccountStore:
     def names(self) -> list[str]:
         return sorted(self._load())
 
-    def exists(self, name: str) -> bool:
-        return name in self._load()
+    @staticmethod
+    def _find(users: dict[str, dict], name: str) -> str | None:
+        """The stored spelling of *name* (case-insensitive), or None."""
+        if name in users:
+            return name
+        folded = name.lower()
+        return next((stored for stored in users if stored.lower() == folded), None)
 
-    def add(self, name: str, password: str, *, log2_n: int = SCRYPT_LOG2_N) -> None:
-        if not USERNAME_RE.match(name):
-            raise AccountError(
-                f"invalid user name {name!r}: 1-64 of letters, digits, '.', '_', '-', starting with a letter or digit"
-            )
+    def canonical(self, name: str) -> str | None:
+        """The stored name of account *name* in any case, or None if there is none."""
+        return self._find(self._load(), name)
+
+    def exists(self, name: str) -> bool:
+        return self.canonical(name) is not None
+
+    def _check_new_password(self, password: str) -> None:
         if not password:
             raise AccountError("empty password")
         if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
             raise AccountError(f"password longer than {MAX_PASSWORD_BYTES} bytes")
+
+    def add(self, name: str, password: str, *, log2_n: int = SCRYPT_LOG2_N) -> str:
+        """Create account *name*; return the stored name."""
+        if not USERNAME_RE.match(name):
+            raise AccountError(
+                f"invalid user name {name!r}: 1-64 of letters, digits, '.', '_', '-', starting with a letter or digit"
+            )
+        self._check_new_password(password)
         users = self._load()
-        if name in users:
-            raise AccountError(f"user {name!r} already exists")
+        existing = self._find(users, name)
+        if existing is not None:
+            raise AccountError(f"user {existing!r} already exists")
         users[name] = {"password": hash_password(password, log2_n=log2_n)}
         self._save(users)
+        return name
 
-    def remove(self, name: str) -> None:
+    def set_password(self, name: str, password: str, *, log2_n: int = SCRYPT_LOG2_N) -> str:
+        """Replace the password of account *name*; return the stored name."""
+        self._check_new_password(password)
         users = self._load()
-        if name not in users:
+        stored = self._find(users, name)
+        if stored is None:
             raise AccountError(f"no such user {name!r}")
-        del users[name]
+        users[stored] = {**users[stored], "password": hash_password(password, log2_n=log2_n)}
         self._save(users)
+        return stored
+
+    def remove(self, name: str) -> str:
+        """Delete account *name*; return the stored name."""
+        users = self._load()
+        stored = self._find(users, name)
+        if stored is None:
+            raise AccountError(f"no such user {name!r}")
+        del users[stored]
+        self._save(users)
+        return stored
+
+    def authenticate(self, name: str, password: str) -> str | None:
+        """The stored account name if *password* is right, else None.
+
+        Blocking (tens of ms of scrypt): call it from a thread in a server.
+        """
+        if len(password.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_BYTES:
+            return None
+        users = self._load()
+        stored = self._find(users, name)
+        record = users.get(stored) if stored is not None else None
+        encoded = record.get("password", "") if isinstance(record, dict) else ""
+        ok = verify_password(password, encoded or _DUMMY_HASH)
+        return stored if ok and record is not None else None
 
     def check(self, name: str, password: str) -> bool:
         """Blocking (tens of ms of scrypt): call it from a thread in a server."""
-        if len(password.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_BYTES:
-            return False
-        record = self._load().get(name)
-        encoded = record.get("password", "") if isinstance(record, dict) else ""
-        ok = verify_password(password, encoded or _DUMMY_HASH)
-        return ok and record is not None
+        return self.authenticate(name, password) is not None
 
     def ensure_demo_account(self) -> str | None:
         """With no accounts at all, create ``demo`` with a random password and

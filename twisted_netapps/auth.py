@@ -32,7 +32,8 @@ def _text(value: bytes | str) -> str:
 class AccountChecker:
     """Checks ``IUsernamePassword`` credentials against an :class:`AccountStore`.
 
-    The avatar ID is the user name as ``str``.
+    The avatar ID is the account's stored name as ``str`` (a login as
+    ``ALICE`` is account ``alice``: names are case-insensitive).
     """
 
     credentialInterfaces = (credentials.IUsernamePassword,)
@@ -50,11 +51,11 @@ class AccountChecker:
     def requestAvatarId(self, creds):
         name = _text(creds.username)
         password = _text(creds.password)
-        d = self._run(self.store.check, name, password)
+        d = self._run(self.store.authenticate, name, password)
 
-        def decided(ok: bool):
-            if ok:
-                return name
+        def decided(stored: str | None):
+            if stored is not None:
+                return stored
             log.info("login failed for user {user}", user=name)
             raise error.UnauthorizedLogin(f"bad login for {name!r}")
 

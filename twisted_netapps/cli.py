@@ -10,9 +10,11 @@ import argparse
 import importlib
 import sys
 
+from twisted_netapps import __version__
 from twisted_netapps.errors import NetappsError
 
 COMMAND_MODULES = [
+    "twisted_netapps.config_cli",
     "twisted_netapps.user_cli",
     "twisted_netapps.stats_cli",
     "twisted_netapps.uppercase.client",
@@ -22,7 +24,13 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="netapps", description="twisted-netapps clients and admin tools")
+    parser = argparse.ArgumentParser(
+        prog="netapps",
+        description="twisted-netapps clients and admin tools. The daemon itself runs as "
+                    "'twistd -n netapps'; 'netapps config default' prints its commented default "
+                    "configuration and 'netapps config show' the effective one.",
+    )
+    parser.add_argument("--version", action="version", version=f"netapps {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(subparsers)

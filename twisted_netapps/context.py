@@ -51,6 +51,8 @@ class ServiceContext:
     #: the whole daemon as the status service sees it (a DaemonView); None in unit tests
     daemon: Any = None
     on_bound: Callable[[BoundAddress], None] = field(default=lambda address: None)
+    # Listeners the daemon bound before building (twisted_netapps.binding).
+    prebound: Any = None
 
     def subdir(self, *parts: str) -> Path:
         """``<data_dir>/<parts...>``, created 0700."""
@@ -72,6 +74,7 @@ class ServiceContext:
         log lines and counters; *refuse* is what a connection over a limit
         is told before it is closed). ``udp:`` ones get *datagram_protocol*.
         An endpoint of a kind the service does not speak is a configuration error.
+        Endpoints the daemon already bound are handed over, not bound again.
         """
         limits = self.settings if isinstance(self.settings, StreamSettings) else StreamSettings()
         if endpoints is None:
@@ -85,7 +88,8 @@ class ServiceContext:
                     raise ConfigError(f"{item}: {self.name} does not speak UDP ({description!r})")
                 spec = parse_datagram(description, item)
                 result.append(
-                    DatagramListener(self.name, description, spec, datagram_protocol, self.reactor, self.on_bound)
+                    self._prebound(setting, description, datagram_protocol=datagram_protocol)
+                    or DatagramListener(self.name, description, spec, datagram_protocol, self.reactor, self.on_bound)
                 )
             else:
                 if stream_factory is None:
@@ -95,8 +99,16 @@ class ServiceContext:
                     stream_factory, service=self.name, listener=description, limits=limits,
                     stats=self.stats, refuse=refuse, descriptors=self.descriptors,
                 )
-                result.append(StreamListener(self.name, description, endpoint, factory, self.on_bound))
+                result.append(
+                    self._prebound(setting, description, factory=factory)
+                    or StreamListener(self.name, description, endpoint, factory, self.on_bound)
+                )
         return result
+
+    def _prebound(self, setting: str, description: str, **attach):
+        if self.prebound is None:
+            return None
+        return self.prebound.claim(self.name, setting, description, **attach)
 
     def named_service(self, children: list[service.IService]) -> service.MultiService:
         """A MultiService called ``self.name`` holding *children*."""

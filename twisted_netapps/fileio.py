@@ -54,3 +54,24 @@ def ensure_private_dir(path: Path) -> Path:
     path = Path(path)
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
+
+
+def hand_over(data_dir: Path) -> None:
+    """Give what start-up created in *data_dir* as root to the data directory's owner.
+
+    Under ``twistd -u/-g`` the data directory is handed to that user before
+    the services are built, but they are built as root: whatever they create
+    (a seeded web site, a queue directory, a TLS key) would stay root's, and
+    after the privilege drop the daemon could not write there. Runs once, at
+    start-up, only as root and only when the data directory is someone else's.
+    """
+    if os.geteuid() != 0:
+        return
+    owner = os.stat(data_dir)
+    if owner.st_uid == 0 and owner.st_gid == 0:
+        return
+    for directory, dirs, files in os.walk(data_dir):
+        for name in [directory, *(os.path.join(directory, n) for n in dirs + files)]:
+            st = os.lstat(name)
+            if st.st_uid == 0 or st.st_gid == 0:
+                os.lchown(name, owner.st_uid, owner.st_gid)

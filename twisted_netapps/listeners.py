@@ -137,6 +137,8 @@ class _Listener(service.Service):
 
     def privilegedStartService(self) -> None:
         service.Service.privilegedStartService(self)
+        if self.port is not None:  # bound early, before start-up work (twisted_netapps.binding)
+            return
         try:
             self.port = self._bind()
         except ListenError:

@@ -119,7 +119,8 @@ class LineBuffer:
         self._buffer += data
 
     def is_empty(self) -> bool:
-        return not self._buffer
+        """Nothing buffered, and not inside an over-long line (whose rest is still to be dropped)."""
+        return not self._buffer and not self._discarding
 
     def clear(self) -> None:
         """Drop everything buffered (after STARTTLS: what came in the clear is not trusted)."""

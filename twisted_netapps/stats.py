@@ -12,7 +12,24 @@ from __future__ import annotations
 
 from zope.interface import Interface, implementer
 
-STANDARD_COUNTERS = ("connections", "requests", "errors", "bytes_in", "bytes_out")
+# The counters every service has, with their meaning. A service documents its
+# own counters (and what the standard ones count for it) in a module-level
+# ``COUNTERS: dict[str, str]`` in its ``service.py``; ``netapps stats
+# --explain`` prints both. Counters start at 0 when the daemon starts.
+STANDARD_COUNTERS: dict[str, str] = {
+    "connections": "TCP connections accepted",
+    "requests": "requests answered (lines, queries, commands: see the service)",
+    "errors": "requests answered with an error, or that could not be answered",
+    "bytes_in": "bytes received from clients",
+    "bytes_out": "bytes sent to clients",
+}
+# Counted by the frame for every service with TCP listeners (twisted_netapps.connections).
+FRAME_COUNTERS: dict[str, str] = {
+    "refused_connections": "TCP connections refused over max_connections or max_connections_per_address",
+}
+GAUGES: dict[str, str] = {
+    "active_connections": "TCP connections open now (a gauge, not a counter)",
+}
 
 
 class IServiceStats(Interface):
@@ -29,7 +46,7 @@ class ServiceStats:
     def __init__(self, service: str) -> None:
         self.service = service
         self._counters: dict[str, int] = dict.fromkeys(STANDARD_COUNTERS, 0)
-        self._gauges: dict[str, int] = {"active_connections": 0}
+        self._gauges: dict[str, int] = dict.fromkeys(GAUGES, 0)
 
     def incr(self, name: str, amount: int = 1) -> None:
         self._counters[name] = self._counters.get(name, 0) + amount

@@ -6,27 +6,33 @@ Imported lazily by the plugin in ``twisted/plugins/netapps_plugin.py``.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from twisted.python import usage
 
-from twisted_netapps import registry
-from twisted_netapps.config import blame_command_line, load_config
+from twisted_netapps import __version__, logfilter, registry
+from twisted_netapps.config import load_config
+from twisted_netapps.datadir import ENV_VAR
 from twisted_netapps.errors import ConfigError, NetappsError
-from twisted_netapps.fileio import ensure_private_dir
 
 
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Run the classic Internet applications in one daemon. Without --config the "
-        "embedded default configuration is used (etc/netapps.toml in the source). "
+        "embedded default configuration is used: 'netapps config default' prints it "
+        "(commented, to start a file from) and 'netapps config show' prints the "
+        "effective configuration with the same options as here. "
         f"Services: {', '.join(registry.SERVICES)}."
     )
     optParameters = [
-        ["config", "c", None, "TOML configuration file (default: the embedded default)."],
-        ["services", "s", None, "Comma-separated services to run, or 'all' (default: netapps.services)."],
-        ["data-dir", "d", None, "Data directory (default: netapps.data_dir, ./netapps-data)."],
+        ["config", "c", None, "TOML configuration file (default: the embedded default, see 'netapps config default')."],
+        ["services", "s", None, "Comma-separated services to run, or 'all' (default: netapps.services, "
+                                "else the sections of the --config file)."],
+        ["data-dir", "d", None, f"Data directory (default: ${ENV_VAR}, netapps.data_dir, ~/.local/share/netapps)."],
+        ["log-format", None, "text", "Log lines as 'text' (twistd's usual) or 'json' (one JSON object per "
+         "line: twisted.logger's fields, service and peer among them), to twistd's -l file or stdout."],
     ]
 
     def __init__(self) -> None:
@@ -35,15 +41,20 @@ class Options(usage.Options):
         self["set"] = []
 
     def opt_listen(self, value: str) -> None:
-        """SERVICE=ENDPOINT: replace SERVICE's listeners (repeatable), e.g. uppercase=tcp:12000:interface=127.0.0.1 or uppercase=udp:12000"""
+        """NAME=ENDPOINT: replace a listener's endpoints (repeatable). NAME is a service for its main listener (uppercase=udp:12000) or a named one (smtp.submission=tcp:2587:interface=127.0.0.1); 'netapps config show' lists them"""
         self["listen"].append(value)
 
     def opt_set(self, value: str) -> None:
         """section.key=VALUE: override a config key, VALUE parsed as TOML (repeatable)"""
         self["set"].append(value)
 
+    def opt_version(self) -> None:
+        """Print the netapps version and exit"""
+        print(f"netapps {__version__}")
+        sys.exit(0)
 
-def _chown_for_privilege_drop(options: Options, *paths: Path) -> None:
+
+def _chown_for_privilege_drop(options: Options, paths: list[Path]) -> None:
     # Running as root with twistd -u/-g: the data dir must belong to the user
     # the daemon becomes, or it cannot write its own data after the drop.
     parent = getattr(options, "parent", None)
@@ -60,7 +71,10 @@ def makeService(options: Options):
 
     from twisted_netapps.daemon import NetappsService
 
+    config = None
     try:
+        if options["log-format"] not in logfilter.FORMATS:
+            raise NetappsError(f"--log-format: expected text or json, got {options['log-format']!r}")
         config = load_config(
             options["config"],
             services=options["services"],
@@ -68,19 +82,17 @@ def makeService(options: Options):
             listens=options["listen"],
             data_dir=options["data-dir"],
         )
-        data_dir = Path(config.daemon.data_dir).resolve()
-        try:
-            ensure_private_dir(data_dir)
-            run_dir = ensure_private_dir(data_dir / "run")
-        except OSError as e:
-            raise NetappsError(f"data dir {data_dir}: {e.strerror}") from None
-        _chown_for_privilege_drop(options, data_dir, run_dir)
         parent = getattr(options, "parent", None)
         foreground = bool(parent["nodaemon"]) if parent is not None else True
-        try:
-            return NetappsService(config, data_dir, reactor, foreground=foreground)
-        except ConfigError as e:  # found while building (bad endpoint, zone file...)
-            raise ConfigError(blame_command_line(str(e), config.source, options["set"], options["listen"])) from None
+        service = NetappsService(
+            config, config.data_dir.path, reactor, foreground=foreground,
+            prepare_data_dir=lambda paths: _chown_for_privilege_drop(options, paths), log_options=parent,
+        )
+        service.log_format = options["log-format"]
+        return service
     except NetappsError as e:
-        # One line, no traceback: this is a user mistake, not a bug.
-        raise SystemExit(str(e)) from None
+        # One line, no traceback: this is a user mistake, not a bug. Errors
+        # found while binding or building name the option or file line.
+        message = config.blame(str(e)) if config is not None and isinstance(e, ConfigError) else str(e)
+        raise SystemExit(message) from None
+

@@ -12,7 +12,7 @@ import dns.rcode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from twisted_netapps.dns import wire
+from twisted_netapps import dnswire
 from twisted_netapps.dns.responder import Responder
 from twisted_netapps.dns.zones import load_zone
 
@@ -29,7 +29,7 @@ def check_reply(query: bytes, reply, over_tcp: bool) -> None:
     for message in messages:
         assert len(message) >= 12
         assert message[:2] == query[:2]  # same ID
-        assert message[2] & wire.QR
+        assert dnswire.is_response(message)
         assert over_tcp or len(message) <= 65535
         if (message[2] >> 3) & 0x0F != dns.opcode.UPDATE:  # dnspython insists on UPDATE's own rules
             dns.message.from_wire(message, question_only=True)  # parseable by a real client
@@ -104,5 +104,5 @@ def test_truncated_question_is_formerr():
 
 
 def test_error_reply_helper_never_answers_responses_or_fragments():
-    assert wire.error_reply(b"\x00" * 11, 2) is None
-    assert wire.error_reply(b"\x00\x00\x80" + b"\x00" * 9, 2) is None
+    assert dnswire.error_reply(b"\x00" * 11, 2) is None
+    assert dnswire.error_reply(b"\x00\x00\x80" + b"\x00" * 9, 2) is None

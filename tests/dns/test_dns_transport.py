@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import socket
 import struct
 
-from twisted.internet import defer, task
+import pytest_twisted
+from twisted.internet import defer, error, reactor, task
+from twisted.internet.interfaces import ISystemHandle
 from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
-from twisted_netapps.dns import wire
+from twisted_netapps import dnswire
 from twisted_netapps.dns.transport import (
     DNSDatagramProtocol,
     DNSStreamFactory,
     IQueryHandler,
+    datagram_sender,
+    peer_text,
 )
 from twisted_netapps.stats import ServiceStats
 
@@ -94,7 +99,7 @@ def test_udp_handler_exception_becomes_servfail():
     proto.datagramReceived(QUERY, ("127.0.0.1", 1))
     proto.reactor.advance(0)
     [(data, _)] = proto.transport.sent
-    assert data[3] & 0x0F == wire.SERVFAIL and data[:2] == QUERY[:2]
+    assert data[3] & 0x0F == dnswire.SERVFAIL and data[:2] == QUERY[:2]
     assert data[12:] == QUERY[12:]  # the question is echoed
     assert stats["errors"] == 1
 
@@ -141,6 +146,55 @@ def test_udp_pending_replies_sent_on_stop():
     proto.datagramReceived(QUERY, ("127.0.0.1", 1))
     proto.doStop()  # the port still has its socket when it stops the protocol
     assert len(transport.sent) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_udp_sender_on_a_real_port_is_its_sockets_sendto():
+    # The fast path: the socket handed out by ISystemHandle.getHandle(), not Port.write.
+    port = reactor.listenUDP(0, DNSDatagramProtocol(EchoHandler(), ServiceStats("dns"), reactor=reactor),
+                             interface="127.0.0.1")
+    try:
+        send = datagram_sender(port)
+        assert send == port.getHandle().sendto
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.bind(("127.0.0.1", 0))
+            client.settimeout(5)
+            send(b"reply", client.getsockname())
+            assert client.recv(100) == b"reply"
+    finally:
+        await port.stopListening()
+
+
+@implementer(ISystemHandle)
+class OpaqueHandleTransport(FakeUDPTransport):
+    """A transport whose system handle is not a socket (another reactor's kind)."""
+
+    def getHandle(self):
+        return object()
+
+
+class TooLongTransport(FakeUDPTransport):
+    def write(self, data, addr):
+        raise error.MessageLengthError("message too long")
+
+
+def test_udp_sender_falls_back_to_write():
+    for transport in (FakeUDPTransport(), OpaqueHandleTransport()):
+        datagram_sender(transport)(b"x", ("127.0.0.1", 9))
+        assert transport.sent == [(b"x", ("127.0.0.1", 9))]
+
+
+def test_peer_text_is_the_frames_format():
+    assert peer_text(("127.0.0.1", 53)) == "127.0.0.1:53"
+    assert peer_text(("::1", 5353, 0, 0)) == "[::1]:5353"  # IPv6 peers come as 4-tuples
+
+
+def test_udp_fallback_send_failure_is_a_counted_drop():
+    stats = ServiceStats("dns")
+    proto = DNSDatagramProtocol(EchoHandler(), stats, reactor=task.Clock(), reply_batch=0)
+    proto.makeConnection(TooLongTransport())
+    proto.datagramReceived(QUERY, ("127.0.0.1", 1))  # no exception escapes
+    assert stats["send_failures"] == 1 and stats["errors"] == 1
 
 
 def test_tcp_pipelined_queries_coalesced_in_one_write():
@@ -216,7 +270,7 @@ def test_tcp_handler_exception_becomes_servfail():
     proto, transport, _ = tcp(handler)
     proto.dataReceived(frame(QUERY))
     [reply] = unframe(transport.value())
-    assert reply[3] & 0x0F == wire.SERVFAIL
+    assert reply[3] & 0x0F == dnswire.SERVFAIL
     assert not transport.disconnecting
 
 

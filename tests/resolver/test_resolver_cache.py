@@ -8,7 +8,7 @@ import dns.rrset
 from twisted.internet.task import Clock
 
 from twisted_netapps.resolver.cache import RANK_ANSWER, RANK_GLUE, RANK_REFERRAL, LRU, ResolverCache
-from twisted_netapps.resolver.wire import prepare_answer
+from twisted_netapps.resolver.prepared import prepare_answer
 
 N = dns.name.from_text
 A = dns.rdatatype.A

@@ -89,6 +89,24 @@ def test_default_config_dns_and_resolver_walk_the_demo_chain(netapps_daemon):
     assert "printer.lab.example.test. 1800 IN A 127.0.0.31" in out.stdout
 
 
+def test_each_udp_listener_answers_from_its_own_address(netapps_daemon):
+    # Two UDP listeners: each reply must leave from the address and port asked
+    # (dnspython drops a reply from any other source, as stub resolvers do).
+    ports = [free_udp_tcp_port([host]) for host in ("127.0.0.1", "127.0.0.2")]
+    d = netapps_daemon(
+        ["resolver"],
+        listen={"resolver": [f"udp:{ports[0]}:interface=127.0.0.1", f"udp:{ports[1]}:interface=127.0.0.2",
+                             f"tcp:{ports[0]}:interface=127.0.0.1"]},
+    )
+    for _ in range(2):
+        for host, port in (("127.0.0.1", ports[0]), ("127.0.0.2", ports[1])):
+            query = dns.message.make_query("www.example.test.", "A")
+            query.flags &= ~dns.flags.RD  # answered from the cache only: REFUSED at once, no upstream
+            reply = dns.query.udp(query, host, port=port, timeout=5)
+            assert reply.rcode() == dns.rcode.REFUSED and reply.id == query.id
+    assert "Traceback" not in d.log
+
+
 @pytest.mark.interop
 def test_unbound_and_our_resolver_agree_on_our_hierarchy(netapps_daemon, tmp_path):
     require_tool("unbound")

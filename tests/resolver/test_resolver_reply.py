@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from twisted_netapps.resolver.reply import ReplyError, decode_reply, sent_question
-from twisted_netapps.resolver.wire import build_query
+from twisted_netapps.dnswire import build_query
 
 RECORDS = [
     ("www.example.test.", "A", "192.0.2.1"), ("www.example.test.", "A", "192.0.2.2"),

@@ -1,8 +1,8 @@
 """DNS: the authoritative ``dns`` service (and the transports ``resolver`` shares).
 
-Layers, imports flowing one way:
+Layers, imports flowing one way (from :mod:`twisted_netapps.dnswire`, the raw
+wire helpers this package shares with ``resolver``):
 
-- :mod:`.wire`: raw-header helpers on bytes (no dnspython, no Twisted);
 - :mod:`.interfaces`: ``IQueryHandler``, query bytes in, reply bytes out;
 - :mod:`.zones`: BIND master files -> dnspython zones, with file:line errors;
 - :mod:`.authority`: answers from zones, pure (RFC 1034/2181/2308/4592);

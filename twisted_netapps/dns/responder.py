@@ -40,15 +40,17 @@ import dns.rdatatype
 import dns.rrset
 from zope.interface import implementer
 
-from twisted_netapps.dns import authority, wire
+from twisted_netapps import dnswire
+from twisted_netapps.dns import authority
 from twisted_netapps.dns.interfaces import IQueryHandler
 from twisted_netapps.dns.zones import LoadedZone
+from twisted_netapps.dnswire import reply_size_limit, scan_plain_query
 
 DEFAULT_UDP_PAYLOAD = 1232  # DNS flag day 2020: no fragmentation on any path
 MAX_ROTATIONS = 16
+# mids[] is indexed by the query's RD bit: the low bit of the flags' first byte.
+_RD_IN_BYTE_2 = dnswire.RD >> 8
 AXFR_RECORDS_PER_MESSAGE = 200
-_NO_QUESTION_OTHERS = b"\x00\x01\x00\x00\x00\x00"  # qd=1, an=0, ns=0 (ar checked apart)
-_OPT_ROOT = b"\x00\x00\x29"  # root owner + type OPT
 
 # Exceptions dnspython raises for malformed input (all FormError subclasses
 # or plain DNSException), plus the few it lets through from the stdlib.
@@ -82,51 +84,23 @@ def _rotated(rrset: dns.rrset.RRset, k: int) -> dns.rrset.RRset:
     return out
 
 
-def _fast_key(query: bytes, over_tcp: bool, max_udp: int) -> tuple[bytes, int] | None:
-    """(prepared-reply key, end of question) for a plain query, else None.
+_NO_EDNS_SUFFIX = (b"N" + reply_size_limit(False, None, 0).to_bytes(2, "big"),
+                   b"N" + reply_size_limit(True, None, 0).to_bytes(2, "big"))
 
-    Plain: QR=0, opcode QUERY, one question with an uncompressed name,
-    nothing else but at most a well-formed version-0 OPT.
+
+def _prepared_key(query: bytes, scan: tuple, over_tcp: bool, max_udp: int) -> bytes:
+    """The prepared-reply key of a plain query (*scan*: its ``scan_plain_query``):
+    what determines the reply after the ID.
+
+    The question (name lowercased), EDNS present or not, the reply size
+    limit and the DO bit.
     """
-    size = len(query)
-    if size < 17 or query[2] & 0xF8 or query[4:10] != _NO_QUESTION_OTHERS:
-        return None
-    i = 12
-    n = query[12]
-    while n:
-        if n > 63:
-            return None
-        i += n + 1
-        if i >= size:
-            return None
-        n = query[i]
-    qend = i + 5
-    ar = query[10:12]
-    if ar == b"\x00\x00":
-        if qend != size:
-            return None
-        limit = b"\xff\xff" if over_tcp else b"\x02\x00"
-        return query[12:i].lower() + query[i:qend] + b"N" + limit, qend
-    if ar != b"\x00\x01" or query[qend:qend + 3] != _OPT_ROOT or query[qend + 5:qend + 7] != b"\x00\x00":
-        return None
-    rdend = qend + 11 + ((query[qend + 9] << 8) | query[qend + 10]) if qend + 11 <= size else -1
-    if rdend != size:
-        return None
-    # The options must be well-formed TLVs (their content we may ignore:
-    # COOKIE, NSID, padding... a server that does not implement one ignores it).
-    j = qend + 11
-    while j < size:
-        if j + 4 > size:
-            return None
-        j += 4 + ((query[j + 2] << 8) | query[j + 3])
-    if j != size:
-        return None
-    if over_tcp:
-        limit = 65535
-    else:
-        limit = max(512, min((query[qend + 3] << 8) | query[qend + 4], max_udp))
-    do = b"D" if query[qend + 7] & 0x80 else b"-"
-    return query[12:i].lower() + query[i:qend] + b"E" + limit.to_bytes(2, "big") + do, qend
+    root, end, edns_payload, do = scan
+    question = query[dnswire.HEADER_SIZE:root].lower() + query[root:end]
+    if edns_payload is None:
+        return question + _NO_EDNS_SUFFIX[over_tcp]
+    limit = reply_size_limit(over_tcp, edns_payload, max_udp)
+    return question + b"E" + limit.to_bytes(2, "big") + (b"D" if do else b"-")
 
 
 @implementer(IQueryHandler)
@@ -185,16 +159,18 @@ class Responder:
         if replies is not None:
             return query[:2] + next(replies)
         # 2. The same question in another form (case, ID, RD, EDNS options).
-        fast = _fast_key(query, over_tcp, self.max_udp_payload)
-        if fast is not None:
-            entry = self._prepared.get(fast[0])
+        scan = scan_plain_query(query)
+        if scan is not None:
+            key = _prepared_key(query, scan, over_tcp, self.max_udp_payload)
+            entry = self._prepared.get(key)
             if entry is not None:
-                return self._splice(entry, query, fast[1], exact)
-        return self._full(query, peer, over_tcp, fast)
+                return self._splice(entry, query, scan[1], exact)
+            return self._full(query, peer, over_tcp, (key, scan[1]))
+        return self._full(query, peer, over_tcp, None)
 
     def _splice(self, entry, query: bytes, qend: int, exact: dict) -> bytes:
         mids, tails, turn = entry
-        head = mids[query[2] & 1] + query[12:qend]
+        head = mids[query[2] & _RD_IN_BYTE_2] + query[dnswire.HEADER_SIZE:qend]
         k = next(turn) % len(tails)
         if self.max_prepared <= 0:
             return query[:2] + head + tails[k]
@@ -208,7 +184,7 @@ class Responder:
 
     def _full(self, query: bytes, peer, over_tcp: bool, fast):
         self.counters.incr("full_path", 1)
-        if len(query) < wire.HEADER_SIZE or query[2] & wire.QR:
+        if len(query) < dnswire.HEADER_SIZE or dnswire.is_response(query):
             self.counters.incr("dropped", 1)
             return None  # never answer a response, nor a fragment of a header
         try:
@@ -241,11 +217,7 @@ class Responder:
         return variants[next(self._turn) % len(variants)]
 
     def _size_limit(self, msg: dns.message.Message, over_tcp: bool) -> int:
-        if over_tcp:
-            return 65535
-        if msg.edns < 0:
-            return 512
-        return max(512, min(msg.payload, self.max_udp_payload))
+        return reply_size_limit(over_tcp, msg.payload if msg.edns >= 0 else None, self.max_udp_payload)
 
     def _response(self, msg: dns.message.Message) -> dns.message.Message:
         response = dns.message.make_response(msg, our_payload=self.max_udp_payload)
@@ -269,8 +241,9 @@ class Responder:
 
     def _prepare(self, fast, variants: list[bytes], query: bytes, over_tcp: bool) -> bytes:
         key, qend = fast
-        head = variants[0][2:12]
-        mids = (bytes([head[0] & ~wire.RD]) + head[1:], bytes([head[0] | wire.RD]) + head[1:])
+        head = variants[0][2:dnswire.HEADER_SIZE]
+        flags = (head[0] << 8) | head[1]
+        mids = tuple(((flags & ~dnswire.RD) | rd).to_bytes(2, "big") + head[2:] for rd in (0, dnswire.RD))
         tails = [v[qend:] for v in variants]
         entry = (mids, tails, itertools.count())
         prepared = self._prepared
@@ -288,7 +261,7 @@ class Responder:
 
     def _raw_error(self, query: bytes, rcode: int) -> bytes | None:
         self.counters.incr(f"built_{dns.rcode.to_text(rcode).lower()}", 1)
-        return wire.error_reply(query, rcode)
+        return dnswire.error_reply(query, rcode)
 
     # -- zone transfers
 

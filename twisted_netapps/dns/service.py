@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import re
 from pathlib import Path
 
 import dns.exception
@@ -30,10 +31,12 @@ import dns.rdatatype
 from twisted.logger import Logger
 
 from twisted_netapps.config import DEFAULT_CONFIG_NAME
+from twisted_netapps import dnswire
 from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
+from twisted_netapps.observe import NULL_RECENT
 from twisted_netapps.dns.responder import DEFAULT_UDP_PAYLOAD, Counters, Responder
-from twisted_netapps.dns.transport import DNSDatagramProtocol, DNSStreamFactory
+from twisted_netapps.dns.transport import DNSDatagramProtocol, DNSStreamFactory, peer_text
 from twisted_netapps.dns.zoneset import ZoneSet, ZoneSpec, parse_notify_targets, parse_transfer_acl
 from twisted_netapps.errors import ConfigError
 from twisted_netapps.listeners import is_datagram
@@ -64,9 +67,38 @@ class ZoneSettings:
 
 @dataclasses.dataclass(frozen=True)
 class ViewSettings:
+    name: str = setting("", "the view's listener name, for --listen dns.NAME=... (default: view<N>)")
     listen: list[str] = setting([], "listeners of this view")
     zones: list[str] = setting([], "names of the zones (from [[dns.zones]]) this view serves")
 
+
+def _view_name(index: int, name: object) -> str:
+    return name if isinstance(name, str) and name else f"view{index}"
+
+
+# What this service's counters count (twisted_netapps.stats; netapps stats --explain).
+COUNTERS: dict[str, str] = {
+    "requests": "DNS messages received over UDP and TCP",
+    "errors": "queries answered SERVFAIL by a handler failure, bad TCP framing, replies not sent",
+    "dropped": "messages not answered: responses, fragments shorter than a header, unanswerable input",
+    "full_path": "queries answered by the full parser and zone lookup (the rest came from prepared replies)",
+    "built_noerror": "replies built with rcode NOERROR (answers, referrals, NODATA); prepared replies reused are not counted",
+    "built_nxdomain": "replies built with rcode NXDOMAIN",
+    "built_refused": "replies built with rcode REFUSED (outside our zones, refused transfers)",
+    "built_formerr": "replies built with rcode FORMERR (malformed queries)",
+    "built_notimp": "replies built with rcode NOTIMP (opcodes we do not implement)",
+    "built_servfail": "replies built with rcode SERVFAIL",
+    "built_badvers": "replies built with extended rcode BADVERS (EDNS version other than 0)",
+    "built_notauth": "replies built with rcode NOTAUTH (NOTIFY for a zone we do not serve)",
+    "transfers": "zone transfers (AXFR) sent",
+    "send_failures": "UDP replies the network refused to send (also counted in errors)",
+    "tcp_idle_timeouts": "TCP connections closed after idle_timeout",
+    "zone_reloads": "zones reloaded after their file changed or on SIGHUP",
+    "zone_errors": "zone reloads that failed (the previous version kept serving)",
+    "notify_sent": "NOTIFY messages sent to secondaries",
+    "notify_acked": "NOTIFY messages a secondary acknowledged",
+    "notify_failed": "NOTIFY messages given up on after retries",
+}
 
 @dataclasses.dataclass(frozen=True)
 class Settings(StreamSettings):
@@ -87,7 +119,30 @@ class Settings(StreamSettings):
     notify_source: str = setting("127.0.0.1", "address NOTIFY messages are sent from")
     log_queries: bool = setting(False, "log every query and its rcode at info (costs throughput)")
 
+    # Views name zones: a --set dns.zones=... drops the base's views with the
+    # zones they served (twisted_netapps.config).
+    REPLACED_TOGETHER = {"zones": ("views",)}
+
+    @staticmethod
+    def named_listeners(table: dict) -> dict[str, tuple]:
+        """The views' listeners, ``dns.NAME`` for --listen (twisted_netapps.config.listener_keys)."""
+        views = table.get("views", [])
+        if not isinstance(views, list):
+            return {}
+        return {
+            _view_name(i, view.get("name")): ("views", i, "listen")
+            for i, view in enumerate(views) if isinstance(view, dict)
+        }
+
     def validate(self, where: str) -> None:
+        names: dict[str, int] = {}
+        for i, view in enumerate(self.views):
+            name = _view_name(i, view.name)
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+                raise ConfigError(f"{where}.views[{i}].name: {name!r}: use letters, digits, '_' and '-'")
+            if name in names:
+                raise ConfigError(f"{where}.views[{i}].name: {name!r} is also the name of views[{names[name]}]")
+            names[name] = i
         origins = {}
         for i, zone in enumerate(self.zones):
             origin = dns.name.from_text(zone.name)
@@ -113,13 +168,24 @@ def zone_base_dir(config_source: str) -> Path:
     return Path(config_source).resolve().parent
 
 
+def _zone_path(file: str, base: Path) -> Path:
+    """*file* from *base*; a relative path missing there is looked up in the packaged data
+    (so a copy of the embedded default, ``netapps config default > my.toml``, finds the demo zones)."""
+    path = Path(file).expanduser()
+    if path.is_absolute():
+        return path
+    packaged = zone_base_dir(DEFAULT_CONFIG_NAME) / path
+    if not (base / path).exists() and packaged.exists():
+        return packaged
+    return base / path
+
+
 def _zone_specs(settings: Settings, base: Path, where: str) -> list[ZoneSpec]:
     specs = []
     for i, zone in enumerate(settings.zones):
-        path = Path(zone.file).expanduser()
         specs.append(ZoneSpec(
             origin=dns.name.from_text(zone.name),
-            path=path if path.is_absolute() else base / path,
+            path=_zone_path(zone.file, base),
             allow_transfer=parse_transfer_acl(zone.allow_transfer, f"{where}.zones[{i}].allow_transfer"),
             notify=parse_notify_targets(zone.notify, f"{where}.zones[{i}].notify"),
         ))
@@ -134,7 +200,8 @@ def _log_transfer(*, event: str, zone: str, peer: str, records: int) -> None:
                  records=records)
 
 
-def _log_query(query: bytes, reply, peer, over_tcp: bool) -> None:
+def _describe_query(query: bytes, reply) -> tuple[str, str, str]:
+    """(name, type, outcome) of one query and its reply, for logs and the status page."""
     try:
         qname, used = dns.name.from_wire(query, 12)
         name = qname.to_text()
@@ -145,9 +212,42 @@ def _log_query(query: bytes, reply, peer, over_tcp: bool) -> None:
         outcome = "dropped"
     else:
         first = reply if isinstance(reply, bytes) else reply[0]
-        outcome = dns.rcode.to_text(first[3] & 0x0F) + (" TC" if first[2] & 0x02 else "")
-    log.info("dns: {peer} {transport} {name} {qtype}: {outcome}", peer=f"{peer[0]}:{peer[1]}",
+        outcome = dns.rcode.to_text(dnswire.rcode_of(first)) + (" TC" if dnswire.is_truncated(first) else "")
+    return name, qtype, outcome
+
+
+def _log_query(query: bytes, reply, peer, over_tcp: bool) -> None:
+    name, qtype, outcome = _describe_query(query, reply)
+    log.info("dns: {peer} {transport} {name} {qtype}: {outcome}", peer=peer_text(peer),
              transport="tcp" if over_tcp else "udp", name=name, qtype=qtype, outcome=outcome)
+
+
+class _QueryRecord:
+    """A query and its reply as the status page shows them, decoded only if shown."""
+
+    __slots__ = ("query", "reply")
+
+    def __init__(self, query: bytes, reply) -> None:
+        self.query, self.reply = query, reply
+
+    def to_json(self) -> str:
+        name, qtype, outcome = _describe_query(self.query, self.reply)
+        return f"{name} {qtype} -> {outcome}"
+
+
+def _query_observer(recent, log_queries: bool):
+    """The responder's per-query hook: the log line if asked, the status page's event if it runs."""
+    if recent is NULL_RECENT:
+        return _log_query if log_queries else None
+
+    def observe(query: bytes, reply, peer, over_tcp: bool) -> None:
+        if recent.wants():  # the fields are built only for the events kept
+            recent.add("query", peer=f"{peer[0]}:{peer[1]}", transport="tcp" if over_tcp else "udp",
+                       query=_QueryRecord(query, reply))
+        if log_queries:
+            _log_query(query, reply, peer, over_tcp)
+
+    return observe
 
 
 def build(context: ServiceContext):
@@ -166,7 +266,7 @@ def build(context: ServiceContext):
     def serve(endpoints: list[str], origins, setting_name: str) -> None:
         responder = Responder(max_udp_payload=s.max_udp_payload, max_prepared=s.max_prepared,
                               counters=counters, log_transfer=_log_transfer,
-                              log_query=_log_query if s.log_queries else None)
+                              log_query=_query_observer(context.recent, s.log_queries))
         zoneset.add_view(responder, origins)
         factory = DNSStreamFactory(responder, context.stats, context.reactor, s.idle_timeout,
                                    service=context.name)
@@ -178,4 +278,33 @@ def build(context: ServiceContext):
     serve(s.listen, None, "listen")
     for i, view in enumerate(s.views):
         serve(view.listen, {dns.name.from_text(z) for z in view.zones}, f"views[{i}].listen")
+    context.views.add("zones", "Zones", lambda: _zones_view(zoneset))
+    context.views.add("records", "Records of a zone", lambda zone="": _records_view(zoneset, zone), params=("zone",))
     return context.named_service(children)
+
+
+def _zones_view(zoneset: ZoneSet) -> list[dict]:
+    return [
+        {"zone": origin.to_text(), "serial": zone.serial, "names": len(zone.names),
+         "delegations": ", ".join(sorted(c.to_text() for c in zone.cuts)), "files": ", ".join(zone.files)}
+        for origin, zone in sorted(zoneset.zones.items())
+    ]
+
+
+def _records_view(zoneset: ZoneSet, zone: str) -> list[dict]:
+    try:
+        origin = dns.name.from_text(zone or ".")
+    except dns.exception.DNSException as e:
+        raise ValueError(f"bad zone name {zone!r}: {e}") from None
+    loaded = zoneset.zones.get(origin)
+    if loaded is None:
+        raise ValueError(f"no zone {origin.to_text()} here (zones: {', '.join(o.to_text() for o in zoneset.zones)})")
+    rows = []
+    for name, node in sorted(loaded.zone.nodes.items()):
+        for rdataset in node.rdatasets:
+            for rdata in rdataset:
+                rows.append({"name": name.derelativize(origin).to_text(), "ttl": rdataset.ttl,
+                             "type": dns.rdatatype.to_text(rdataset.rdtype), "data": rdata.to_text()})
+                if len(rows) >= 1000:
+                    return rows
+    return rows

@@ -30,6 +30,8 @@ import dns.rrset
 import dns.zone
 import dns.zonefile
 
+from twisted_netapps.dns.zone_diagnosis import explain
+
 _INCLUDE = re.compile(r'^(\$INCLUDE[ \t]+)("[^"]*"|\S+)', re.IGNORECASE | re.MULTILINE)
 MAX_ZONE_FILE = 64 * 1024 * 1024  # a master file bigger than this is a mistake
 
@@ -123,8 +125,8 @@ def load_zone(origin: str, path: str | os.PathLike) -> LoadedZone:
             text, origin_name, relativize=False, filename=str(path), allow_include=True,
             check_origin=True,
         )
-    except dns.exception.SyntaxError as e:  # already "file:line: reason"
-        raise ZoneError(str(e)) from None
+    except dns.exception.SyntaxError as e:  # "file:line: reason", often the next line and a vague reason
+        raise ZoneError(explain(str(e), origin_name)) from None
     except dns.zone.NoSOA:
         raise ZoneError(f"{path}: zone {origin_name} has no SOA record at its origin") from None
     except dns.zone.NoNS:

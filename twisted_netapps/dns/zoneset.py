@@ -23,6 +23,7 @@ from twisted.internet import task, threads
 from twisted.internet.defer import gatherResults
 from twisted.logger import Logger
 
+from twisted_netapps.addresses import parse_host_port
 from twisted_netapps.dns.notify import NotifySender
 from twisted_netapps.dns.responder import Responder
 from twisted_netapps.dns.zones import LoadedZone, ZoneError, files_changed, load_zone
@@ -218,20 +219,8 @@ def parse_transfer_acl(entries: list[str], where: str) -> list:
 def parse_notify_targets(entries: list[str], where: str) -> list[tuple[str, int]]:
     targets = []
     for i, entry in enumerate(entries):
-        host, port = entry, 53
-        if entry.startswith("["):  # [v6]:port
-            host, _, rest = entry[1:].partition("]")
-            port_text = rest.lstrip(":") or "53"
-        elif entry.count(":") == 1:
-            host, port_text = entry.split(":")
-        else:
-            port_text = "53"
         try:
-            ipaddress.ip_address(host)
-            port = int(port_text)
-            if not 0 < port < 65536:
-                raise ValueError("port out of range")
+            targets.append(parse_host_port(entry, 53))
         except ValueError as e:
             raise ConfigError(f"{where}[{i}]: {entry!r}: expected ADDRESS[:PORT] ({e})") from None
-        targets.append((host, port))
     return targets

@@ -8,10 +8,10 @@ is not running).
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
+from twisted_netapps import datadir
+from twisted_netapps.errors import NetappsError
 from twisted_netapps.mail.store.queue import QueueStore
 
 QUEUE_DIR = "smtp-queue"  # the same name smtp_service uses
@@ -19,22 +19,31 @@ QUEUE_DIR = "smtp-queue"  # the same name smtp_service uses
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("mail", help="the SMTP relay queue: list it, or retry it now")
-    p.add_argument("--data-dir", default="./netapps-data", help="the daemon's data directory")
+    datadir.add_options(p)
     sub = p.add_subparsers(dest="action", required=True)
-    sub.add_parser("queue", help="list queued messages (like mailq)").set_defaults(func=_queue)
-    sub.add_parser("flush", help="ask the daemon to retry every queued message now").set_defaults(func=_flush)
+    for name, func, help in (
+        ("queue", _queue, "list queued messages (like mailq)"),
+        ("flush", _flush, "ask the daemon to retry every queued message now"),
+    ):
+        action = sub.add_parser(name, help=help)
+        datadir.add_options(action, repeat=True)
+        action.set_defaults(func=func)
 
 
-def _store(args) -> QueueStore | None:
-    root = Path(args.data_dir) / QUEUE_DIR
+def _store(args) -> QueueStore:
+    """The queue of an existing data dir; a one-line error naming the path otherwise."""
+    where = datadir.from_args(args)
+    root = datadir.require_existing(where) / QUEUE_DIR
     if not root.is_dir():
-        return None
+        raise NetappsError(
+            f"no mail queue at {root} (smtp has not run with the data dir from {where.origin}); "
+            f"{datadir.HOW_TO_POINT}"
+        )
     return QueueStore(root)
 
 
 def _queue(args) -> int:
-    store = _store(args)
-    entries = store.entries() if store is not None else []
+    entries = _store(args).entries()
     if not entries:
         print("Mail queue is empty")
         return 0
@@ -52,9 +61,6 @@ def _queue(args) -> int:
 
 def _flush(args) -> int:
     store = _store(args)
-    if store is None:
-        print(f"netapps mail flush: no queue in {args.data_dir}", file=sys.stderr)
-        return 1
     store.request_flush()
     print(f"flush requested ({len(store.entries())} queued); the running daemon retries them within a second")
     return 0

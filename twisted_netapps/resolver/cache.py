@@ -26,7 +26,7 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 
-from twisted_netapps.resolver.wire import PreparedAnswer
+from twisted_netapps.resolver.prepared import PreparedAnswer
 
 V = TypeVar("V")
 
@@ -253,6 +253,26 @@ class ResolverCache:
         self._rrsets.clear()
         self._negative.clear()
         self._answers.clear()
+
+    def entries(self, limit: int = 300) -> list[dict]:
+        """The most recently used cached RRsets and negative answers with their remaining TTLs
+        (for the status page; the newest first)."""
+        now = self.clock()
+        rows: list[dict] = []
+        for (name, rdtype), entry in reversed(self._rrsets._items.items()):
+            if len(rows) >= limit:
+                break
+            rows.append({"name": entry.rrset.name.to_text(), "type": dns.rdatatype.to_text(rdtype),
+                         "ttl_left": max(0, int(entry.expires_at - now)), "rank": entry.rank,
+                         "data": " ".join(r.to_text() for r in list(entry.rrset)[:4])})
+        for (wire_name, rdtype), negative in reversed(self._negative._items.items()):
+            if len(rows) >= 2 * limit:
+                break
+            kind = "NXDOMAIN" if rdtype == NXDOMAIN_KEY else f"NODATA {dns.rdatatype.to_text(rdtype)}"
+            rows.append({"name": dns.name.from_wire(wire_name, 0)[0].to_text(), "type": kind,
+                         "ttl_left": max(0, int(negative.expires_at - now)), "rank": "negative",
+                         "data": f"SOA of {negative.soa.name.to_text()}"})
+        return rows
 
     def sizes(self) -> dict[str, int]:
         return {"rrsets": len(self._rrsets), "negative": len(self._negative), "answers": len(self._answers)}

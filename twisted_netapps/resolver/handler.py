@@ -3,7 +3,7 @@
 Plugged into the shared UDP/TCP adapters of :mod:`twisted_netapps.dns.transport`
 (``IQueryHandler``). Per client query:
 
-1. the plain shape is parsed by hand (:func:`wire.parse_client_query`),
+1. the plain shape is parsed by hand (:func:`dnswire.parse_plain_query`),
    anything else by dnspython (FORMERR, NOTIMP, BADVERS answered here);
 2. clients outside the allowed networks get REFUSED (RA clear): no open
    resolver;
@@ -36,12 +36,14 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from twisted_netapps.dns import wire as raw
+from twisted_netapps import dnswire
 from twisted_netapps.dns.transport import IQueryHandler
-from twisted_netapps.resolver import wire
+from twisted_netapps.dnswire import PlainQuery, parse_plain_query, reply_size_limit
+from twisted_netapps.observe import NULL_RECENT
 from twisted_netapps.resolver.cache import ResolverCache
 from twisted_netapps.resolver.hints import RootHints
 from twisted_netapps.resolver.iterate import Limits, Resolution, Result
+from twisted_netapps.resolver.prepared import PreparedAnswer, prepare_answer, splice_answer
 from twisted_netapps.resolver.upstream import ResolutionRunner
 
 log = Logger(namespace="netapps.resolver")
@@ -115,10 +117,11 @@ class RecursiveQueryHandler:
         self.rng = rng
         self.runner_factory = runner_factory or (lambda resolution: ResolutionRunner(resolution, reactor, stats))
         self._in_flight: dict[bytes, list[defer.Deferred]] = {}
+        self.recent = NULL_RECENT  # the status page's events (set by the service builder)
 
     # -- IQueryHandler -----------------------------------------------------
     def handle(self, query: bytes, peer, over_tcp: bool):
-        parsed = wire.parse_client_query(query)
+        parsed = parse_plain_query(query)
         if parsed is None:
             return self._handle_unusual(query, peer, over_tcp)
         # The hot path, inlined (profiled: method calls were a third of a
@@ -129,21 +132,15 @@ class RecursiveQueryHandler:
             prepared = self.cache.get_answer(parsed.key, now)
             if prepared is not None:
                 self.stats.incr("cache_hits")
-                payload = parsed.edns_payload
-                if over_tcp:
-                    limit = 65535
-                elif payload is None:
-                    limit = wire.MIN_UDP_PAYLOAD
-                else:
-                    limit = max(wire.MIN_UDP_PAYLOAD, min(payload, self.max_udp_payload))
+                limit = reply_size_limit(over_tcp, parsed.edns_payload, self.max_udp_payload)
                 return prepared.reply(parsed, now, limit=limit, our_payload=self.max_udp_payload)
         return self._answer(parsed, peer, over_tcp)
 
-    def _answer(self, query: wire.ClientQuery, peer, over_tcp: bool):
+    def _answer(self, query: PlainQuery, peer, over_tcp: bool):
         if not self.acl.allows(peer[0]):
             self.stats.incr("refused")
-            return wire.error_reply(query, dns.rcode.REFUSED, recursion=False, our_payload=self.max_udp_payload)
-        limit = 65535 if over_tcp else query.udp_limit(self.max_udp_payload)
+            return self._refuse(query, dns.rcode.REFUSED, recursion_available=False)
+        limit = reply_size_limit(over_tcp, query.edns_payload, self.max_udp_payload)
         now = self.clock()
         prepared = self.cache.get_answer(query.key, now)
         if prepared is not None:
@@ -151,31 +148,38 @@ class RecursiveQueryHandler:
             return prepared.reply(query, now, limit=limit, our_payload=self.max_udp_payload)
         if query.qclass != dns.rdataclass.IN or query.key[-4:-2] in _REFUSED_QTYPE_BYTES:
             self.stats.incr("refused")
-            return wire.error_reply(query, dns.rcode.REFUSED, recursion=True, our_payload=self.max_udp_payload)
+            return self._refuse(query, dns.rcode.REFUSED)
         if not query.rd:
             # Non-recursive queries are answered from the cache only (no snooping misses).
             self.stats.incr("refused")
-            return wire.error_reply(query, dns.rcode.REFUSED, recursion=True, our_payload=self.max_udp_payload)
+            return self._refuse(query, dns.rcode.REFUSED)
         self.stats.incr("cache_misses")
         if len(self._in_flight) >= self.max_resolutions and query.key not in self._in_flight:
             # Overloaded (or flooded with unique names): fail fast rather than
             # pile up sockets and timers without bound.
             self.stats.incr("overload_servfail")
-            return wire.error_reply(query, dns.rcode.SERVFAIL, recursion=True, our_payload=self.max_udp_payload)
+            return self._refuse(query, dns.rcode.SERVFAIL)
         d = self._resolve(query)
         d.addCallback(self._reply, query, limit)
         return d
 
-    def _reply(self, prepared: wire.PreparedAnswer, query: wire.ClientQuery, limit: int) -> bytes:
+    def _refuse(self, query: PlainQuery, rcode: int, *, recursion_available: bool = True) -> bytes | None:
+        """Header and question only, with *rcode* (and our OPT if the client sent one)."""
+        return dnswire.error_reply(
+            query.data, rcode, recursion_available=recursion_available,
+            opt_payload=None if query.edns_payload is None else self.max_udp_payload,
+        )
+
+    def _reply(self, prepared: PreparedAnswer, query: PlainQuery, limit: int) -> bytes:
         reply = prepared.reply(query, self.clock(), limit=limit, our_payload=self.max_udp_payload)
-        if reply[3] & 0x0F == dns.rcode.SERVFAIL:
+        if dnswire.rcode_of(reply) == dns.rcode.SERVFAIL:
             self.stats.incr("servfail")
-        if len(reply) >= 3 and reply[2] & 0x02:
+        if dnswire.is_truncated(reply):
             self.stats.incr("truncated")
         return reply
 
     # -- resolution, coalesced -----------------------------------------------
-    def _resolve(self, query: wire.ClientQuery) -> defer.Deferred:
+    def _resolve(self, query: PlainQuery) -> defer.Deferred:
         waiter: defer.Deferred = defer.Deferred()
         waiters = self._in_flight.get(query.key)
         if waiters is not None:
@@ -183,7 +187,7 @@ class RecursiveQueryHandler:
             waiters.append(waiter)
             return waiter
         self._in_flight[query.key] = [waiter]
-        qname = wire.question_name(query)
+        qname = dnswire.question_name(query)
         resolution = Resolution(
             qname, query.qtype,
             cache=self.cache, hints=self.hints, clock=self.clock, limits=self.limits,
@@ -196,9 +200,12 @@ class RecursiveQueryHandler:
         d.addCallback(self._wake, query.key)
         return waiter
 
-    def _finished(self, result: Result, query: wire.ClientQuery, resolution: Resolution, started: float):
+    def _finished(self, result: Result, query: PlainQuery, resolution: Resolution, started: float):
         now = self.clock()
         self.stats.incr("upstream_queries", resolution.queries_sent)
+        self.recent.record("resolution", question=f"{result.qname} {dns.rdatatype.to_text(result.qtype)}",
+                           rcode=dns.rcode.to_text(result.rcode), ms=round((now - started) * 1000, 1),
+                           upstream_queries=resolution.queries_sent, reason=result.reason or "")
         if result.rcode == dns.rcode.SERVFAIL:
             log.info(
                 "resolver: SERVFAIL for {qname} {qtype}: {reason}",
@@ -212,9 +219,9 @@ class RecursiveQueryHandler:
             )
         prepared = None
         if result.answer_wire is not None:
-            prepared = wire.splice_answer(len(query.question), result.rcode, result.answer, result.answer_wire, now)
+            prepared = splice_answer(len(query.question), result.rcode, result.answer, result.answer_wire, now)
         if prepared is None:
-            prepared = wire.prepare_answer(
+            prepared = prepare_answer(
                 result.qname, result.qtype, query.qclass, result.rcode, result.answer, result.authority, now
             )
         if result.rcode == dns.rcode.SERVFAIL:
@@ -223,12 +230,12 @@ class RecursiveQueryHandler:
         self.cache.put_answer(query.key, prepared)
         return prepared
 
-    def _crashed(self, failure, query: wire.ClientQuery, qname: dns.name.Name):
+    def _crashed(self, failure, query: PlainQuery, qname: dns.name.Name):
         log.failure("resolver: resolution of {qname} crashed", failure, qname=str(qname))
         self.stats.incr("errors")
-        return wire.prepare_answer(qname, query.qtype, query.qclass, dns.rcode.SERVFAIL, [], [], self.clock())
+        return prepare_answer(qname, query.qtype, query.qclass, dns.rcode.SERVFAIL, [], [], self.clock())
 
-    def _wake(self, prepared: wire.PreparedAnswer, key: bytes) -> None:
+    def _wake(self, prepared: PreparedAnswer, key: bytes) -> None:
         for waiter in self._in_flight.pop(key, []):
             waiter.callback(prepared)
 
@@ -240,7 +247,7 @@ class RecursiveQueryHandler:
             return None
         except (dns.exception.DNSException, ValueError):
             self.stats.incr("formerr")
-            return raw.error_reply(data, dns.rcode.FORMERR)
+            return dnswire.error_reply(data, dns.rcode.FORMERR)
         if message.flags & dns.flags.QR:
             return None  # never answer answers
         allowed = self.acl.allows(peer[0])
@@ -257,9 +264,9 @@ class RecursiveQueryHandler:
         question = message.question[0]
         qname_wire = question.name.to_wire()
         question_bytes = qname_wire + struct.pack("!HH", question.rdtype, question.rdclass)
-        query = wire.ClientQuery(
-            message.id, message.flags, question_bytes, qname_wire.lower() + question_bytes[-4:],
-            question.rdtype, question.rdclass, message.payload if message.edns >= 0 else None,
+        query = PlainQuery(
+            data, message.id, message.flags, question_bytes, qname_wire.lower() + question_bytes[-4:],
+            message.payload if message.edns >= 0 else None, bool(message.ednsflags & dns.flags.DO),
         )
         return self._answer(query, peer, over_tcp)
 

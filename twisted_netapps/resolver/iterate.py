@@ -50,8 +50,9 @@ import dns.rrset
 
 from twisted_netapps.resolver.cache import RANK_ANSWER, RANK_GLUE, RANK_REFERRAL, ResolverCache
 from twisted_netapps.resolver.hints import RootHints
-from twisted_netapps.resolver.reply import Reply, SentQuestion, decode_reply, sent_question
-from twisted_netapps.resolver.wire import answer_section, build_query, trim_reply
+from twisted_netapps.dnswire import build_query, is_truncated, rcode_of
+from twisted_netapps.resolver.prepared import answer_section
+from twisted_netapps.resolver.reply import Reply, SentQuestion, decode_reply, sent_question, trim_reply
 
 NS = dns.rdatatype.NS
 SOA = dns.rdatatype.SOA
@@ -95,7 +96,7 @@ class Result:
     reason: str = ""  # why SERVFAIL
     # The answer section exactly as one upstream reply carried it, when the
     # answer is all and only that section (the handler serves it as is
-    # instead of encoding the RRsets again; see wire.answer_section).
+    # instead of encoding the RRsets again; see prepared.answer_section).
     answer_wire: bytes | None = None
 
 
@@ -133,7 +134,7 @@ class ResolutionFailed(Exception):
 class _Reply:
     message: Reply
     wire: bytes
-    partial: bool  # only the answer section was decoded (see wire.trim_reply)
+    partial: bool  # only the answer section was decoded (see reply.trim_reply)
     sent: SentQuestion | None = None
 
     def complete(self) -> Reply:
@@ -239,7 +240,7 @@ class Resolution:
         try:
             message = decode_reply(trimmed, pending.sent)
         except (dns.exception.DNSException, ValueError) as e:
-            if wire[2] & 0x02:  # TC set and cut mid-record: retry over TCP
+            if is_truncated(wire):  # TC set and cut mid-record: retry over TCP
                 return self._advance(_NoReply("truncated", "truncated reply"))
             return self._advance(_NoReply("malformed", f"malformed reply: {e}"))
         if not message.flags & dns.flags.QR or len(message.question) != 1:
@@ -621,7 +622,7 @@ def _answer_step(reply: _Reply, records: list[dns.rrset.RRset]) -> _Step:
     data, sent = reply.wire, reply.sent
     section = None
     if (
-        len(records) == 1 and sent is not None and data[3] & 0x0F == 0
+        len(records) == 1 and sent is not None and rcode_of(data) == dns.rcode.NOERROR
         and int.from_bytes(data[6:8], "big") == count
         and data[12:12 + len(sent.wire)].lower() == sent.wire.lower()
     ):

@@ -1,4 +1,5 @@
-"""Decoding upstream replies: dnspython's name and rdata codecs, without ``Message``.
+"""Reading upstream replies: trimmed before decoding, then decoded with dnspython's
+name and rdata codecs, without ``Message``.
 
 Decoding a reply is most of a cache miss's CPU time, and of
 ``dns.message.from_wire``'s cost on a small referral about two thirds is the
@@ -38,11 +39,11 @@ import dns.rdatatype
 import dns.rrset
 import dns.wire
 
-from twisted_netapps.resolver.wire import question_end
+from twisted_netapps.dnswire import (
+    AA, HEADER, HEADER_SIZE, RCODE_MASK, TC, TYPE_OPT, WireError, question_end, skip_name,
+)
 
-HEADER = struct.Struct("!HHHHHH")
 RR_HEADER = struct.Struct("!HHIH")
-TYPE_OPT = 41
 TYPE_TSIG = 250
 TYPE_RRSIG = 46
 
@@ -88,7 +89,52 @@ class SentQuestion(NamedTuple):
 
 def sent_question(name: dns.name.Name, rdtype: int, rdclass: int, query_wire: bytes) -> SentQuestion:
     """The question section of *query_wire*, which must ask (name, rdtype, rdclass) uncompressed."""
-    return SentQuestion(query_wire[12:question_end(query_wire)], name, rdtype, rdclass)
+    end = question_end(query_wire)
+    if end is None:
+        raise ValueError("not a query with one uncompressed question")
+    return SentQuestion(query_wire[HEADER_SIZE:end], name, rdtype, rdclass)
+
+
+def trim_reply(data: bytes) -> tuple[bytes, bool]:
+    """*data* (an upstream reply) without what the core will not read; (bytes, answers_only).
+
+    Decoding is the dominant cost of a cache miss, and dnspython decodes
+    every record it is given, so before decoding:
+
+    - an authoritative NOERROR reply with answers is cut to header, question
+      and answer section (``answers_only`` True): the NS/SOA/glue after it
+      are needed only if the answers do not settle the question, and then
+      the core decodes the whole reply;
+    - anything else (referrals, negative answers, truncated or odd replies)
+      is returned unchanged, without walking it.
+
+    Anything that does not walk cleanly is returned unchanged.
+    """
+    if len(data) < HEADER_SIZE:
+        return data, False
+    qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+    rcode = flags & RCODE_MASK
+    if flags & TC or rcode not in (0, 3) or qdcount != 1:
+        return data, False
+    if not (flags & AA and rcode == 0 and ancount and (nscount or arcount)):
+        # Nothing to cut (referrals, negative answers): the walk would only
+        # drop the OPT record, which the decoder reads for almost nothing.
+        return data, False
+    try:
+        pos = skip_name(data, HEADER_SIZE) + 4
+        starts = []
+        for _ in range(ancount + nscount + arcount):
+            starts.append(pos)
+            pos = skip_name(data, pos)
+            if pos + 10 > len(data):
+                return data, False
+            pos += 10 + struct.unpack_from("!H", data, pos + 8)[0]
+    except WireError:
+        return data, False
+    if pos != len(data):
+        return data, False
+    cut = starts[ancount] if ancount < len(starts) else pos
+    return HEADER.pack(qid, flags, 1, ancount, 0, 0) + data[HEADER_SIZE:cut], True
 
 
 def _name_at(data: bytes, pos: int, known: dict):
@@ -113,12 +159,12 @@ class _QuestionSuffixes(dict):
     def __init__(self, name: dns.name.Name) -> None:
         super().__init__()
         self.labels = name.labels
-        offset = 12
+        offset = HEADER_SIZE
         self.starts = {}
         for index, label in enumerate(name.labels):
             self.starts[offset] = index
             offset += 1 + len(label)
-        self[12] = name
+        self[HEADER_SIZE] = name
 
     def get(self, offset, default=None):
         hit = dict.get(self, offset)
@@ -204,14 +250,14 @@ def _rrset(key: tuple, group: list) -> dns.rrset.RRset:
 
 def decode_reply(data: bytes, sent: SentQuestion | None = None) -> Reply:
     size = len(data)
-    if size < 12:
+    if size < HEADER_SIZE:
         raise ReplyError("shorter than a header")
     qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
     if qdcount > 1:
         raise ReplyError("more than one question")
-    pos = 12
+    pos = HEADER_SIZE
     question = []
-    if qdcount and sent is not None and data.startswith(sent.wire, 12):
+    if qdcount and sent is not None and data.startswith(sent.wire, HEADER_SIZE):
         # Our own question echoed exactly: nothing to decode.
         question.append(Question(sent.name, sent.rdtype, sent.rdclass))
         pos += len(sent.wire)

@@ -7,38 +7,48 @@ import importlib.resources
 import ipaddress
 from pathlib import Path
 
+import dns.exception
+import dns.name
+import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
+from twisted_netapps.addresses import parse_host_port
 from twisted_netapps.config import DEFAULT_CONFIG_NAME
 from twisted_netapps.connections import StreamSettings
 from twisted_netapps.context import ServiceContext
 from twisted_netapps.dns.transport import DNSDatagramProtocol, DNSStreamFactory
 from twisted_netapps.errors import ConfigError
+from twisted_netapps.listeners import is_datagram
 from twisted_netapps.resolver.cache import ResolverCache
 from twisted_netapps.resolver.handler import ClientACL, RecursiveQueryHandler
 from twisted_netapps.resolver.hints import RootHints, load_hints
-from twisted_netapps.resolver.iterate import Limits
+from twisted_netapps.resolver.iterate import Limits, Resolution
+from twisted_netapps.resolver.upstream import ResolutionRunner
 from twisted_netapps.settings import setting
 
 
-def parse_server(text: str, default_port: int = 53) -> tuple[str, int]:
-    """``IP``, ``IP:PORT``, ``[IPv6]:PORT`` or a bare IPv6 address -> (ip, port)."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else default_port
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-        port = int(port_text)
-    else:
-        host, port = text, default_port
-    ipaddress.ip_address(host)  # ValueError if not an address
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} out of range")
-    return host, port
-
+# What this service's counters count (twisted_netapps.stats; netapps stats --explain).
+COUNTERS: dict[str, str] = {
+    "requests": "DNS queries received from clients over UDP and TCP",
+    "errors": "queries that failed inside the resolver (answered SERVFAIL), replies not sent",
+    "dropped": "client messages not answered (responses, fragments)",
+    "cache_hits": "queries answered from the cache",
+    "cache_misses": "queries that needed a resolution (iterating or forwarding)",
+    "coalesced": "queries that joined a resolution of the same question already running",
+    "refused": "queries answered REFUSED (client not in allow, no recursion desired, ...)",
+    "formerr": "queries answered FORMERR (malformed)",
+    "servfail": "resolutions that ended in SERVFAIL (time budget, lame servers, loops)",
+    "overload_servfail": "queries answered SERVFAIL at once: max_resolutions were running",
+    "truncated": "UDP replies sent with TC set (the client retries over TCP)",
+    "upstream_queries": "queries sent to authoritative servers or forwarders",
+    "upstream_udp": "upstream queries over UDP",
+    "upstream_tcp": "upstream queries over TCP (after TC)",
+    "upstream_ignored": "upstream replies ignored: wrong source, ID or question (spoofing resistance)",
+    "send_failures": "UDP replies the network refused to send (also counted in errors)",
+    "tcp_idle_timeouts": "TCP connections closed after idle_timeout",
+}
 
 @dataclasses.dataclass(frozen=True)
 class Settings(StreamSettings):
@@ -93,7 +103,7 @@ class Settings(StreamSettings):
                 raise ConfigError(f"{where}.allow[{i}]: not a network: {network!r}") from None
         for i, server in enumerate(self.forwarders):
             try:
-                parse_server(server)
+                parse_host_port(server, 53)
             except ValueError as e:
                 raise ConfigError(f"{where}.forwarders[{i}]: bad server {server!r}: {e}") from None
         if self.cache_min_ttl > self.cache_max_ttl:
@@ -134,7 +144,7 @@ def build_handler(s: Settings, reactor, stats, hints: RootHints) -> RecursiveQue
     )
     return RecursiveQueryHandler(
         cache=cache, hints=hints, reactor=reactor, stats=stats, acl=ClientACL(s.allow), limits=limits,
-        upstream_port=s.upstream_port, forwarders=[parse_server(f) for f in s.forwarders] or None,
+        upstream_port=s.upstream_port, forwarders=[parse_host_port(f, 53) for f in s.forwarders] or None,
         max_udp_payload=s.max_udp_payload, failure_ttl=s.failure_ttl, log_queries=s.log_queries,
         max_resolutions=s.max_resolutions,
     )
@@ -158,6 +168,43 @@ def build(context: ServiceContext):
     preload_rdata_classes()
     hints = load_hints(hints_path(s.root_hints, context.config.source))
     handler = build_handler(s, context.reactor, context.stats, hints)
-    datagrams = DNSDatagramProtocol(handler, context.stats, service="resolver", reactor=context.reactor)
+    handler.recent = context.recent
     streams = DNSStreamFactory(handler, context.stats, context.reactor, s.idle_timeout, service="resolver")
-    return context.named_service(context.listeners(streams, datagrams))
+    context.views.add("cache", "Cache (newest first, TTLs counting down)", handler.cache.entries)
+    context.views.add("trace", "Trace a name (like dig +trace)",
+                      lambda name="", type="A": live_trace(name, type, hints, s, context.reactor),
+                      params=("name", "type"))
+    children = []
+    for endpoint in s.listen:
+        # A DatagramProtocol belongs to one port (its transport): a fresh one per
+        # UDP listener, or replies would leave through the last port bound.
+        datagrams = (DNSDatagramProtocol(handler, context.stats, service="resolver", reactor=context.reactor)
+                     if is_datagram(endpoint) else None)
+        children.extend(context.listeners(streams, datagrams, endpoints=[endpoint]))
+    return context.named_service(children)
+
+
+def live_trace(name: str, rdtype: str, hints: RootHints, s: Settings, reactor):
+    """Walk *name* from the root hints with an empty cache, on the reactor; a Deferred of the steps."""
+    try:
+        qname = dns.name.from_text(name.strip() or ".")
+        qtype = dns.rdatatype.from_text(rdtype.strip() or "A")
+    except dns.exception.DNSException as e:
+        raise ValueError(f"bad question {name!r} {rdtype!r}: {e}") from None
+    cache = ResolverCache(reactor.seconds)
+    limits = Limits(max_queries=s.max_upstream_queries, time_budget=s.time_budget,
+                    server_timeout=s.server_timeout, edns_payload=s.max_udp_payload, ipv6=s.ipv6_servers)
+    resolution = Resolution(qname, qtype, cache=cache, hints=hints, clock=reactor.seconds,
+                            upstream_port=s.upstream_port, limits=limits, details=True)
+
+    def steps(result) -> list[dict]:
+        rows = [{"step": i, "depth": step.depth, "zone": str(step.zone), "server": f"{step.server}:{step.port}",
+                 "transport": "tcp" if step.over_tcp else "udp", "ms": round(step.rtt * 1000, 1),
+                 "question": f"{step.qname} {dns.rdatatype.to_text(step.qtype)}",
+                 "outcome": step.outcome, "detail": step.detail}
+                for i, step in enumerate(resolution.steps, 1)]
+        rows.append({"step": "result", "outcome": dns.rcode.to_text(result.rcode),
+                     "detail": " | ".join(r.to_text() for r in result.answer + result.authority)[:2000]})
+        return rows
+
+    return ResolutionRunner(resolution, reactor).run().addCallback(steps)

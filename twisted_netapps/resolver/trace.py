@@ -103,7 +103,8 @@ def format_step(index: int, step: TraceStep) -> str:
     )
 
 
-def trace(name: str, rdtype: str, hints: RootHints, port: int, *, timeout: float, out=sys.stdout) -> int:
+def trace(name: str, rdtype: str, hints: RootHints, port: int, *, timeout: float, out=sys.stdout,
+          start: str = "the root hints") -> int:
     try:
         qname = dns.name.from_text(name)
         qtype = dns.rdatatype.from_text(rdtype)
@@ -118,11 +119,13 @@ def trace(name: str, rdtype: str, hints: RootHints, port: int, *, timeout: float
     result = run_blocking(resolution)
     elapsed = time.monotonic() - started
     roots = ", ".join(hints.all_addresses(ipv6=False)[:3])
-    print(f";; iterative resolution of {qname} {dns.rdatatype.to_text(qtype)} from the root hints ({roots}), port {port}",
+    print(f";; iterative resolution of {qname} {dns.rdatatype.to_text(qtype)} from {start} ({roots}), port {port}",
           file=out)
     for i, step in enumerate(resolution.steps, 1):
         print(format_step(i, step), file=out)
-    print(f";; {dns.rcode.to_text(result.rcode)} after {resolution.queries_sent} queries in {elapsed * 1000:.1f} ms"
+    queries = resolution.queries_sent
+    print(f";; {dns.rcode.to_text(result.rcode)} after {queries} {'query' if queries == 1 else 'queries'}"
+          f" in {elapsed * 1000:.1f} ms"
           + (f": {result.reason}" if result.reason else ""), file=out)
     for rrset in result.answer + result.authority:
         print(rrset.to_text(), file=out)
@@ -169,7 +172,9 @@ def run(args) -> int:
         except ValueError:
             raise TraceError(f"--server: not an IP address: {args.server!r}") from None
         hints = RootHints((dns.name.from_text("server."),), {dns.name.from_text("server."): (args.server,)})
+        start = "the server given"
     else:
         path = hints_path(args.hints, "<command line>") if args.hints else hints_path(settings.root_hints, source)
         hints = load_hints(path)
-    return trace(args.name, args.type, hints, port, timeout=args.timeout)
+        start = "the root hints"
+    return trace(args.name, args.type, hints, port, timeout=args.timeout, start=start)

@@ -15,6 +15,12 @@ here at ~16 us (``listenUDP(0)`` + ``connect`` + ``stopListening``: ~80 us,
 with two log lines per query); only cache misses pay it, and it buys a
 source port unpredictable to an off-path attacker, which a shared pool of
 long-lived sockets would not.
+
+The one reactor-specific part is that fast UDP exchange: a plain socket
+watched with ``IReactorFDSet.addReader``. :func:`udp_exchange_for` is the
+seam: a reactor without ``IReactorFDSet`` (IOCP, a wrapper, a test reactor)
+gets :class:`_PortExchange`, the same exchange over ``listenUDP`` and a
+connected ``IUDPTransport`` (slower, and Twisted logs two lines per query).
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ from __future__ import annotations
 import os
 import socket
 
-from twisted.internet import defer, protocol
-from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet import defer, error, protocol
+from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor
 from twisted.logger import Logger
 from twisted.protocols.basic import Int16StringReceiver
 from twisted.python.failure import Failure
@@ -102,6 +108,62 @@ class _UDPExchange:
             self.sock.close()
 
 
+class _PortExchangeProtocol(protocol.DatagramProtocol):
+    noisy = False
+
+    def __init__(self, exchange: "_PortExchange") -> None:
+        self.exchange = exchange
+
+    def datagramReceived(self, data: bytes, addr) -> None:
+        exchange = self.exchange
+        # connected: the kernel delivers only the server's datagrams
+        exchange.runner.received(exchange.token, data, (exchange.query.server, exchange.query.port))
+
+    def connectionRefused(self) -> None:
+        self.exchange.runner.unreachable(self.exchange.token, "connection refused")
+
+    def stopProtocol(self) -> None:
+        if not self.exchange.closed:  # the reactor dropped the port (a socket error)
+            self.exchange.closed = True
+            self.exchange.runner.unreachable(self.exchange.token, "socket error")
+
+
+class _PortExchange:
+    """One upstream UDP query through ``reactor.listenUDP`` on any ``IReactorUDP``.
+
+    The fallback for reactors without ``IReactorFDSet``: a fresh port per
+    query (port 0: a random source port), connected to the server, closed
+    after the exchange.
+    """
+
+    def __init__(self, runner: "ResolutionRunner", token: int, query: SendQuery, reactor) -> None:
+        self.runner = runner
+        self.token = token
+        self.query = query
+        self.closed = False
+        interface = source_interface(query.server) or ("::" if ":" in query.server else "")
+        try:
+            self.port = reactor.listenUDP(0, _PortExchangeProtocol(self), interface=interface)
+        except error.CannotListenError as e:
+            raise OSError(str(e.socketError)) from None
+        try:
+            self.port.connect(query.server, query.port)
+            self.port.write(query.wire)
+        except (OSError, error.MessageLengthError) as e:
+            self.close()
+            raise OSError(str(e)) from None
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.port.stopListening()
+
+
+def udp_exchange_for(reactor):
+    """The UDP exchange class *reactor* can run: raw sockets if it is an ``IReactorFDSet``."""
+    return _UDPExchange if IReactorFDSet.providedBy(reactor) else _PortExchange
+
+
 class _TCPExchange(Int16StringReceiver):
     MAX_LENGTH = 65535
 
@@ -146,6 +208,7 @@ class ResolutionRunner:
         self._token = 0
         self._timer = None
         self._udp_exchange = None
+        self._udp_exchange_class = udp_exchange_for(reactor)
         self._connector = None
 
     def run(self) -> defer.Deferred:
@@ -197,7 +260,7 @@ class ResolutionRunner:
             )
             return
         try:
-            self._udp_exchange = _UDPExchange(self, token, query, self.reactor)
+            self._udp_exchange = self._udp_exchange_class(self, token, query, self.reactor)
         except OSError as e:  # no socket, no route...: this server is unreachable
             reason = e.strerror or str(e)
             self.reactor.callLater(0, self.unreachable, token, f"cannot send: {reason}")

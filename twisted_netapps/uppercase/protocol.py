@@ -8,6 +8,7 @@ from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
 from twisted_netapps.deadlines import Deadline
+from twisted_netapps.observe import NULL_RECENT
 from twisted_netapps.stats import ServiceStats
 from twisted_netapps.uppercase.core import DatagramError, LineMachine, LineTooLong, datagram_reply, uppercase
 
@@ -50,6 +51,7 @@ class UppercaseLineProtocol(protocol.Protocol, TimeoutMixin):
                 break
             stats.incr("requests")
             self.lines += 1
+            self.factory.recent.record("line", peer=self.peer, transport="tcp", size=len(event.data))
             if self.factory.log_requests:
                 log.info("uppercase: {peer}: line of {size} bytes", peer=self.peer, size=len(event.data))
         if out:
@@ -100,7 +102,8 @@ class UppercaseFactory(protocol.Factory):
     noisy = False  # the frame logs connections (twisted_netapps.connections)
 
     def __init__(self, stats: ServiceStats, reactor, *, max_line: int, idle_timeout: float, log_requests: bool,
-                 line_timeout: float = 60.0):
+                 line_timeout: float = 60.0, recent=NULL_RECENT):
+        self.recent = recent
         self.stats = stats
         self.reactor = reactor
         self.max_line = max_line
@@ -117,7 +120,8 @@ class UppercaseDatagramProtocol(protocol.DatagramProtocol):
 
     noisy = False
 
-    def __init__(self, stats: ServiceStats, *, max_datagram: int, log_requests: bool) -> None:
+    def __init__(self, stats: ServiceStats, *, max_datagram: int, log_requests: bool, recent=NULL_RECENT) -> None:
+        self.recent = recent
         self.stats = stats
         self.max_datagram = max_datagram
         self.log_requests = log_requests
@@ -129,6 +133,7 @@ class UppercaseDatagramProtocol(protocol.DatagramProtocol):
             self.stats.incr("dropped")
             return
         self.stats.incr("errors" if isinstance(reply, DatagramError) else "requests")
+        self.recent.record("datagram", peer=_peer(addr), size=len(data))
         if self.log_requests:
             log.info("uppercase: udp datagram of {size} bytes from {peer}", size=len(data), peer=_peer(addr))
         try:

@@ -11,6 +11,13 @@ from twisted_netapps.uppercase.core import MAX_UDP_PAYLOAD
 from twisted_netapps.uppercase.protocol import UppercaseDatagramProtocol, UppercaseFactory
 
 
+# What this service's counters count (twisted_netapps.stats; netapps stats --explain).
+COUNTERS: dict[str, str] = {
+    "requests": "lines (TCP) and datagrams (UDP) answered uppercased",
+    "errors": "lines over max_line, datagrams over max_datagram, replies the network refused",
+    "dropped": "empty UDP datagrams, dropped without a reply",
+}
+
 @dataclasses.dataclass(frozen=True)
 class Settings(StreamSettings):
     listen: list[str] = setting(
@@ -34,6 +41,8 @@ def build(context: ServiceContext):
     factory = UppercaseFactory(
         context.stats, context.reactor,
         max_line=s.max_line, idle_timeout=s.idle_timeout, log_requests=s.log_requests, line_timeout=s.line_timeout,
+        recent=context.recent,
     )
-    datagrams = UppercaseDatagramProtocol(context.stats, max_datagram=s.max_datagram, log_requests=s.log_requests)
+    datagrams = UppercaseDatagramProtocol(context.stats, max_datagram=s.max_datagram, log_requests=s.log_requests,
+                                          recent=context.recent)
     return context.named_service(context.listeners(factory, datagrams, refuse=b"ERROR: too many connections\r\n"))

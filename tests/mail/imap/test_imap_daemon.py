@@ -407,3 +407,25 @@ def test_half_closed_session_is_answered_in_full(imap):
             replies += chunk
     for tag in (b"a OK", b"b OK", b"c OK", b"d OK"):
         assert b"\r\n" + tag in replies, replies
+
+
+def test_big_fetch_is_byte_exact_and_a_client_that_hangs_up_mid_fetch_costs_nothing(imap):
+    big = b"Subject: big\r\n\r\n" + b"0123456789abcde\n" * (20 * 1024 * 1024 // 16)
+    big = big.replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
+    imap.store.deliver("alice", big)
+    m = login(imap)
+    m.select("INBOX", readonly=True)
+    typ, data = m.fetch("3", "(BODY.PEEK[])")
+    assert typ == "OK" and data[0][1] == big
+    m.logout()
+    with socket.create_connection(imap.address("imap"), timeout=10) as s:
+        s.sendall(f'a LOGIN alice "{PASSWORD}"\r\nb EXAMINE INBOX\r\nc FETCH 1:* (BODY.PEEK[])\r\n'.encode())
+        got = b""
+        while b"* 3 FETCH" not in got:
+            got += s.recv(65536)
+    # the server stops at once: another session is served straight away
+    started = time.monotonic()
+    m = login(imap)
+    assert m.noop()[0] == "OK" and time.monotonic() - started < 2
+    m.logout()
+    assert "Traceback" not in imap.log and "Unhandled" not in imap.log

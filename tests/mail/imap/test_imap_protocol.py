@@ -1,75 +1,21 @@
 """The IMAP server over a fake transport: robustness of command handling, EXPUNGE rules, IDLE."""
 
-import dataclasses
 import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from twisted.cred import credentials, error
-from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.portal import Portal
-from twisted.internet import defer, task
+from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
-from zope.interface import implementer
 
-from twisted_netapps.mail.imap.account import ImapRealm
-from twisted_netapps.mail.imap.mailbox import FolderRegistry
-from twisted_netapps.mail.imap.protocol import ImapFactory
-from twisted_netapps.mail.imap.service import Settings
-from twisted_netapps.mail.store.maildir import MailStore
-from twisted_netapps.stats import ServiceStats
-
-
-@implementer(ICredentialsChecker)
-class Passwords:
-    credentialInterfaces = (credentials.IUsernamePassword,)
-
-    def requestAvatarId(self, creds):
-        if (creds.username, creds.password) == (b"alice", b"pw"):
-            return defer.succeed("alice")
-        return defer.fail(error.UnauthorizedLogin())
-
-
-def synchronous(iterator):
-    for _ in iterator:
-        pass
-    return defer.succeed(None)
-
-
-def make(tmp_path):
-    store = MailStore(tmp_path / "mail")
-    for i in range(3):
-        store.deliver("alice", b"From: x@y.test\r\nSubject: m%d\r\n\r\nbody %d\r\n" % (i, i))
-    clock = task.Clock()
-    registry = FolderRegistry(clock, 1.0, run_blocking=lambda f, *a: defer.maybeDeferred(f, *a))
-    factory = ImapFactory(
-        portal=Portal(ImapRealm(store, registry), [Passwords()]), stats=ServiceStats("imap"), reactor=clock,
-        tls_options=None, settings=dataclasses.replace(Settings(), login_failure_delay=1.0), registry=registry,
-    )
-    factory.scheduler = synchronous
-    return store, clock, factory
-
-
-def connect(factory):
-    proto = factory.buildProtocol(None)
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 4000))
-    proto.makeConnection(transport)
-    return proto, transport
-
-
-def say(proto, transport, line: bytes) -> bytes:
-    transport.clear()
-    proto.dataReceived(line + b"\r\n")
-    proto.factory.reactor.advance(0)  # commands queued behind a LOGIN run on the next turn
-    return transport.value()
+from imap_harness import connect, make, say
 
 
 @pytest.fixture
 def session(tmp_path):
     store, clock, factory = make(tmp_path)
     proto, transport = connect(factory)
-    assert b"OK LOGIN" in say(proto, transport, b"a LOGIN alice pw")
+    assert b"a OK " in say(proto, transport, b"a LOGIN alice pw")
     assert b"a OK [READ-WRITE]" in say(proto, transport, b"a SELECT INBOX")
     return store, clock, proto, transport
 
@@ -110,9 +56,9 @@ def test_idle_pushes_and_needs_done(session):
 def test_copy_move_uid_responses(session):
     store, clock, proto, transport = session
     say(proto, transport, b"c CREATE Archive")
-    assert say(proto, transport, b"c COPY 1 Archive").endswith(b"c OK COPY completed\r\n")
+    assert re.fullmatch(rb"c OK \[COPYUID \d+ 1 1\] COPY completed\r\n", say(proto, transport, b"c COPY 1 Archive"))
     out = say(proto, transport, b"m UID MOVE 2 Archive")
-    assert out == b"* 2 EXPUNGE\r\nm OK MOVE completed\r\n"
+    assert re.fullmatch(rb"\* OK \[COPYUID \d+ 2 2\] moved\r\n\* 2 EXPUNGE\r\nm OK MOVE completed\r\n", out), out
     assert b"TRYCREATE" in say(proto, transport, b"c COPY 1 Nowhere")
     assert b"1 FETCH (UID 1)" in say(proto, transport, b"u UID FETCH 1:* (UID)")
 
@@ -128,6 +74,11 @@ COMMANDS = st.sampled_from([
     b"SUBSCRIBE INBOX", b"UNSUBSCRIBE Nope", b"EXAMINE INBOX", b"SELECT INBOX", b"SELECT Nope", b"COPY 1 A",
     b"MOVE 1:2 A", b"MOVE 5 A", b"NAMESPACE", b"UNSELECT", b"CLOSE", b"", b"FOO", b"FETCH", b"\xff\xfe",
     b"LOGIN a b", b"AUTHENTICATE XYZ", b"STARTTLS",
+    # 8-bit and NUL bytes anywhere (issue 7: Twisted logged a traceback and answered "* BAD Server error")
+    b"\xe9\xe9", b"NO\xe9P", b'SELECT "\xe9"', b"FETCH 1 (BODY[\xe9])", b'SEARCH SUBJECT "caf\xc3\xa9"',
+    b"STORE 1 +FLAGS (\xe9)", b'CREATE "\xff"', b'LIST "" "\xe9*"', b"\x00", b'LOGIN "\x00" x', b"UID \xe9 1",
+    b"STORE 1 +FLAGS ($Junk $label1)", b"STORE 1 FLAGS (\\Bogus)", b"UID EXPUNGE 1:*", b"ID NIL",
+    b"ENABLE UTF8=ACCEPT", b"APPEND INBOX (\\Seen $x) {1+}\r\nx", b"LIST (SPECIAL-USE) \"\" *",
 ])
 
 
@@ -174,16 +125,17 @@ def test_commands_pipelined_behind_append_see_its_result(tmp_path):
     proto, transport = connect(factory)
     say(proto, transport, b"a LOGIN alice pw")
     say(proto, transport, b"a CREATE Sent")
+    clock.advance(0.5)  # the CREATE's disk work
     transport.clear()
     proto.dataReceived(b"b APPEND Sent {3}\r\n")
     assert transport.value().startswith(b"+")
     proto.dataReceived(b"x\r\n\r\nc STATUS Sent (MESSAGES)\r\n")
-    clock.advance(0)
-    assert b"c OK" not in transport.value()
-    clock.advance(0.5)
-    clock.advance(0)
+    clock.advance(0.4)
+    assert b"b OK" not in transport.value() and b"c OK" not in transport.value()
+    while b"c OK" not in transport.value() and clock.seconds() < 60:
+        clock.advance(0.5)
     out = transport.value()
-    assert out.index(b"b OK APPEND") < out.index(b"MESSAGES 1") < out.index(b"c OK"), out
+    assert out.index(b"b OK [APPENDUID ") < out.index(b"MESSAGES 1") < out.index(b"c OK"), out
 
 
 def test_store_on_examined_mailbox_is_no(session):
@@ -230,7 +182,7 @@ def test_a_thunderbird_like_session(tmp_path):
     out = say(proto, transport, b"10 UID fetch 2 (UID RFC822.SIZE BODY.PEEK[])")
     assert b"body 1" in out and b"\\Seen" not in out
     assert say(proto, transport, b"11 UID store 2 +FLAGS (\\Seen)").endswith(b"11 OK STORE completed\r\n")
-    assert say(proto, transport, b'12 UID copy 2 "Trash"').endswith(b"12 OK COPY completed\r\n")
+    assert re.fullmatch(rb"12 OK \[COPYUID \d+ 2 1\] COPY completed\r\n", say(proto, transport, b'12 UID copy 2 "Trash"'))
     say(proto, transport, b"13 UID store 2 +FLAGS.SILENT (\\Deleted \\Seen)")
     assert say(proto, transport, b"14 expunge") == b"* 2 EXPUNGE\r\n14 OK EXPUNGE completed\r\n"
     assert b"MESSAGES 1" in say(proto, transport, b'15 STATUS "Trash" (MESSAGES UNSEEN)')

@@ -342,7 +342,6 @@ def test_stats(pop3):
 
 
 def test_apop_secret_set_with_the_cli_logs_in(netapps_daemon, tmp_path):
-    import hashlib
     import poplib
     import subprocess
     import sys

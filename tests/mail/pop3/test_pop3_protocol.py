@@ -11,10 +11,13 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
+from pool_by_hand import Pool
+
 from twisted_netapps.mail.store.maildir import MailStore
 from twisted_netapps.mail.store.mailbox import MaildirFolder
-from twisted_netapps.mail.pop3.apop import ApopSecretChecker
-from twisted_netapps.mail.pop3.protocol import INLINE_LIMIT, Pop3Factory, Pop3Realm
+from twisted_netapps.mail.pop3.apop import ApopSecretChecker, ApopSecrets
+from twisted_netapps.mail.pop3.maildrop import Pop3Realm
+from twisted_netapps.mail.pop3.protocol import INLINE_LIMIT, Pop3Factory
 from twisted_netapps.mail.pop3.service import Settings
 from twisted_netapps.stats import ServiceStats
 
@@ -58,7 +61,7 @@ def setup(tmp_path):
         stats=ServiceStats("pop3"),
         reactor=clock,
         tls_options=None,
-        apop_secrets_path=tmp_path / "mail" / "apop-secrets",
+        apop_secrets=ApopSecrets(tmp_path / "mail" / "apop-secrets", clock),
         settings=dataclasses.replace(Settings(), login_failure_delay=2.0, hostname="test"),
         run_blocking=lambda f, *args: defer.maybeDeferred(f, *args),
     )
@@ -186,29 +189,35 @@ def test_plaintext_refused_for_non_loopback_peer(setup):
 def test_idle_timeout(setup):
     store, clock, factory = setup
     proto, transport = connect(factory)
+    login(proto, transport)  # (before it, the login deadline would come first)
     clock.advance(599)
     assert not transport.disconnecting
     clock.advance(2)
     assert transport.disconnecting and b"-ERR idle timeout" in transport.value()
 
 
-def test_big_message_is_streamed_by_a_producer(setup):
+def test_big_message_is_streamed_by_a_push_producer_reading_in_the_pool(setup):
     store, clock, factory = setup
     body = b"".join(b".line %06d of a big message\r\n" % i for i in range(INLINE_LIMIT // 5))
     store.deliver("alice", b"Subject: big\r\n\r\n" + body)
     proto, transport = connect(factory)
     login(proto, transport)
+    factory.run_blocking = pool = Pool()
     proto.dataReceived(b"RETR 1\r\nNOOP\r\n")
-    assert transport.producer is not None and not transport.streaming
-    chunks = 0
-    while transport.producer is not None:
-        before = len(transport.value())
-        transport.producer.resumeProducing()
-        # Each call reaches the transport by itself: Twisted asks for the next
-        # chunk only once what this one wrote has drained.
-        assert len(transport.value()) > before
+    pool.run_one()  # the read (too big to send whole) ...
+    pool.run_one()  # ... and the open for streaming
+    assert transport.producer is not None and transport.streaming
+    pool.run_one()  # the first chunk
+    transport.producer.pauseProducing()  # the transport's buffer is full
+    pool.run_all()  # the read under way finishes; no new one starts while paused
+    before = len(transport.value())
+    assert pool.jobs == [] and before > 0
+    chunks = 2
+    transport.producer.resumeProducing()
+    while pool.jobs:
+        pool.run_one()  # one chunk read at a time, each written before the next is read
         chunks += 1
-    assert chunks > 2
+    assert chunks > 3 and transport.producer is None
     out = transport.value()
     assert out.endswith(b"\r\n.\r\n+OK nothing happens\r\n")
     assert out.count(b"\r\n..line ") == len(body.splitlines())
@@ -229,11 +238,12 @@ def test_apop_offered_only_with_secrets(setup, tmp_path):
     import os
     import re
 
-    path = factory.apop_secrets_path
+    path = factory.apop_secrets.path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, b"alice:tanstaaf\n")
     os.close(fd)
+    clock.advance(2)  # the greeting looks at the file at most once a second
     proto = factory.buildProtocol(None)
     transport = Transport()
     proto.makeConnection(transport)
@@ -244,6 +254,7 @@ def test_apop_offered_only_with_secrets(setup, tmp_path):
     assert transport.value().startswith(b"+OK Logged in")
     proto.dataReceived(b"QUIT\r\n")
     os.chmod(path, 0o644)  # not private: ignored, APOP no longer offered
+    clock.advance(2)
     proto2 = factory.buildProtocol(None)
     transport2 = Transport()
     proto2.makeConnection(transport2)
@@ -254,11 +265,12 @@ def test_lock_held_until_a_running_update_finishes(setup):
     store, clock, factory = setup
     store.deliver("alice", b"a\r\n")
     pending = []
-    factory.run_blocking = lambda f, *args: pending.append((f, args)) or defer.Deferred()
     proto, transport = connect(factory)
     login(proto, transport)
+    synchronous, factory.run_blocking = factory.run_blocking, lambda f, *args: pending.append((f, args)) or defer.Deferred()
     proto.dataReceived(b"DELE 1\r\nQUIT\r\n")
     proto.connectionLost(None)  # the client hangs up while the update runs
+    factory.run_blocking = synchronous
     proto2, transport2 = connect(factory)
     proto2.dataReceived(b"USER alice\r\nPASS pw\r\n")
     assert b"[IN-USE]" in transport2.value()
@@ -310,7 +322,28 @@ def test_idle_timeout_mid_stream_aborts(setup):
     store.deliver("alice", b"Subject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * (INLINE_LIMIT // 10))
     proto, transport = connect(factory)
     login(proto, transport)
+    factory.run_blocking = pool = Pool()
     proto.dataReceived(b"RETR 1\r\n")
-    assert transport.producer is not None
+    pool.run_one()
+    pool.run_one()
+    pool.run_one()  # the first chunk is out...
+    transport.producer.pauseProducing()  # ... and the client reads no more
+    pool.run_all()
     clock.advance(601)
     assert transport.disconnected and b"-ERR idle timeout" not in transport.value()
+
+
+def test_top_is_the_same_from_the_caches_and_from_the_pool(setup, monkeypatch):
+    from twisted_netapps.mail.pop3 import reader
+
+    store, clock, factory = setup
+    store.deliver("alice", b"Subject: t\r\nX: y\r\n\r\n.one\r\ntwo\r\nthree\r\n")
+    replies = []
+    for opener in (reader.open_cached, None):  # the kernel's caches, then (as without openat2) the pool
+        monkeypatch.setattr(reader, "open_cached", opener)
+        proto, transport = connect(factory)
+        login(proto, transport)
+        proto.dataReceived(b"TOP 1 1\r\nTOP 1 0\r\nQUIT\r\n")
+        replies.append(transport.value())
+    assert replies[0] == replies[1]
+    assert replies[0].startswith(b"+OK top of message follows\r\nSubject: t\r\nX: y\r\n\r\n..one\r\n.\r\n")

@@ -56,7 +56,7 @@ relay_timeout = 5.0
 queue_interval = 0.2
 retry_base = 0.3
 retry_max = 1.0
-allow_plaintext_auth = true
+plaintext_auth = "always"
 """)
 
     def start(*sets: str):
@@ -207,3 +207,20 @@ def test_relay_to_our_own_server_uses_starttls(relay_setup, netapps_daemon, tmp_
     assert "with ESMTPA id" in second  # ours, from the authenticated submission
     assert msg["Return-Path"] == "<alice@example.test>"
     wait_for(lambda: "(TLS)" in d.log, what="our log noting the TLS delivery")
+
+
+def test_relay_source_address_is_the_connections_origin(relay_setup):
+    # Postfix's smtp_bind_address: in a multi-address lab the next hop sees
+    # (and writes in its Received: line) the relay's own address.
+    start, port = relay_setup
+    with RemoteHost(MX2, port) as mx2:
+        d = start('smtp.relay_source_address="127.0.0.9"')
+        send(d, "bob@relay.test")
+        wait_for(lambda: mx2.handler.messages, timeout=20, what="relayed message")
+        assert mx2.handler.messages[0].peer == "127.0.0.9"
+
+
+def test_relay_source_address_must_be_an_address(relay_setup):
+    start, _ = relay_setup
+    with pytest.raises(RuntimeError, match=r"relay_source_address.*'mx\.lab' is not an IP address"):
+        start('smtp.relay_source_address="mx.lab"')

@@ -52,7 +52,7 @@ file = "pfx.test.zone"
 resolver = "127.0.0.1:{dns_port}"
 relay_port = {postfix.port}
 queue_interval = 0.2
-allow_plaintext_auth = true
+plaintext_auth = "always"
 """)
         d = netapps_daemon(["dns", "smtp"], data_dir=data, config=str(config), listen=SMTP_LISTEN, sets=smtp_sets())
         with smtplib.SMTP(*d.address("smtp"), timeout=10) as c:

@@ -5,7 +5,7 @@ import base64
 from hypothesis import given, settings, strategies as st
 
 from twisted_netapps.mail.smtp.core import (
-    Authenticate, Close, MessageReady, Reply, Send, ServerSession, SessionConfig, StartTLS,
+    Authenticate, Close, MessageReady, Reply, Send, ServerSession, SessionConfig, StartTLS, State,
 )
 from twisted_netapps.mail.smtp.syntax import Address
 
@@ -172,7 +172,7 @@ def test_auth_requires_tls_by_default():
 
 
 def test_auth_plain_and_login():
-    s = session(auth_requires_tls=False)
+    s = session(plaintext_auth="always")
     token = base64.b64encode(b"\0alice\0secret").decode()
     ev = s.receive_data(f"EHLO c\r\nAUTH PLAIN {token}\r\nMAIL FROM:<alice@example.test>\r\n".encode())
     assert ev[-1] == Authenticate("PLAIN", "alice", "secret")
@@ -180,7 +180,7 @@ def test_auth_plain_and_login():
     assert codes(ev) == [235, 250]
     assert codes(s.receive_data(b"RCPT TO:<someone@far.test>\r\n")) == [250]  # authenticated: relay ok
 
-    s = session(auth_requires_tls=False)
+    s = session(plaintext_auth="always")
     s.receive_data(b"EHLO c\r\n")
     assert sent(s.receive_data(b"AUTH LOGIN\r\n")) == b"334 VXNlcm5hbWU6\r\n"
     assert sent(s.receive_data(base64.b64encode(b"bob") + b"\r\n")) == b"334 UGFzc3dvcmQ6\r\n"
@@ -191,7 +191,7 @@ def test_auth_plain_and_login():
 
 
 def test_submission_requires_auth():
-    s = session(auth_required=True, auth_requires_tls=False)
+    s = session(auth_required=True, plaintext_auth="always")
     assert codes(s.receive_data(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\n")) == [250, 530]
 
 
@@ -211,17 +211,46 @@ def test_arbitrary_input_gives_only_well_formed_replies(chunks):
                 s.auth_result(None)
 
 
+_VERBS = st.sampled_from([b"EHLO ", b"HELO ", b"MAIL FROM:", b"RCPT TO:", b"VRFY ", b"EXPN ", b"NOOP ", b"HELP ",
+                          b"AUTH ", b"AUTH PLAIN ", b"DATA ", b"RSET ", b"", b"EH\xe9LO "])
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(_VERBS, st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b""))),
+                max_size=6))
+def test_replies_stay_7bit_whatever_bytes_come_in(commands):
+    """Issue 7's class of input: 8-bit and control bytes in a command are refused, never echoed."""
+    s = session(max_errors=1000, auth_requires_tls=False)
+    for verb, argument in commands:
+        for event in s.receive_data(verb + argument + b"\r\n"):
+            if isinstance(event, Send):
+                assert all(0x20 <= c <= 0x7E for c in event.data.replace(b"\r\n", b"")), event.data
+            elif isinstance(event, Authenticate):
+                s.auth_result(None)
+        if s.state.startswith("auth"):
+            s.receive_data(b"*\r\n")
+
+
+def test_ehlo_with_8bit_or_control_bytes_is_refused():
+    s = session()
+    assert sent(s.receive_data(b"EHLO \xe9\xe9\r\n")) == b"501 5.5.4 Invalid domain name in EHLO\r\n"
+    assert sent(s.receive_data(b"HELO a\x1b[2Jb\r\n")) == b"501 5.5.4 Invalid domain name in HELO\r\n"
+    assert codes(s.receive_data(b"MAIL FROM:<a@b.test>\r\n")) == [503]  # still not greeted
+    assert codes(s.receive_data(b"EHLO [127.0.0.1]\r\n")) == [250]
+
+
 @given(st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=127), max_size=200))
 def test_command_parser_never_crashes(line):
-    s = session(max_errors=1000, auth_requires_tls=False)
+    s = session(max_errors=1000, plaintext_auth="always")
     s.receive_data(b"EHLO c\r\n")
     line = line.replace("\n", " ").replace("\r", " ")
     for verb in ("MAIL FROM:", "RCPT TO:", "", "AUTH "):
         for event in s.receive_data((verb + line + "\r\n").encode()):
             assert isinstance(event, (Send, Authenticate, Close, StartTLS))
-        if s.state == "waiting":
+        if s.state is State.AUTHENTICATING:
             s.auth_result(None)
-        s.receive_data(b"*\r\nRSET\r\n") if s.state.startswith("auth") else s.receive_data(b"RSET\r\n")
+        in_exchange = s.state in (State.AUTH_PLAIN, State.AUTH_LOGIN_USER, State.AUTH_LOGIN_PASSWORD)
+        s.receive_data(b"*\r\nRSET\r\n") if in_exchange else s.receive_data(b"RSET\r\n")
 
 
 @settings(max_examples=300)
@@ -267,3 +296,58 @@ def test_large_pipelined_burst_is_linear():
     out = sent(s.receive_data(burst))
     assert out.count(b"250 2.0.0 OK\r\n") == 50000
     assert time.perf_counter() - start < 2.0  # generous: linear work is ~0.2 s here
+
+
+def test_half_close_answers_what_was_sent_then_closes():
+    s = session()
+    s.receive_data(b"EHLO c\r\nMAIL FROM:<x@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nbody\r\n.\r\nNOOP\r\n")
+    assert s.receive_eof() == []  # the message is still being delivered: nothing closes yet
+    ev = s.message_result(Reply(250, "2.0.0", "Queued"))
+    assert codes(ev) == [250, 250] and isinstance(ev[-1], Close) and s.state is State.CLOSED
+
+
+def test_half_close_in_the_middle_of_data_delivers_nothing():
+    s = session()
+    s.receive_data(b"EHLO c\r\nMAIL FROM:<x@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nhalf a mess")
+    ev = s.receive_eof()
+    assert messages(ev) == [] and ev == [Close()]
+
+
+def test_adapter_misuse_raises_local_protocol_error():
+    import pytest
+
+    from twisted_netapps.sansio import LocalProtocolError
+
+    s = session()
+    with pytest.raises(LocalProtocolError):
+        s.message_result(Reply(250, "2.0.0", "ok"))  # no message was handed out
+    with pytest.raises(LocalProtocolError):
+        s.tls_started()
+
+
+def test_commands_come_from_the_state_verb_table():
+    from twisted_netapps.mail.smtp.core import COMMANDS, TRANSITIONS
+
+    assert {state for state, _verb in COMMANDS} == {State.COMMAND}
+    assert set(TRANSITIONS) == set(State)
+    # every verb the HELP text names is in the table, and nothing else
+    assert {verb for _state, verb in COMMANDS} == set(
+        "EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT STARTTLS AUTH EXPN".split()
+    )
+
+
+def test_plaintext_auth_loopback_policy():
+    remote = ServerSession(SessionConfig(plaintext_auth="loopback"), check, "192.0.2.1")
+    assert b"AUTH" not in sent(remote.receive_data(b"EHLO c\r\n"))
+    local = ServerSession(SessionConfig(plaintext_auth="loopback"), check, "127.0.0.1", loopback=True)
+    assert b"AUTH PLAIN LOGIN" in sent(local.receive_data(b"EHLO c\r\n"))
+
+
+def test_partial_line_tracks_unfinished_commands():
+    s = session()
+    s.receive_data(b"NO")
+    assert s.partial_line and s.lines == 0
+    s.receive_data(b"OP\r\n")
+    assert not s.partial_line and s.lines == 1
+    s.receive_data(b"EHLO c\r\nMAIL FROM:<x@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nsome")
+    assert s.in_data and not s.partial_line  # DATA has its own deadline

@@ -119,6 +119,20 @@ def test_pipelined_session_in_one_write(smtp_daemon):
     assert b"for <" not in maildir_messages(d.data_dir, "demo")[0].read_bytes().split(b"\r\n\r\n")[0]
 
 
+def test_half_closing_client_gets_every_reply(smtp_daemon):
+    """`printf '...' | nc -N`: the client's FIN comes right after its commands; the message is
+    stored and every reply, up to the 221, still reaches it."""
+    d = smtp_daemon()
+    with socket.create_connection(d.address("smtp"), timeout=10) as s:
+        s.sendall(b"EHLO c\r\nMAIL FROM:<x@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n"
+                  b"Subject: fin\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+        s.shutdown(socket.SHUT_WR)
+        out = s.makefile("rb").read().decode()
+    codes = [line[:3] for line in out.split("\r\n") if line[3:4] == " "]
+    assert codes == ["220", "250", "250", "250", "354", "250", "221"]
+    assert len(maildir_messages(d.data_dir, "alice")) == 1
+
+
 def test_starttls_auth_and_relay_rules_on_submission(smtp_daemon):
     d = smtp_daemon()
     host, sub_port = d.address("smtp", "tcp", 1)
@@ -145,7 +159,7 @@ def test_auth_refused_before_tls_unless_configured(smtp_daemon):
         c.ehlo("c")
         assert c.docmd("AUTH", "PLAIN AGFsaWNlAGFsaWNlLXB3")[0] == 538
     d.stop()
-    d = smtp_daemon("smtp.allow_plaintext_auth=true")
+    d = smtp_daemon("smtp.plaintext_auth=always")
     with smtplib.SMTP(*d.address("smtp"), timeout=10) as c:
         c.login("alice", "alice-pw")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dns.resolver
 import pytest
 import pytest_twisted
 from hypothesis import given, strategies as st
@@ -11,7 +10,7 @@ from twisted_netapps.accounts import AccountStore
 from twisted_netapps.errors import ConfigError
 from twisted_netapps.mail.store.commit import GroupCommitter
 from twisted_netapps.mail.store.maildir import MailStore
-from twisted_netapps.mail.smtp.mx import MXLookupError, lookup_hosts, parse_nameserver
+from twisted_netapps.mail.smtp.service import Settings as SMTPSettings
 from twisted_netapps.mail.smtp.policy import MailPolicy, Route
 from twisted_netapps.mail.smtp.core import SessionInfo
 from twisted_netapps.mail.smtp.syntax import Address, SyntaxProblem, parse_path
@@ -93,57 +92,12 @@ def test_path_parser_total(text):
         assert not address.is_null
 
 
-class FakeResolver:
-    def __init__(self, records):
-        self.records = records
-
-    def resolve(self, name, rdtype, search=False):
-        value = self.records.get((name, rdtype))
-        if isinstance(value, Exception):
-            raise value
-        if value is None:
-            raise dns.resolver.NoAnswer()
-        return value
-
-
-class MX:
-    def __init__(self, preference, exchange):
-        self.preference = preference
-        self.exchange = dns.name.from_text(exchange)
-
-
-class A:
-    def __init__(self, address):
-        self.address = address
-
-
-def test_mx_order_and_fallbacks():
-    r = FakeResolver({
-        ("y.test", "MX"): [MX(20, "b.y.test."), MX(10, "a.y.test."), MX(30, "c.y.test.")],
-        ("a.y.test", "A"): [A("127.0.0.6")], ("b.y.test", "A"): [A("127.0.0.7")],
-        ("b.y.test", "AAAA"): [A("::1")], ("c.y.test", "A"): dns.resolver.NXDOMAIN(),
-        ("plain.test", "A"): [A("127.0.0.8")],
-        ("gone.test", "MX"): dns.resolver.NXDOMAIN(),
-        ("null.test", "MX"): [MX(0, ".")],
-        ("slow.test", "MX"): dns.exception.Timeout(),
-    })
-    hosts = lookup_hosts("y.test", r)
-    assert [(h.name, h.addresses) for h in hosts] == [("a.y.test", ("127.0.0.6",)), ("b.y.test", ("127.0.0.7", "::1"))]
-    assert lookup_hosts("plain.test", r)[0].addresses == ("127.0.0.8",)  # implicit MX
-    assert lookup_hosts("[127.0.0.9]", r)[0].addresses == ("127.0.0.9",)
-    for domain, permanent in (("gone.test", True), ("null.test", True), ("slow.test", False)):
-        with pytest.raises(MXLookupError) as e:
-            lookup_hosts(domain, r)
-        assert e.value.permanent is permanent
-
-
-def test_parse_nameserver():
-    assert parse_nameserver("") is None
-    assert parse_nameserver("127.0.0.1:5301") == ("127.0.0.1", 5301)
-    assert parse_nameserver("[::1]:53") == ("::1", 53)
-    assert parse_nameserver("127.0.0.1") == ("127.0.0.1", 53)
-    with pytest.raises(ValueError):
-        parse_nameserver("dns.example:53")
+def test_resolver_setting_is_an_address_or_empty():
+    for value in ("", "127.0.0.1:5301", "[::1]:53", "127.0.0.1", "::1"):
+        SMTPSettings(resolver=value).validate("smtp")
+    for value in ("dns.example:53", "127.0.0.1:0", "[::1]x"):
+        with pytest.raises(ConfigError, match="smtp.resolver"):
+            SMTPSettings(resolver=value).validate("smtp")
 
 
 @pytest_twisted.inlineCallbacks

@@ -5,14 +5,11 @@ is a slice of the original message, never a re-serialisation (Python's
 ``email`` package would refold headers and change sizes). ``email`` is used
 only to parse header *values* (Content-Type parameters, addresses).
 
-No Twisted here: :class:`MimePart` offers the methods of
-``twisted.mail.imap4.IMessagePart`` that the server's BODYSTRUCTURE/ENVELOPE
-code calls, with plain Python types.
+No Twisted here.
 """
 
 from __future__ import annotations
 
-import io
 import re
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -79,17 +76,6 @@ class MimePart:
         ]
         return b"".join(out) + b"\r\n"
 
-    def getHeaders(self, negate, *names) -> dict[str, str]:
-        wanted = {n.lower() if isinstance(n, str) else n.decode("ascii", "replace").lower() for n in names}
-        result: dict[str, str] = {}
-        for name, value in self.parsed.items():
-            key = name.lower()
-            if names and ((key in wanted) == bool(negate)):
-                continue
-            if key not in result:  # first occurrence, as ENVELOPE wants
-                result[key] = str(value)
-        return result
-
     # -------------------------------------------------------------- body
 
     def content_type(self) -> tuple[str, str]:
@@ -97,20 +83,14 @@ class MimePart:
         main, _, sub = value.partition("/")
         return main.lower(), sub.lower()
 
-    def isMultipart(self) -> bool:
+    def is_multipart(self) -> bool:
         return self.content_type()[0] == "multipart" and bool(self.parsed.get_boundary())
-
-    def getBodyFile(self):
-        return io.BytesIO(self.body)
-
-    def getSize(self) -> int:
-        return len(self.raw)
 
     def parts(self) -> list["MimePart"]:
         if self._parts is not None:
             return self._parts
         self._parts = []
-        if self.isMultipart() and self.depth < MAX_DEPTH:
+        if self.is_multipart() and self.depth < MAX_DEPTH:
             boundary = self.parsed.get_boundary().encode("utf-8", "replace")
             for chunk in split_multipart(self.body, boundary):
                 if self._budget[0] <= 0:
@@ -118,17 +98,6 @@ class MimePart:
                 self._budget[0] -= 1
                 self._parts.append(MimePart(chunk, self.depth + 1, self._budget))
         return self._parts
-
-    def getSubPart(self, part: int) -> "MimePart":
-        """Twisted's 0-based sub part; of a message/rfc822 part, part 0 is the embedded message."""
-        if self.content_type() == ("message", "rfc822") and not self.isMultipart():
-            if part != 0:
-                raise IndexError(f"no part {part + 1}")
-            return self.embedded()
-        parts = self.parts()
-        if not 0 <= part < len(parts):
-            raise IndexError(f"no part {part + 1}")
-        return parts[part]
 
     def embedded(self) -> "MimePart":
         """The message inside a message/rfc822 part."""
@@ -163,7 +132,7 @@ def section(root: MimePart, numbers: list[int]) -> MimePart:
             raise IndexError("section numbers start at 1")
         if part is not root and part.content_type() == ("message", "rfc822"):
             part = part.embedded()
-        if part.isMultipart():
+        if part.is_multipart():
             parts = part.parts()
             if number > len(parts):
                 raise IndexError(f"no part {number}")

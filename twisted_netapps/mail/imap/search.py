@@ -2,9 +2,10 @@
 
 Stock Twisted's SEARCH compares bytes keys with str headers on Python 3 and
 fails for FROM/SUBJECT/TEXT..., so the matching is ours. Input is the token
-tree of ``twisted.mail.imap4.parseNestedParens`` (bytes atoms/strings,
-nested lists for parentheses); messages are seen through the small
-:class:`Searchable` protocol. No Twisted here.
+tree of :meth:`twisted_netapps.mail.imap.syntax.Reader.token_tree` (bytes
+atoms/strings, nested lists for parentheses); messages are seen through the
+small :class:`Searchable` protocol. KEYWORD/UNKEYWORD look the keyword's
+Maildir letter up through the folder's keyword map. No Twisted here.
 """
 
 from __future__ import annotations
@@ -97,10 +98,11 @@ def _sent_date(m: Searchable) -> datetime.date | None:
 
 
 class _Parser:
-    def __init__(self, tokens: list, largest_seq: int, largest_uid: int) -> None:
+    def __init__(self, tokens: list, largest_seq: int, largest_uid: int, keyword_letter) -> None:
         self.tokens = list(tokens)
         self.largest_seq = largest_seq
         self.largest_uid = largest_uid
+        self.keyword_letter = keyword_letter
 
     def take(self):
         if not self.tokens:
@@ -120,7 +122,7 @@ class _Parser:
             raise SearchError("search nested too deeply")
         token = self.take()
         if isinstance(token, list):
-            inner = _Parser(token, self.largest_seq, self.largest_uid).all(depth + 1)
+            inner = _Parser(token, self.largest_seq, self.largest_uid, self.keyword_letter).all(depth + 1)
             return inner
         word = _text(token)
         name = word.upper()
@@ -136,7 +138,8 @@ class _Parser:
         if name == "OLD":
             return lambda m: not m.is_recent()
         if name in ("KEYWORD", "UNKEYWORD"):
-            letter = _KEYWORD_LETTERS.get(_text(self.take()).lower())
+            keyword = _text(self.take())
+            letter = _KEYWORD_LETTERS.get(keyword.lower()) or self.keyword_letter(keyword)
             wanted = name == "KEYWORD"
             return lambda m: (letter is not None and letter in m.letters()) == wanted
         if name in _HEADER_KEYS:
@@ -194,6 +197,7 @@ def _date_matcher(relation: str, day: datetime.date, date_of) -> Matcher:
     return match
 
 
-def compile_search(tokens: list, largest_seq: int, largest_uid: int) -> Matcher:
+def compile_search(tokens: list, largest_seq: int, largest_uid: int,
+                   keyword_letter: Callable[[str], str | None] = lambda keyword: None) -> Matcher:
     """A predicate for the search *tokens*; raises :class:`SearchError`."""
-    return _Parser(tokens, largest_seq, largest_uid).all()
+    return _Parser(tokens, largest_seq, largest_uid, keyword_letter).all()

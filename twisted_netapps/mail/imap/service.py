@@ -11,10 +11,32 @@ from twisted_netapps.mail.imap.account import ImapRealm
 from twisted_netapps.mail.imap.mailbox import FolderRegistry
 from twisted_netapps.mail.imap.protocol import TOO_MANY_CONNECTIONS, ImapFactory
 from twisted_netapps.mail.store.maildir import MailStore
-from twisted_netapps.mail.pop3.service import PLAINTEXT_POLICIES
+from twisted_netapps.mail.plaintext import plaintext_auth_setting
 from twisted_netapps.mail.tls import check_cert_key_pair, server_tls_options
 from twisted_netapps.settings import setting
 
+COUNTERS: dict[str, str] = {
+    "connections": "IMAP connections accepted",
+    "active_connections": "IMAP connections open now",
+    "requests": "commands received (well-formed or not)",
+    "errors": "commands answered NO or BAD, and lines too long",
+    "bytes_in": "octets received from clients",
+    "bytes_out": "octets sent to clients",
+    "logins": "successful LOGIN/AUTHENTICATE",
+    "login_failures": "failed LOGIN/AUTHENTICATE",
+}
+
+
+# What this service's counters count (twisted_netapps.stats; netapps stats --explain).
+COUNTERS: dict[str, str] = {
+    "requests": "commands received",
+    "errors": "commands answered BAD or NO, and server-side failures",
+    "logins": "successful logins (LOGIN, AUTHENTICATE PLAIN)",
+    "login_failures": "failed logins",
+}
+
+# This service logs users in: the daemon makes sure an account exists.
+USES_ACCOUNTS = True
 
 @dataclasses.dataclass(frozen=True)
 class Settings(StreamSettings):
@@ -26,17 +48,16 @@ class Settings(StreamSettings):
     max_line: int = setting(
         65536, "longest command line in bytes (long UID sets); longer gets BYE", minimum=1024
     )
-    max_message_size: int = setting(50 * 1024 * 1024, "largest APPEND literal in bytes", minimum=1)
+    max_message_size: int = setting(
+        50 * 1024 * 1024, "largest APPEND literal in bytes (larger: BAD [TOOBIG])", minimum=1
+    )
     poll_interval: float = setting(
         1.0, "seconds between checks of a selected folder for new mail / changes", positive=True
     )
     login_failure_delay: float = setting(
         2.0, "seconds before a failed login's NO (slows down guessing)", minimum=0
     )
-    plaintext_auth: str = setting(
-        "loopback", 'LOGIN and AUTHENTICATE PLAIN: "always", "loopback" (or after STARTTLS), "tls" (only after STARTTLS)',
-        choices=PLAINTEXT_POLICIES,
-    )
+    plaintext_auth: str = plaintext_auth_setting("loopback", "LOGIN and AUTHENTICATE PLAIN")
     tls: bool = setting(True, "offer STARTTLS")
     tls_cert: str = setting("", "PEM certificate for STARTTLS (default: <data_dir>/tls/cert.pem, self-signed if absent)")
     tls_key: str = setting("", "PEM private key for tls_cert (default: <data_dir>/tls/key.pem)")
@@ -48,7 +69,7 @@ class Settings(StreamSettings):
 def build(context: ServiceContext):
     s: Settings = context.settings
     store = MailStore(context.subdir("mail"))
-    registry = FolderRegistry(context.reactor, s.poll_interval)
+    registry = FolderRegistry(context.reactor, s.poll_interval, run_blocking=context.pools.disk)
     portal = make_portal(ImapRealm(store, registry), context.accounts, run=context.pools.cpu)
     tls_options = None
     if s.tls:
@@ -60,5 +81,6 @@ def build(context: ServiceContext):
         tls_options=tls_options,
         settings=s,
         registry=registry,
+        logins=context.logins,
     )
     return context.named_service(context.listeners(factory, refuse=TOO_MANY_CONNECTIONS))

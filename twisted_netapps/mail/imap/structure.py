@@ -125,7 +125,7 @@ def body_structure(part: MimePart, extended: bool, depth: int = 0) -> list:
     """BODYSTRUCTURE (*extended*) or BODY of *part*."""
     message = part.parsed
     main, sub = part.content_type()
-    if part.isMultipart() and depth < MAX_STRUCTURE_DEPTH:
+    if part.is_multipart() and depth < MAX_STRUCTURE_DEPTH:
         children = [body_structure(p, extended, depth + 1) for p in part.parts()]
         if not children:  # a multipart without parts: describe it as empty text
             children = [[b"text", b"plain", None, None, None, b"7bit", 0, 0]]

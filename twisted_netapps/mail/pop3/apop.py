@@ -6,7 +6,9 @@ administrator puts ``user:secret`` lines in ``<data_dir>/mail/apop-secrets``
 (mode 0600, checked; a group/world readable file is ignored). The POP3
 greeting offers an APOP timestamp only while that file holds at least one
 secret; otherwise APOP is not offered at all and answers ``-ERR``.
-The file is re-read per login, so edits take effect without a restart.
+The file is re-read (in the disk pool, never on the reactor thread) per APOP
+login, and for the greeting at most once a second, so edits take effect
+without a restart.
 """
 
 from __future__ import annotations
@@ -73,15 +75,55 @@ class ApopCredentials:
         return hmac.compare_digest(expected, self.digest.lower())
 
 
+def _blocking(function, *args):
+    """Run *function* right here (tests and tools without a reactor)."""
+    return defer.maybeDeferred(function, *args)
+
+
+class ApopSecrets:
+    """Whether the greeting offers APOP: the secrets file's state, re-read in the
+    background (*run*: the disk pool) when the last look is over *max_age* seconds old."""
+
+    def __init__(self, path: Path, clock, run=_blocking, max_age: float = 1.0) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.run = run
+        self.max_age = max_age
+        self._offered = bool(load_secrets(self.path))  # at start-up, before serving
+        self._checked = clock.seconds()
+        self._refreshing = False
+
+    def available(self) -> bool:
+        """Whether at least one secret exists (as of at most about *max_age* ago)."""
+        if not self._refreshing and self.clock.seconds() - self._checked > self.max_age:
+            self._refreshing = True
+            self.run(load_secrets, self.path).addBoth(self._refreshed)
+        return self._offered
+
+    def _refreshed(self, result) -> None:
+        self._refreshing = False
+        self._checked = self.clock.seconds()
+        if isinstance(result, dict):
+            self._offered = bool(result)
+        # (load_secrets handles a missing or unreadable file itself; anything else keeps the last state)
+
+
 @implementer(ICredentialsChecker)
 class ApopSecretChecker:
     credentialInterfaces = (credentials.IUsernameHashedPassword,)
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, run=_blocking) -> None:
         self.path = Path(path)
+        self.run = run  # the disk pool: the secrets file is read off the reactor thread
 
     def requestAvatarId(self, creds):
-        secret = load_secrets(self.path).get(creds.username)
-        if secret is not None and creds.checkPassword(secret):
-            return defer.succeed(creds.username)
-        return defer.fail(error.UnauthorizedLogin(f"bad APOP login for {creds.username!r}"))
+        def check(secrets: dict[str, str]):
+            # Account names are case-insensitive: the avatar is the name as kept in the file.
+            folded = creds.username.lower()
+            user = next((u for u in secrets if u.lower() == folded), None)
+            secret = secrets.get(user) if user is not None else None
+            if secret is not None and creds.checkPassword(secret):
+                return user
+            raise error.UnauthorizedLogin(f"bad APOP login for {creds.username!r}")
+
+        return self.run(load_secrets, self.path).addCallback(check)

@@ -1,170 +1,143 @@
-"""Twisted adapter for the POP3 core: sockets, logins, the mailbox lock, streaming.
+"""Twisted adapter for the POP3 core: sockets, logins, the mailbox lock, reading and streaming.
+
+Thin by design: :class:`~twisted_netapps.mail.pop3.core.Pop3Session` decides
+everything; this protocol feeds it bytes, carries out its requests and
+reports back. Nothing waits for the disk on the reactor thread: the login's
+lock and scan, TOP, big messages' chunks and the UPDATE phase run in the disk
+pool, and a message is read on the reactor only when the kernel's caches hold
+it, else in the pool (:mod:`.reader`); the session answers strictly in
+command order meanwhile.
 
 Performance notes (measured against stock twisted.mail.pop3, which stalls
-~45 ms per RETR): every reply produced while handling one read is written in
-one ``transport.write`` (pipelined commands included), and TCP_NODELAY is on,
-so a small reply never waits for the peer's delayed ACK. Messages up to
-``INLINE_LIMIT`` are read and sent in one piece; bigger ones are streamed
-by a pull producer in ``CHUNK`` pieces, never read whole into memory.
+~45 ms per RETR): every reply produced while handling one read is written
+together (pipelined commands included), TCP_NODELAY is on, and replies go
+out through :class:`~.sending.ReplyWriter` (straight to the socket when
+nothing is queued). Messages up to ``INLINE_LIMIT`` are sent in one piece;
+bigger ones are streamed in ``CHUNK`` pieces, never read whole into memory.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
+import io
 import itertools
 import os
 import socket
 import time
 
 from twisted.cred import credentials, error as cred_error
-from twisted.cred.portal import IRealm
 from twisted.internet import interfaces, protocol, threads
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
-from zope.interface import Interface, implementer
+from zope.interface import implementer
 
 from twisted_netapps.addresses import format_peer, host_of, is_loopback
-from twisted_netapps.fileio import fsync_directory
 from twisted_netapps.logins import LoginGuard, LoginRefused
 from twisted_netapps.mail.pop3 import core
-from twisted_netapps.mail.store.mailbox import MaildirFolder
-from twisted_netapps.mail.store.maildir import MailStore
-from twisted_netapps.mail.pop3.apop import ApopCredentials, load_secrets
+from twisted_netapps.mail.pop3.apop import ApopCredentials, ApopSecrets
+from twisted_netapps.mail.pop3.maildrop import (
+    IPop3Maildrop,
+    MailboxInUse,
+    apply_update,
+    open_maildrop,
+    open_message,
+    read_top,
+)
+from twisted_netapps.mail.pop3.multiline import MessageEncoder, encode_message, top_of_message
+from twisted_netapps.mail.pop3.reader import MessageReader
+from twisted_netapps.mail.pop3.sending import ReplyWriter
+from twisted_netapps.mail.session_deadlines import SessionDeadlines
 
 log = Logger(namespace="netapps.pop3")
 
 INLINE_LIMIT = 256 * 1024
 CHUNK = 256 * 1024
-LOCK_FILE = "netapps-pop3.lock"
 #: What a connection over the frame's limits is told before it is closed.
 TOO_MANY_CONNECTIONS = b"-ERR [SYS/TEMP] too many connections, try again later\r\n"
 _timestamp_counter = itertools.count(1)
 
 
-class IPop3Maildrop(Interface):
-    """Avatar interface: a user's INBOX for one POP3 session."""
-
-
-@implementer(IPop3Maildrop)
-class Maildrop:
-    def __init__(self, user: str, folder: MaildirFolder) -> None:
-        self.user = user
-        self.folder = folder
-
-
-@implementer(IRealm)
-class Pop3Realm:
-    def __init__(self, store: MailStore) -> None:
-        self.store = store
-
-    def requestAvatar(self, avatarId, mind, *interfaces_):
-        if IPop3Maildrop not in interfaces_:
-            raise NotImplementedError("POP3 realm serves IPop3Maildrop only")
-        user = avatarId.decode("utf-8") if isinstance(avatarId, bytes) else avatarId
-        return IPop3Maildrop, Maildrop(user, MaildirFolder(self.store.maildir(user))), lambda: None
-
-
-class MailboxLock:
-    """Exclusive per-mailbox lock (flock on a file in the Maildir): one POP3 session at a time,
-    across processes too. Released on close or when the process dies."""
-
-    def __init__(self, folder: MaildirFolder) -> None:
-        self.path = folder.path / LOCK_FILE
-        self._fd: int | None = None
-
-    def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return False
-            raise
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
-
-
-def apply_update(folder: MaildirFolder, deleted: list, retrieved: list) -> int:
-    """UPDATE phase (blocking; run in a thread): remove *deleted*, flag *retrieved* seen.
-
-    Returns how many deletions failed. Directories are fsync'd so a
-    removal the client was told about stays removed.
-    """
-    failures = 0
-    for message in deleted:
-        try:
-            folder.remove(message.ref)
-        except OSError:
-            failures += 1
-    if retrieved:
-        current = {m.uid: m for m in folder.scan()}  # one listing, not one per message
-        for message in retrieved:
-            found = current.get(message.uid)
-            if found is None or "S" in found.flags:
-                continue
-            try:
-                folder.set_flags(found, found.flags + "S")
-            except OSError:
-                pass  # the \Seen flag is a courtesy; a vanished message is fine
-    if deleted or retrieved:
-        for subdir in ("new", "cur"):
-            fsync_directory(folder.path / subdir)
-    return failures
-
-
+@implementer(interfaces.IPushProducer)
 class _MessageStreamer:
-    """Pull producer sending one big message in chunks, dot-stuffed.
-
-    Twisted calls :meth:`resumeProducing` each time the transport's buffer
-    has drained; every call must hand its chunk to the transport itself (not
-    only queue it in the protocol), or the buffer never drains again and the
-    transfer stalls after the first chunk.
-    """
+    """Push producer sending one big message in ``CHUNK`` pieces, dot-stuffed;
+    each chunk is read in the disk pool, the next one only while the transport wants more."""
 
     def __init__(self, proto: "Pop3Protocol", handle) -> None:
         self.proto = proto
         self.handle = handle
-        self.encoder = core.MessageEncoder()
+        self.encoder = MessageEncoder()
+        self.paused = False
+        self.reading = False
+        self.done = False
 
-    def resumeProducing(self) -> None:
+    def start(self) -> None:
+        self.proto.writer.start_streaming(self, True)
+        self._next()
+
+    def _next(self) -> None:
+        if self.done or self.paused or self.reading:
+            return
+        self.reading = True
+        d = self.proto.factory.run_blocking(self.handle.read, CHUNK)
+        d.addCallbacks(self._chunk, self._failed)
+
+    def _chunk(self, chunk: bytes) -> None:
+        self.reading = False
+        if self.done:
+            return
         proto = self.proto
-        chunk = self.handle.read(CHUNK)
         proto.resetTimeout()
         if chunk:
-            proto.write(self.encoder.feed(chunk))
-            proto.flush()
+            proto.writer.write(self.encoder.feed(chunk))
+            self._next()
             return
-        proto.write(self.encoder.finish())
-        self.handle.close()
-        proto.transport.unregisterProducer()
+        proto.writer.write(self.encoder.finish())
+        self._finish()
+        proto.writer.stop_streaming()
         proto.stream_done()
+
+    def _failed(self, failure) -> None:
+        self.reading = False
+        if self.done:
+            return
+        # Mid-message there is no reply left to give: the client sees a cut message and a closed connection.
+        log.failure("pop3: {peer}: reading a message failed mid-stream", failure, peer=self.proto.peer)
+        self._finish()
+        self.proto.transport.abortConnection()
+
+    def _finish(self) -> None:
+        self.done = True
+        self.handle.close()  # a read-only file: closing does not wait on the disk
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._next()
 
     def stopProducing(self) -> None:
         # The connection is gone mid-stream: connectionLost follows and frees the lock.
-        self.handle.close()
+        if not self.done:
+            self._finish()
 
 
 @implementer(interfaces.IHalfCloseableProtocol)
 class Pop3Protocol(protocol.Protocol, TimeoutMixin):
     def __init__(self, factory: "Pop3Factory") -> None:
         self.factory = factory
-        self._peer_done = False
         self.callLater = factory.reactor.callLater
-        self.buffer = core.LineBuffer(factory.max_line)
         self._out: list[bytes] = []
-        self._streaming = False
         self._closing = False
-        self.maildrop: Maildrop | None = None
-        self.lock: MailboxLock | None = None
-        self.tls_active = False
-        self._raw_socket = None
+        self._lost = False
+        self._paused = False
+        self._lines_counted = 0
+        self.folder = None
+        self.lock = None
+        self.reader: MessageReader | None = None
+        self.user: str | None = None
+        self.deadlines = SessionDeadlines(
+            factory.reactor, self._deadline_passed, command=factory.command_deadline, login=factory.login_deadline
+        )
 
     # ------------------------------------------------------------ connection
 
@@ -174,208 +147,159 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
             self.transport.setTcpNoDelay(True)
         except (AttributeError, OSError):
             pass  # not TCP (UNIX socket)
-        # Direct sends (see _send) only on a plain Twisted TCP transport, never under TLS.
-        transport = self.transport
-        plain_tcp = all(hasattr(transport, a) for a in ("socket", "dataBuffer", "_tempDataLen", "producer", "TLS"))
-        self._raw_socket = transport.socket if plain_tcp and not transport.TLS else None
+        self.writer = ReplyWriter(self.transport)
         peer = self.transport.getPeer()
         self.peer = format_peer(peer)
         self.host = host_of(peer)
-        self.loopback = is_loopback(peer)
         self.setTimeout(f.idle_timeout)
-        self.session = core.Pop3Session(self._policy())
-        self.write(self.session.greeting())
-        self.flush()
+        self.session = core.Pop3Session(self._policy(is_loopback(peer)), f.max_line)
+        self.deadlines.start_login()
+        self._run(self.session.greeting())
 
-    def _policy(self) -> core.Pop3Policy:
+    def _policy(self, loopback: bool) -> core.Pop3Policy:
         f = self.factory
         timestamp = None
-        if f.apop and load_secrets(f.apop_secrets_path):
+        if f.apop and f.apop_secrets.available():
             timestamp = f"<{os.getpid()}.{next(_timestamp_counter)}.{int(time.time())}@{f.hostname}>"
-        plaintext = {"always": True, "loopback": self.loopback or self.tls_active}.get(f.plaintext_auth, self.tls_active)
         return core.Pop3Policy(
             hostname=f.hostname,
             apop_timestamp=timestamp,
             tls_available=f.tls_options is not None,
-            tls_active=self.tls_active,
-            plaintext_allowed=plaintext,
+            plaintext_auth=f.plaintext_auth,
+            loopback=loopback,
             max_bad_commands=f.max_bad_commands,
             max_login_failures=f.max_login_failures,
         )
 
     def connectionLost(self, reason) -> None:
+        self._lost = True
         self.setTimeout(None)
-        if self.lock is not None and self.session.state != core.UPDATE:
+        self.deadlines.cancel()
+        if self.lock is not None and self.session.state is not core.State.UPDATE:
             # A dropped session deletes nothing (no UPDATE phase). An UPDATE
             # already running keeps the lock until it has finished.
-            self.lock.release()
-            self.lock = None
+            self._release_lock()
 
     def timeoutConnection(self) -> None:
         log.info("pop3: {peer} idle for {t}s, closing", peer=self.peer, t=self.factory.idle_timeout)
-        if self._streaming:
+        self.factory.stats.incr("timeouts")
+        if self.session.state is core.State.SENDING:
             # The client stopped reading mid-message: a graceful close would
             # wait for a buffer that never drains (and keep the lock).
             self.transport.abortConnection()
             return
-        self.transport.write(b"-ERR idle timeout, closing\r\n")
+        self._close_with(b"-ERR idle timeout, closing\r\n")
+
+    def _deadline_passed(self, which: str) -> None:
+        self.deadlines.report(which, "pop3", self.peer, self.factory.stats)
+        self._close_with(b"-ERR [SYS/TEMP] %s time limit exceeded, closing\r\n" % which.encode())
+
+    def _close_with(self, reply: bytes) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.deadlines.cancel()
+        self.writer.write(reply)
         self.transport.loseConnection()
-
-    # ------------------------------------------------------------ output
-
-    def write(self, data: bytes) -> None:
-        self._out.append(data)
-
-    def flush(self) -> None:
-        if self._out:
-            data = b"".join(self._out)
-            self._out.clear()
-            self.factory.stats.incr("bytes_out", len(data))
-            self._send(data)
-
-    def _send(self, data: bytes) -> None:
-        """Write *data*, straight to the socket when nothing is queued before it.
-
-        transport.write() only queues: the bytes leave one reactor turn later,
-        after two epoll_ctl calls. POP3 clients wait for each reply (poplib
-        RETR after RETR), so that turn is most of our per-message latency;
-        profiling the RETR benchmark showed it. When Twisted's buffer is empty
-        (and no TLS or producer is involved) we send directly, and hand any
-        unsent rest to transport.write() so ordering and back-pressure stay Twisted's.
-        """
-        transport = self.transport
-        sock = self._raw_socket
-        if (
-            sock is not None
-            and not transport.dataBuffer
-            and not transport._tempDataLen
-            and transport.producer is None
-            and not transport.disconnecting
-        ):
-            try:
-                sent = sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                sent = 0  # let Twisted's write path see and report the error
-            data = data[sent:]
-        if data:
-            transport.write(data)
 
     # ------------------------------------------------------------ input
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
-        stats = self.factory.stats
-        stats.incr("bytes_in", len(data))
-        # Download loops send "RETR n" and wait, one at a time: answer a lone,
-        # plainly valid RETR without the general line/command machinery
-        # (measured: a third of our per-message CPU in the RETR benchmark).
-        if (
-            data[:5].upper() == b"RETR "
-            and data.endswith(b"\r\n")
-            and data.find(b"\n") == len(data) - 1
-            and not (self._streaming or self._closing)
-            and self.buffer.is_empty()
-        ):
-            event = self.session.quick_retr(data[5:-2])
-            if event is not None:
-                stats.incr("requests")
-                if not self._out and self._send_small(event):
-                    return
-                self.send_message(event)
-                self.flush()
-                return
-        self.buffer.feed(data)
-        self.process()
-
-    def _send_small(self, event: core.SendMessage) -> bool:
-        """The RETR fast path's reply: one read, one encode, one send. False if
-        the message is too big or gone (send_message then does it the long way)."""
-        message = event.message
-        try:
-            small = self.maildrop.folder.read_small(message.ref, INLINE_LIMIT)
-        except FileNotFoundError:
-            return False
-        if small is None:
-            return False
-        data, message.ref = small
-        reply = core.encode_message(data, message.ref.size, event.ok)
-        stats = self.factory.stats
-        stats.incr("messages_retrieved")
-        stats.incr("bytes_out", len(reply))
-        self._send(reply)
-        return True
-
-    def process(self) -> None:
-        """Handle buffered lines in order until one needs to wait (login, update, streaming)."""
-        while not (self._closing or self._streaming or self.session.waiting):
-            line = self.buffer.next_line()
-            if line is None:
-                break
-            if line is core.OVERLONG:
-                events = self.session.line_too_long()
-                self.factory.stats.incr("errors")
-            else:
-                self.factory.stats.incr("requests")
-                events = self.session.receive_line(line)
-            self.handle(events)
-        self.flush()
-        if self._peer_done and not (self._closing or self._streaming or self.session.waiting):
-            # The client half-closed and everything it sent has been answered.
-            self._closing = True
-            self.transport.loseConnection()
+        self.factory.stats.incr("bytes_in", len(data))
+        if self._closing:
+            return
+        self._run(self.session.receive_data(data))
 
     # IHalfCloseableProtocol: `printf 'USER..\r\nPASS..\r\nRETR 1\r\nQUIT\r\n' | nc -N`
     # sends FIN right after its commands; they are still all answered (and a
     # QUIT still runs the UPDATE phase) before we close.
 
     def readConnectionLost(self) -> None:
-        self._peer_done = True
-        self.process()
+        if not self._closing:
+            self._run(self.session.receive_eof())
 
     def writeConnectionLost(self) -> None:
         self.transport.loseConnection()
 
-    def handle(self, events: list) -> None:
-        for event in events:
-            if type(event) is core.SendMessage:  # the hot path first
-                self.send_message(event)
-            elif isinstance(event, core.Send):
+    # ------------------------------------------------------------ events
+
+    def _run(self, events: list) -> None:
+        """Carry out the session's events in order; replies of one turn go out together."""
+        session = self.session
+        stats = self.factory.stats
+        for event in events:  # (the core's own fresh list: answers to requests are appended as they come)
+            kind = type(event)
+            if kind is core.SendMessage:  # the hot path first
+                more = self._send_message(event)
+                if more:
+                    events += more
+            elif kind is core.Send:
                 if event.data.startswith(b"-ERR"):
-                    self.factory.stats.incr("errors")
-                self.write(event.data)
-            elif isinstance(event, core.SendMessage):
-                self.send_message(event)
-            elif isinstance(event, core.CheckPassword):
-                self.login(credentials.UsernamePassword(event.user.encode("utf-8"), event.password.encode("utf-8")), event.user)
-            elif isinstance(event, core.CheckApop):
-                self.login(ApopCredentials(event.timestamp, event.user, event.digest), event.user)
-            elif isinstance(event, core.StartTls):
-                self.start_tls()
-            elif isinstance(event, core.Commit):
-                self.commit(event)
-            elif isinstance(event, core.Close):
-                self.flush()
+                    stats.incr("errors")
+                self._out.append(event.data)
+            elif kind is core.CheckPassword:
+                creds = credentials.UsernamePassword(event.user.encode("utf-8"), event.password.encode("utf-8"))
+                self._login(creds, event.user)
+            elif kind is core.CheckApop:
+                self._login(ApopCredentials(event.timestamp, event.user, event.digest), event.user)
+            elif kind is core.StartTls:
+                events += self._start_tls()
+            elif kind is core.Commit:
+                self._commit(event)
+            elif kind is core.Close:
                 self._closing = True
-                self.transport.loseConnection()
+                break
+        self._flush()
+        lines = session.lines
+        if lines != self._lines_counted:
+            stats.incr("requests", lines - self._lines_counted)
+            self._lines_counted = lines
+        if self._closing:
+            self.deadlines.cancel()
+            self.transport.loseConnection()
+            return
+        waiting = session.waiting
+        if waiting is not self._paused:
+            self._pause_while_waiting(waiting)
+        partial = session.partial_line
+        if partial or self.deadlines.running:  # else there is nothing to start or cancel
+            self.deadlines.update(partial_line=partial, lines=lines, waiting=waiting)
+
+    def _flush(self) -> None:
+        if self._out:
+            data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+            self._out.clear()
+            self.factory.stats.incr("bytes_out", len(data))
+            self.writer.write(data)
+
+    def _pause_while_waiting(self, waiting: bool) -> None:
+        """While the session waits on the disk or a login, stop reading: a pipelining
+        client cannot pile up unbounded input meanwhile."""
+        self._paused = waiting
+        if waiting:
+            self.transport.pauseProducing()
+        else:
+            self.transport.resumeProducing()
+
+    def _resume(self, events_of) -> None:
+        """A request finished: feed the answer back (unless the connection is gone)."""
+        if self._closing or self._lost:
+            return
+        self._run(events_of())
 
     # ------------------------------------------------------------ STLS
 
-    def start_tls(self) -> None:
-        self.flush()
-        self._raw_socket = None  # from now on every byte goes through the TLS layer
-        # Anything pipelined after STLS was sent in the clear: drop it (CVE-2011-0411 class).
-        self.buffer.clear()
+    def _start_tls(self) -> list:
+        self._flush()
+        self.writer.stop_direct()  # from now on every byte goes through the TLS layer
         self.transport.startTLS(self.factory.tls_options)
-        self.tls_active = True
-        self.session.policy = self._policy()
-        self.session.tls_started()
         log.info("pop3: {peer} started TLS", peer=self.peer)
+        return self.session.tls_started()
 
     # ------------------------------------------------------------ login
 
-    def login(self, creds, user: str) -> None:
+    def _login(self, creds, user: str) -> None:
         f = self.factory
         d = f.logins.login(f.portal, creds, self.host, user, IPop3Maildrop, failure_delay=f.login_failure_delay)
         d.addCallbacks(self._logged_in, self._login_failed, errbackArgs=(user,))
@@ -383,99 +307,137 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
 
     def _logged_in(self, result) -> None:
         _iface, maildrop, _logout = result
-        if self._closing or not self.transport.connected:
+        d = self.factory.run_blocking(open_maildrop, maildrop)
+        d.addCallbacks(self._opened, self._open_failed, callbackArgs=(maildrop.user,), errbackArgs=(maildrop.user,))
+
+    def _opened(self, opened, user: str) -> None:
+        folder, lock, messages = opened
+        if self._closing or self._lost:
+            lock.release()  # the client left while we were opening its mailbox
             return
-        lock = MailboxLock(maildrop.folder)
-        if not lock.acquire():
-            log.info("pop3: {peer}: mailbox of {user} in use", peer=self.peer, user=maildrop.user)
-            self._resume(self.session.login_rejected(in_use=True))
-            return
-        try:
-            files = maildrop.folder.scan()
-            messages = [
-                core.Pop3Message(i, core.uidl_for(m.uid), maildrop.folder.size(m), m) for i, m in enumerate(files, 1)
-            ]
-        except OSError:
-            lock.release()
-            log.failure("pop3: {peer}: cannot read the mailbox of {user}", peer=self.peer, user=maildrop.user)
-            self._resume(self.session.login_rejected(temporary=True))
-            return
-        self.lock, self.maildrop = lock, maildrop
+        self.folder, self.lock, self.user = folder, lock, user
+        self.reader = MessageReader(folder, messages, self.factory.run_blocking, inline_limit=INLINE_LIMIT)
         self.factory.stats.incr("logins")
-        log.info("pop3: {peer}: {user} logged in, {n} messages", peer=self.peer, user=maildrop.user, n=len(messages))
-        self._resume(self.session.login_accepted(maildrop.user, messages))
+        self.deadlines.logged_in()
+        log.info("pop3: {peer}: {user} logged in, {n} messages", peer=self.peer, user=user, n=len(messages))
+        self._resume(lambda: self.session.login_accepted(user, messages))
+
+    def _open_failed(self, failure, user: str) -> None:
+        if failure.check(MailboxInUse):
+            log.info("pop3: {peer}: mailbox of {user} in use", peer=self.peer, user=user)
+            self._resume(lambda: self.session.login_rejected(in_use=True))
+            return
+        failure.trap(OSError)
+        log.warn("pop3: {peer}: cannot read the mailbox of {user}: {error}", peer=self.peer, user=user,
+                 error=failure.value)
+        self._resume(lambda: self.session.login_rejected(temporary=True))
 
     def _login_failed(self, failure, user: str) -> None:
         if failure.check(LoginRefused):
             self.factory.stats.incr("login_refused")
-            self._resume(self.session.login_rejected(temporary=True))
+            self._resume(lambda: self.session.login_rejected(temporary=True))
             return
         failure.trap(cred_error.UnauthorizedLogin, cred_error.UnhandledCredentials)
         self.factory.stats.incr("login_failures")
         log.info("pop3: {peer}: failed login for {user}", peer=self.peer, user=user)
         # (the login guard has already delayed this answer: guessing costs the guesser time)
-        self._resume(self.session.login_rejected())
+        self._resume(lambda: self.session.login_rejected())
 
     def _login_error(self, failure, user: str) -> None:
         log.failure("pop3: {peer}: login for {user} failed unexpectedly", failure, peer=self.peer, user=user)
-        self._resume(self.session.login_rejected(temporary=True))
-
-    def _resume(self, events: list) -> None:
-        if not self.transport.connected:
-            return
-        self.handle(events)
-        self.process()
+        self._resume(lambda: self.session.login_rejected(temporary=True))
 
     # ------------------------------------------------------------ RETR / TOP
 
-    def send_message(self, event: core.SendMessage) -> None:
-        folder = self.maildrop.folder
-        try:
-            if event.top_lines is None:
-                small = folder.read_small(event.message.ref, INLINE_LIMIT)
-                if small is not None:
-                    data, event.message.ref = small
-                    self.write(event.ok)
-                    self.write(core.encode_message(data, event.message.ref.size))
-                    self.factory.stats.incr("messages_retrieved")
-                    return
-            handle, found = folder.open(event.message.ref)
-        except FileNotFoundError:
-            self.write(b"-ERR [SYS/PERM] message was removed by another client\r\n")
-            return
-        event.message.ref = found
-        self.write(event.ok)
+    def _send_message(self, event: core.SendMessage) -> list | None:
+        """Send a RETR/TOP reply: the events that follow when done now, None when it continues later."""
+        result = self.reader.take(event.message)
         if event.top_lines is not None:
-            with handle:
-                data = core.top_of_message(handle, event.top_lines)
-            self.write(core.encode_message(data))
+            if type(result) is tuple:  # cached: the top is cut here (header scans send TOP n 0 for each)
+                data, event.message.ref = result
+                self._out += [event.ok, encode_message(top_of_message(io.BytesIO(data), event.top_lines))]
+                return self.session.message_sent()
+            d = self.factory.run_blocking(read_top, self.folder, event.message.ref, event.top_lines)
+            d.addCallbacks(self._top_read, self._read_failed, callbackArgs=(event,))
+            return None
+        if result is NotImplemented:  # not in the kernel's caches: read in the pool (which warms the next ones)
+            self.factory.stats.incr("read_waits")
+            d = self.reader.read(event.message)
+            d.addCallbacks(self._retr_read, self._read_failed, callbackArgs=(event,))
+            return None
+        return self._retr_reply(event, result)
+
+    def _retr_read(self, result, event: core.SendMessage) -> None:
+        if self._closing or self._lost:
             return
-        self.flush()
-        self._streaming = True
-        self.transport.registerProducer(_MessageStreamer(self, handle), False)
+        more = self._retr_reply(event, result)
+        if more is not None:
+            self._run(more)
+
+    def _retr_reply(self, event: core.SendMessage, result) -> list | None:
+        message = event.message
+        if isinstance(result, tuple):
+            data, message.ref = result
+            self._out.append(encode_message(data, message.ref.size, event.ok))
+            self.factory.stats.incr("messages_retrieved")
+            return self.session.message_sent()
+        if isinstance(result, FileNotFoundError):
+            return self.session.message_sent(missing=True)
+        if isinstance(result, OSError):
+            log.warn("pop3: {peer}: cannot read message {n} of {user}: {error}", peer=self.peer,
+                     n=message.number, user=self.user, error=result)
+            return self.session.message_sent(unreadable=True)
+        # Too big to send in one piece: stream it.
+        d = self.factory.run_blocking(open_message, self.folder, message.ref)
+        d.addCallbacks(self._stream, self._read_failed, callbackArgs=(event,))
+        return None
+
+    def _stream(self, opened, event: core.SendMessage) -> None:
+        handle, event.message.ref = opened
+        if self._closing or self._lost:
+            handle.close()
+            return
+        self._out.append(event.ok)
+        self._flush()
+        _MessageStreamer(self, handle).start()
 
     def stream_done(self) -> None:
-        self._streaming = False
         self.factory.stats.incr("messages_retrieved")
-        self.process()
+        self._resume(self.session.message_sent)
+
+    def _top_read(self, result, event: core.SendMessage) -> None:
+        body, event.message.ref = result
+        self._out += [event.ok, body]
+        self._resume(self.session.message_sent)
+
+    def _read_failed(self, failure) -> None:
+        if failure.check(FileNotFoundError):
+            self._resume(lambda: self.session.message_sent(missing=True))
+            return
+        failure.trap(OSError)
+        log.warn("pop3: {peer}: cannot read a message of {user}: {error}", peer=self.peer, user=self.user,
+                 error=failure.value)
+        self._resume(lambda: self.session.message_sent(unreadable=True))
 
     # ------------------------------------------------------------ UPDATE
 
-    def commit(self, event: core.Commit) -> None:
-        self.session.waiting = True
-        self.flush()
-        d = self.factory.run_blocking(apply_update, self.maildrop.folder, event.deleted, event.retrieved)
+    def _commit(self, event: core.Commit) -> None:
+        self._flush()
+        d = self.factory.run_blocking(apply_update, self.folder, event.deleted, event.retrieved)
 
         def done(failures: int) -> None:
             self.factory.stats.incr("messages_deleted", len(event.deleted) - failures)
-            log.info("pop3: {peer}: {user} quit, {n} messages deleted", peer=self.peer, user=self.maildrop.user, n=len(event.deleted) - failures)
+            log.info("pop3: {peer}: {user} quit, {n} messages deleted", peer=self.peer, user=self.user,
+                     n=len(event.deleted) - failures)
             self._release_lock()
-            self._resume(self.session.update_done(failures))
+            self._resume(lambda: self.session.update_done(failures))
 
         def failed(failure) -> None:
-            log.failure("pop3: {peer}: update phase failed", failure, peer=self.peer)
+            failure.trap(OSError)
+            log.warn("pop3: {peer}: update phase of {user} failed: {error}", peer=self.peer, user=self.user,
+                     error=failure.value)
             self._release_lock()
-            self._resume(self.session.update_done(len(event.deleted) or 1))
+            self._resume(lambda: self.session.update_done(len(event.deleted) or 1))
 
         d.addCallbacks(done, failed)
 
@@ -488,21 +450,23 @@ class Pop3Protocol(protocol.Protocol, TimeoutMixin):
 class Pop3Factory(protocol.Factory):
     noisy = False
 
-    def __init__(self, *, portal, stats, reactor, tls_options, apop_secrets_path, settings, run_blocking=None,
+    def __init__(self, *, portal, stats, reactor, tls_options, apop_secrets, settings, run_blocking=None,
                  logins=None) -> None:
         self.portal = portal
         self.logins = logins or LoginGuard(reactor)
-        # Blocking storage work (the UPDATE phase's unlinks and fsyncs) runs here: the thread pool.
+        # Blocking storage work (mailbox scans, reads, the UPDATE phase) runs here: the disk pool.
         self.run_blocking = run_blocking or (
             lambda f, *args: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
         )
         self.stats = stats
         self.reactor = reactor
         self.tls_options = tls_options
-        self.apop_secrets_path = apop_secrets_path
+        self.apop_secrets: ApopSecrets = apop_secrets
         self.apop = settings.apop
         self.hostname = settings.hostname or socket.gethostname() or "localhost"
         self.idle_timeout = settings.idle_timeout
+        self.command_deadline = settings.command_deadline
+        self.login_deadline = settings.login_deadline
         self.max_line = settings.max_line
         self.max_bad_commands = settings.max_bad_commands
         self.max_login_failures = settings.max_login_failures

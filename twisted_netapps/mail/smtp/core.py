@@ -1,12 +1,16 @@
 """The SMTP server session as a sans-I/O state machine (RFC 5321 + ESMTP extensions).
 
-Bytes go in with :meth:`ServerSession.receive_data`; out come events:
-:class:`Send` (bytes to write, in order), and requests the adapter answers
-later — :class:`Authenticate` (-> :meth:`auth_result`), :class:`MessageReady`
-(-> :meth:`message_result`), :class:`StartTLS` (-> :meth:`tls_started`) — and
-:class:`Close`. While a request is outstanding the session buffers input and
-processes nothing, so pipelined commands are answered strictly in order
-(RFC 2920) and a 250 for DATA can wait for the fsync.
+It follows the core contract of :mod:`twisted_netapps.sansio`. Bytes go in
+with :meth:`ServerSession.receive_data` (and :meth:`~ServerSession.receive_eof`);
+out come events: :class:`Send` (bytes to write, in order), requests the
+adapter answers later — :class:`Authenticate` (-> :meth:`~ServerSession.auth_result`
+or :meth:`~ServerSession.auth_refused`), :class:`MessageReady`
+(-> :meth:`~ServerSession.message_result`), :class:`StartTLS`
+(-> :meth:`~ServerSession.tls_started`) — and :class:`Close`. While a request
+is outstanding the session buffers input and processes nothing, so pipelined
+commands are answered strictly in order (RFC 2920) and a 250 for DATA can
+wait for the fsync. States are :class:`State`, moved along
+:data:`TRANSITIONS`; commands are dispatched from :data:`COMMANDS`.
 
 What it gets right that stock ``twisted.mail`` does not:
 
@@ -26,9 +30,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 from dataclasses import dataclass, field
 from typing import Callable
 
+from twisted_netapps.mail.plaintext import TLS, plaintext_allowed
 from twisted_netapps.mail.smtp.envelope import Envelope, protocol_name
 from twisted_netapps.mail.smtp.syntax import (
     Address,
@@ -38,13 +44,14 @@ from twisted_netapps.mail.smtp.syntax import (
     parse_path,
     split_command,
 )
+from twisted_netapps.sansio import Close, LocalProtocolError, Send, StateMachine
+
+__all__ = [  # Send and Close are the shared events of every core
+    "Authenticate", "Close", "MessageReady", "Reply", "Send", "ServerSession", "SessionConfig", "SessionInfo",
+    "StartTLS", "State",
+]
 
 # --- events -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Send:
-    data: bytes
 
 
 @dataclass(frozen=True)
@@ -63,11 +70,6 @@ class Authenticate:
 class MessageReady:
     envelope: Envelope
     data: bytes  # unstuffed message, CRLF lines, without our trace headers
-
-
-@dataclass(frozen=True)
-class Close:
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class SessionConfig:
     max_hops: int = 50  # Received: fields before a message is taken for a mail loop
     starttls_available: bool = False
     auth_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN")
-    auth_requires_tls: bool = True
+    plaintext_auth: str = TLS  # when AUTH may be offered without TLS: twisted_netapps.mail.plaintext
     auth_required: bool = False  # the submission port (RFC 6409)
 
 
@@ -103,6 +105,7 @@ class SessionInfo:
     """What the policy may look at when judging a sender or recipient."""
 
     client_ip: str
+    loopback: bool = False  # the client is on this host (for the plaintext-auth rule)
     tls: bool = False
     auth_user: str | None = None
     helo: str = ""
@@ -112,9 +115,43 @@ RecipientCheck = Callable[[SessionInfo, Address, Address], "Reply | None"]
 
 # --- the machine -------------------------------------------------------------
 
-COMMAND, DATA, AUTH_PLAIN, AUTH_LOGIN_USER, AUTH_LOGIN_PASSWORD, WAITING, CLOSED = (
-    "command", "data", "auth-plain", "auth-login-user", "auth-login-password", "waiting", "closed",
-)
+
+class State(enum.Enum):
+    # Members are singletons: hash them by identity, in C (Enum's own __hash__
+    # is a Python call, paid on every transition check of every command).
+    __hash__ = object.__hash__
+
+    COMMAND = "command"  # reading command lines
+    DATA = "data"  # reading the message after 354
+    AUTH_PLAIN = "auth-plain"  # 334 sent: the PLAIN response line comes next
+    AUTH_LOGIN_USER = "auth-login-user"
+    AUTH_LOGIN_PASSWORD = "auth-login-password"
+    AUTHENTICATING = "authenticating"  # Authenticate out: -> auth_result / auth_refused
+    DELIVERING = "delivering"  # MessageReady out: -> message_result
+    STARTING_TLS = "starting-tls"  # StartTLS out: -> tls_started
+    CLOSED = "closed"
+
+
+_ = State
+TRANSITIONS: dict[State, frozenset[State]] = {
+    _.COMMAND: frozenset({
+        _.DATA, _.AUTH_PLAIN, _.AUTH_LOGIN_USER, _.AUTH_LOGIN_PASSWORD, _.AUTHENTICATING, _.STARTING_TLS, _.CLOSED,
+    }),
+    _.DATA: frozenset({_.COMMAND, _.DELIVERING, _.CLOSED}),
+    # A response line returns to COMMAND, which then moves on (to the next
+    # prompt or to AUTHENTICATING) as the command itself would.
+    _.AUTH_PLAIN: frozenset({_.COMMAND, _.CLOSED}),
+    _.AUTH_LOGIN_USER: frozenset({_.COMMAND, _.CLOSED}),
+    _.AUTH_LOGIN_PASSWORD: frozenset({_.COMMAND, _.CLOSED}),
+    _.AUTHENTICATING: frozenset({_.COMMAND, _.CLOSED}),
+    _.DELIVERING: frozenset({_.COMMAND, _.CLOSED}),
+    _.STARTING_TLS: frozenset({_.COMMAND, _.CLOSED}),
+    _.CLOSED: frozenset(),
+}
+del _
+#: States in which the session waits for the adapter and reads no input.
+WAITING = frozenset({State.AUTHENTICATING, State.DELIVERING, State.STARTING_TLS})
+_AUTH_EXCHANGE = frozenset({State.AUTH_PLAIN, State.AUTH_LOGIN_USER, State.AUTH_LOGIN_PASSWORD})
 
 OK = Reply(250, "2.0.0", "OK")
 HELP_TEXT = [
@@ -137,15 +174,21 @@ class _Transaction:
 class ServerSession:
     """One SMTP server connection's protocol state."""
 
-    def __init__(self, config: SessionConfig, check_recipient: RecipientCheck, client_ip: str) -> None:
+    def __init__(
+        self, config: SessionConfig, check_recipient: RecipientCheck, client_ip: str, *, loopback: bool = False
+    ) -> None:
         self.config = config
         self.check_recipient = check_recipient
-        self.info = SessionInfo(client_ip)
-        self.state = COMMAND
+        self.info = SessionInfo(client_ip, loopback=loopback)
+        self._machine = StateMachine(State.COMMAND, TRANSITIONS)
         self.esmtp = False
         self.errors = 0
         self.messages = 0
+        #: Command lines (and AUTH responses) taken from the input so far: the
+        #: adapter restarts its per-command deadline when this moves.
+        self.lines = 0
         self._greeted = False
+        self._eof = False
         self._buffer = bytearray()
         self._discarding = False  # inside an over-long line we are skipping
         self._transaction: _Transaction | None = None
@@ -157,18 +200,29 @@ class ServerSession:
 
     # -- public API ----------------------------------------------------------
 
+    @property
+    def state(self) -> State:
+        return self._machine.state
+
     def start(self) -> list:
+        """The greeting: the first events of every connection."""
         return [Send(format_reply(220, None, f"{self.config.hostname} ESMTP twisted-netapps ready"))]
 
     def receive_data(self, data: bytes) -> list:
-        if self.state == CLOSED:
+        if self._machine.state is State.CLOSED:
             return []
         self._buffer += data
         return self._process()
 
+    def receive_eof(self) -> list:
+        """The client half-closed: answer what it sent, then :class:`Close`
+        (an unfinished DATA is not a message)."""
+        self._eof = True
+        return self._process()
+
     def auth_result(self, user: str | None) -> list:
-        assert self.state == WAITING
-        self.state = COMMAND
+        self._expect(State.AUTHENTICATING)
+        self._move(State.COMMAND)
         if user is None:
             events = [Send(Reply(535, "5.7.8", "Authentication credentials invalid").encode())]
             events += self._count_error()
@@ -179,35 +233,57 @@ class ServerSession:
 
     def auth_refused(self) -> list:
         """The login guard refused this client (too many failed logins from its address)."""
-        assert self.state == WAITING
-        self.state = COMMAND
+        self._expect(State.AUTHENTICATING)
+        self._move(State.COMMAND)
         events = [Send(Reply(454, "4.7.0", "Too many failed logins from your address, try again later").encode())]
         return events + self._count_error() + self._process()
 
     def message_result(self, reply: Reply) -> list:
         """The delivery outcome of the last :class:`MessageReady` (250 only once durable)."""
-        assert self.state == WAITING
-        self.state = COMMAND
+        self._expect(State.DELIVERING)
+        self._move(State.COMMAND)
         if reply.code < 400:
             self.messages += 1
         return [Send(reply.encode())] + self._process()
 
     def tls_started(self) -> list:
-        assert self.state == WAITING
-        self.state = COMMAND
+        self._expect(State.STARTING_TLS)
+        self._move(State.COMMAND)
         self.info.tls = True
         return self._process()
 
     @property
     def in_data(self) -> bool:
-        return self.state == DATA
+        return self._machine.state is State.DATA
+
+    @property
+    def waiting(self) -> bool:
+        """A request is out: the session reads nothing until the adapter answers it."""
+        state = self._machine.state  # (identity tests: an Enum's hash is a Python call)
+        return state is State.DELIVERING or state is State.AUTHENTICATING or state is State.STARTING_TLS
+
+    @property
+    def partial_line(self) -> bool:
+        """Bytes of an unfinished command line (or AUTH response) are buffered."""
+        state = self._machine.state
+        return (state is State.COMMAND or state in _AUTH_EXCHANGE) and (
+            len(self._buffer) > self._offset or self._discarding
+        )
 
     # -- input loop ------------------------------------------------------------
 
+    def _expect(self, state: State) -> None:
+        if self._machine.state is not state:
+            raise LocalProtocolError(f"answer for {state.name} while {self._machine.state.name}")
+
+    def _move(self, state: State) -> None:
+        self._machine.move(state)
+
     def _process(self) -> list:
         events: list = []
-        while self.state not in (WAITING, CLOSED):
-            if self.state == DATA:
+        machine = self._machine
+        while machine.state is State.COMMAND or machine.state is State.DATA or machine.state in _AUTH_EXCHANGE:
+            if machine.state is State.DATA:
                 self._compact()
                 more = self._data_phase(events)
             else:
@@ -215,6 +291,10 @@ class ServerSession:
             if not more:
                 break
         self._compact()
+        if self._eof and not (machine.state is State.CLOSED or self.waiting):
+            self._move(State.CLOSED)
+            self._clear_input()
+            events.append(Close())
         return events
 
     def _compact(self) -> None:
@@ -249,13 +329,14 @@ class ServerSession:
             return False
         raw = bytes(buf[start:newline])
         self._offset = newline + 1
+        self.lines += 1
         if len(raw) + 1 > limit:
             events.append(Send(Reply(500, "5.5.2", "Line too long").encode()))
             events.extend(self._count_error())
             return True
         line = raw[:-1] if raw.endswith(b"\r") else raw
         text = line.decode("latin-1")
-        if self.state == COMMAND:
+        if self._machine.state is State.COMMAND:
             events.extend(self._command(text))
         else:
             events.extend(self._auth_continuation(text))
@@ -268,9 +349,9 @@ class ServerSession:
         return []
 
     def _close(self, reply: Reply) -> list:
-        self.state = CLOSED
+        self._move(State.CLOSED)
         self._clear_input()
-        return [Send(reply.encode()), Close(reply.text)]
+        return [Send(reply.encode()), Close()]
 
     def _error(self, code: int, status: str, text: str) -> list:
         return [Send(Reply(code, status, text).encode())] + self._count_error()
@@ -279,11 +360,11 @@ class ServerSession:
 
     def _command(self, text: str) -> list:
         verb, argument = split_command(text)
-        handler = getattr(self, f"_cmd_{verb.lower()}", None) if verb.isalpha() else None
+        handler = COMMANDS.get((State.COMMAND, verb.upper())) if verb.isalpha() else None
         if handler is None:
             return self._error(500, "5.5.2", "Command unrecognized")
         try:
-            return handler(argument)
+            return handler(self, argument)
         except SyntaxProblem as e:
             return self._error(e.code, e.status, e.text)
 
@@ -293,12 +374,18 @@ class ServerSession:
     def _cmd_helo(self, argument: str) -> list:
         if not argument:
             return self._error(501, "5.5.4", "Syntax: HELO hostname")
+        if not _printable(argument):
+            return self._error(501, "5.5.4", "Invalid domain name in HELO")
         self._greet(argument, esmtp=False)
         return [Send(format_reply(250, None, f"{self.config.hostname} Hello {argument}"))]
 
     def _cmd_ehlo(self, argument: str) -> list:
         if not argument:
             return self._error(501, "5.5.4", "Syntax: EHLO hostname")
+        if not _printable(argument):
+            # A domain or address literal is printable ASCII (no SMTPUTF8 here);
+            # echoing 8-bit or control bytes back in the 250 would mangle them.
+            return self._error(501, "5.5.4", "Invalid domain name in EHLO")
         self._greet(argument, esmtp=True)
         lines = [
             f"{self.config.hostname} Hello {argument}",
@@ -320,10 +407,13 @@ class ServerSession:
         self.info.helo = helo[:255]
         self._transaction = None
 
+    def _plaintext_allowed(self) -> bool:
+        return plaintext_allowed(self.config.plaintext_auth, tls=self.info.tls, loopback=self.info.loopback)
+
     def _auth_offered(self) -> bool:
         if not self.config.auth_mechanisms or self.info.auth_user is not None:
             return False
-        return self.info.tls or not self.config.auth_requires_tls
+        return self._plaintext_allowed()
 
     def _cmd_mail(self, argument: str) -> list:
         if not self._greeted:
@@ -377,7 +467,7 @@ class ServerSession:
             return self._error(503, "5.5.1", "Need MAIL before DATA")
         if not self._transaction.recipients:
             return self._error(554, "5.5.1", "No valid recipients")
-        self.state = DATA
+        self._move(State.DATA)
         self._data_parts = []
         self._data_size = 0
         self._data_error = None
@@ -414,7 +504,7 @@ class ServerSession:
             return self._error(503, "5.5.1", "TLS already active")
         # Anything pipelined after STARTTLS was sent in clear text: drop it.
         self._clear_input()
-        self.state = WAITING
+        self._move(State.STARTING_TLS)
         self._greeted = False
         self._transaction = None
         self.esmtp = False
@@ -427,7 +517,7 @@ class ServerSession:
             return self._error(503, "5.5.1", "Already authenticated")
         if self._transaction is not None:
             return self._error(503, "5.5.1", "AUTH not allowed during a mail transaction")
-        if not self.info.tls and self.config.auth_requires_tls:
+        if not self._plaintext_allowed():
             return self._error(538, "5.7.11", "Encryption required for requested authentication mechanism")
         mechanism, _, initial = argument.partition(" ")
         mechanism = mechanism.upper()
@@ -437,23 +527,24 @@ class ServerSession:
         if mechanism == "PLAIN":
             if initial:
                 return self._plain_response(initial)
-            self.state = AUTH_PLAIN
+            self._move(State.AUTH_PLAIN)
             return [Send(b"334 \r\n")]
         # LOGIN
         if initial:
             return self._login_user(initial)
-        self.state = AUTH_LOGIN_USER
+        self._move(State.AUTH_LOGIN_USER)
         return [Send(b"334 VXNlcm5hbWU6\r\n")]
 
     # -- AUTH exchanges ---------------------------------------------------------
 
     def _auth_continuation(self, text: str) -> list:
-        state, self.state = self.state, COMMAND
+        state = self._machine.state
+        self._move(State.COMMAND)
         if text.strip() == "*":
             return self._error(501, "5.0.0", "Authentication cancelled")
-        if state == AUTH_PLAIN:
+        if state is State.AUTH_PLAIN:
             return self._plain_response(text)
-        if state == AUTH_LOGIN_USER:
+        if state is State.AUTH_LOGIN_USER:
             return self._login_user(text)
         return self._login_password(text)
 
@@ -479,7 +570,7 @@ class ServerSession:
         if decoded is None:
             return self._error(501, "5.5.2", "Malformed AUTH LOGIN response")
         self._auth_user_pending = decoded.decode("utf-8", "surrogateescape")
-        self.state = AUTH_LOGIN_PASSWORD
+        self._move(State.AUTH_LOGIN_PASSWORD)
         return [Send(b"334 UGFzc3dvcmQ6\r\n")]
 
     def _login_password(self, text: str) -> list:
@@ -489,7 +580,7 @@ class ServerSession:
         return self._authenticate("LOGIN", self._auth_user_pending, decoded.decode("utf-8", "surrogateescape"))
 
     def _authenticate(self, mechanism: str, user: str, password: str) -> list:
-        self.state = WAITING
+        self._move(State.AUTHENTICATING)
         return [Authenticate(mechanism, user, password)]
 
     # -- DATA --------------------------------------------------------------------
@@ -550,19 +641,18 @@ class ServerSession:
         self._data_parts.append(block)
 
     def _end_of_data(self) -> list:
-        self.state = COMMAND
         transaction, self._transaction = self._transaction, None
         error, self._data_error = self._data_error, None
         parts, self._data_parts = self._data_parts, []
         if error == _TOO_LONG:
-            return self._error(554, "5.6.0", f"Message rejected: a line is longer than {self.config.max_data_line} octets")
+            return self._rejected(554, "5.6.0", f"Message rejected: a line is longer than {self.config.max_data_line} octets")
         if error == _TOO_BIG:
-            return self._error(552, "5.3.4", f"Message size exceeds fixed limit of {self.config.max_message_size}")
+            return self._rejected(552, "5.3.4", f"Message size exceeds fixed limit of {self.config.max_message_size}")
         assert transaction is not None
         data = b"".join(parts)
         if count_received(data) > self.config.max_hops:
             # RFC 5321 6.3: a message that has passed this many relays is looping
-            return self._error(554, "5.4.6", f"Too many hops (over {self.config.max_hops} Received: headers)")
+            return self._rejected(554, "5.4.6", f"Too many hops (over {self.config.max_hops} Received: headers)")
         envelope = Envelope(
             mail_from=transaction.mail_from,
             recipients=list(transaction.recipients),
@@ -573,8 +663,35 @@ class ServerSession:
             body=transaction.body,
             declared_size=transaction.declared_size,
         )
-        self.state = WAITING
+        self._move(State.DELIVERING)
         return [MessageReady(envelope, data)]
+
+    def _rejected(self, code: int, status: str, text: str) -> list:
+        """The message just read is refused: back to commands, with the error."""
+        self._move(State.COMMAND)
+        return self._error(code, status, text)
+
+
+#: What each command does in each state: (state, VERB) -> handler. Commands
+#: exist only in COMMAND; the AUTH exchange and DATA read raw lines.
+COMMANDS: dict[tuple[State, str], Callable[[ServerSession, str], list]] = {
+    (State.COMMAND, verb): handler
+    for verb, handler in (
+        ("HELO", ServerSession._cmd_helo),
+        ("EHLO", ServerSession._cmd_ehlo),
+        ("MAIL", ServerSession._cmd_mail),
+        ("RCPT", ServerSession._cmd_rcpt),
+        ("DATA", ServerSession._cmd_data),
+        ("RSET", ServerSession._cmd_rset),
+        ("NOOP", ServerSession._cmd_noop),
+        ("VRFY", ServerSession._cmd_vrfy),
+        ("EXPN", ServerSession._cmd_expn),
+        ("HELP", ServerSession._cmd_help),
+        ("QUIT", ServerSession._cmd_quit),
+        ("STARTTLS", ServerSession._cmd_starttls),
+        ("AUTH", ServerSession._cmd_auth),
+    )
+}
 
 
 def count_received(message: bytes) -> int:
@@ -582,3 +699,7 @@ def count_received(message: bytes) -> int:
     end = message.find(b"\r\n\r\n")
     header = message[: end + 2] if end >= 0 else message
     return (b"\n" + header.lower()).count(b"\nreceived:")
+
+
+def _printable(text: str) -> bool:
+    return all(0x20 <= ord(c) <= 0x7E for c in text)

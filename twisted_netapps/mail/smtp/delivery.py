@@ -13,6 +13,7 @@ from typing import Callable
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from twisted_netapps.connections import LogBudget
 from twisted_netapps.mail.store.commit import GroupCommitter
 from twisted_netapps.mail.smtp.envelope import Envelope, new_message_id, received_header, return_path_header
 from twisted_netapps.mail.store.maildir import MailStore, normalise_crlf
@@ -45,6 +46,9 @@ class Deliverer:
         self.hostname = hostname
         self.clock = clock
         self.on_queued = on_queued
+        # A full disk fails every delivery until space returns: one warning per
+        # failure, but at most one a second after a burst, with a count of the rest.
+        self.failure_log = LogBudget(rate=1.0, burst=10)
 
     def split(self, recipients: list[Address]) -> tuple[list[str], list[Address]]:
         """Local users and remote addresses for *recipients* (aliases expanded, deduplicated)."""
@@ -103,7 +107,16 @@ class Deliverer:
             return Reply(250, "2.0.0", f"OK: queued as {message_id}")
 
         def failed(failure):
-            log.failure("smtp: {id}: cannot store message", failure, id=message_id)
+            if failure.check(OSError):  # ENOSPC, EDQUOT, EIO...: the 451 says try later
+                if self.failure_log.allow():
+                    suppressed = self.failure_log.take_suppressed()
+                    log.warn(
+                        "smtp: {id}: cannot store message, answered 451: {error}{more}",
+                        id=message_id, error=failure.value,
+                        more=f" ({suppressed} more such failures not logged)" if suppressed else "",
+                    )
+            else:
+                log.failure("smtp: {id}: cannot store message", failure, id=message_id)
             return TEMPORARY_FAILURE
 
         return d.addCallbacks(stored, failed)

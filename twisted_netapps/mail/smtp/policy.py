@@ -16,6 +16,11 @@ from twisted_netapps.mail.smtp.core import Reply, SessionInfo
 from twisted_netapps.mail.smtp.syntax import Address, SyntaxProblem, parse_mailbox
 
 MAX_ALIAS_DEPTH = 8
+# RFC 5321 4.5.1: mail to postmaster (of any local domain, or with no
+# domain) is always accepted. Without an alias that reaches someone it goes
+# to the mailbox of this name, which exists whether or not the account does
+# (``netapps user add postmaster`` makes it readable over POP3/IMAP).
+POSTMASTER = "postmaster"
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,17 @@ class MailPolicy:
         return any(ip in network for network in self.relay_networks)
 
     def route(self, address: Address, depth: int = 0) -> Route | None:
-        """Resolve *address* through aliases to accounts and remote addresses; None if unknown."""
+        """Resolve *address* through aliases to accounts and remote addresses; None if unknown.
+
+        Postmaster is never unknown: when neither an alias nor an account
+        reaches anyone, it is the ``postmaster`` mailbox.
+        """
+        found = self._route(address, depth)
+        if found is None and self.is_local(address) and address.local.lower() == POSTMASTER:
+            return Route(local_users=(self.accounts.lookup(POSTMASTER) or POSTMASTER,))
+        return found
+
+    def _route(self, address: Address, depth: int) -> Route | None:
         if not self.is_local(address):
             return Route(remote=(address,))
         if depth > MAX_ALIAS_DEPTH:
@@ -118,6 +133,16 @@ class MailPolicy:
         if not users and not remote:
             return None
         return Route(tuple(users), tuple(remote))
+
+    def unreachable_aliases(self) -> list[tuple[str, str]]:
+        """``(alias, target)`` for every local alias target that reaches no account (for start-up checks)."""
+        missing = []
+        for key, targets in self.aliases.items():
+            for target in targets:
+                address = parse_mailbox(target) if "@" in target else Address(target, self.primary_domain)
+                if self.is_local(address) and self.route(address, 1) is None:
+                    missing.append((key, target))
+        return missing
 
     def check_recipient(self, info: SessionInfo, sender: Address, rcpt: Address) -> Reply | None:
         """RCPT verdict: None accepts; local unknown -> 550; foreign without permission -> 554."""

@@ -5,23 +5,28 @@ everything; this protocol moves bytes, runs the requests the session emits
 (AUTH through ``twisted.cred``, STARTTLS, durable delivery) and feeds their
 results back. Replies produced by one read are written with one
 ``write`` (pipelined replies coalesce), and TCP_NODELAY is on, so there are
-no Nagle/delayed-ACK stalls.
+no Nagle/delayed-ACK stalls. Two kinds of timers: the idle timeout
+(``command_timeout``/``data_timeout``, silence) and the session deadlines
+(``command_deadline``/``data_deadline``/``login_deadline``, progress; see
+:mod:`twisted_netapps.mail.session_deadlines`).
 """
 
 from __future__ import annotations
 
 from twisted.cred import credentials, error as cred_error
 from twisted.cred.portal import IRealm
-from twisted.internet import defer, protocol
+from twisted.internet import interfaces, protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import Interface, implementer
 
-from twisted_netapps.addresses import format_peer, host_of
+from twisted_netapps.addresses import format_peer, host_of, is_loopback
 from twisted_netapps.logins import LoginRefused
+from twisted_netapps.mail.plaintext import LOOPBACK
+from twisted_netapps.mail.session_deadlines import SessionDeadlines
+from twisted_netapps.observe import NULL_RECENT
 
 from twisted_netapps.mail.smtp.core import (
-    DATA,
     Authenticate,
     Close,
     MessageReady,
@@ -47,6 +52,7 @@ class SubmitterRealm:
         return ISMTPSubmitter, avatar_id, lambda: None
 
 
+@implementer(interfaces.IHalfCloseableProtocol)
 class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
     def __init__(self, factory: "SMTPFactory") -> None:
         self.factory = factory
@@ -54,6 +60,10 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
         self.session: ServerSession | None = None
         self.peer = "?"
         self._lost = False
+        self.deadlines = SessionDeadlines(
+            factory.reactor, self._deadline_passed, command=factory.command_deadline, data=factory.data_deadline,
+            login=factory.login_deadline if factory.config.auth_required else None,
+        )
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
@@ -61,13 +71,24 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)
-        self.session = ServerSession(self.factory.config, self.factory.check_recipient, getattr(peer, "host", ""))
+        config = self.factory.config
+        # (only the "loopback" plaintext policy asks; parsing the address is not free)
+        loopback = config.plaintext_auth == LOOPBACK and is_loopback(peer)
+        self.session = ServerSession(config, self.factory.check_recipient, getattr(peer, "host", ""), loopback=loopback)
         self.setTimeout(self.factory.command_timeout)
+        self.deadlines.start_login()
         self._run(self.session.start())
 
     def dataReceived(self, data: bytes) -> None:
         self.factory.stats.incr("bytes_in", len(data))
         self._run(self.session.receive_data(data))
+
+    # IHalfCloseableProtocol: `printf 'EHLO..\r\n...QUIT\r\n' | nc -N` gets every reply.
+    def readConnectionLost(self) -> None:
+        self._run(self.session.receive_eof())
+
+    def writeConnectionLost(self) -> None:
+        self.transport.loseConnection()
 
     def _run(self, events: list) -> None:
         """Carry out the session's events in order; writes are coalesced."""
@@ -75,8 +96,10 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
             return
         out: list[bytes] = []
         for event in events:
-            if isinstance(event, Send):
+            if type(event) is Send:
                 out.append(event.data)
+                if event.data[:1] in (b"4", b"5"):  # every refusal (a 550 at RCPT too) is an error
+                    self.factory.stats.incr("errors")
             elif isinstance(event, MessageReady):
                 self._flush(out)
                 self._deliver(event)
@@ -94,7 +117,13 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
                 self._lost = True
                 return
         self._flush(out)
-        self.setTimeout(self.factory.data_timeout if self.session.state == DATA else self.factory.command_timeout)
+        session = self.session
+        waiting, in_data = session.waiting, session.in_data
+        if not waiting:
+            self.setTimeout(self.factory.data_timeout if in_data else self.factory.command_timeout)
+        partial = session.partial_line
+        if partial or in_data or self.deadlines.running:  # else there is nothing to start or cancel
+            self.deadlines.update(partial_line=partial, lines=session.lines, in_data=in_data, waiting=waiting)
 
     def _flush(self, out: list[bytes]) -> None:
         if out:
@@ -122,7 +151,13 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
         d = self.factory.deliverer.accept(envelope, event.data)
 
         def done(reply: Reply) -> None:
-            self.factory.stats.incr("messages" if reply.code < 400 else "errors")
+            if reply.code < 400:  # a refused message is counted as an error when its reply is sent
+                self.factory.stats.incr("messages")
+            self.factory.recent.record(
+                "delivery", id=envelope.message_id, peer=self.peer, sender=str(envelope.mail_from),
+                recipients=", ".join(str(r) for r in envelope.recipients), size=len(event.data), code=reply.code,
+                received=ReceivedChain(event.data),
+            )
             log.info(
                 "smtp: {peer}: message {id} from <{sender}> to {n} recipients, {size} bytes: {code}",
                 peer=self.peer, id=envelope.message_id, sender=str(envelope.mail_from),
@@ -145,6 +180,7 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
         def ok(result):
             _iface, user, _logout = result
             log.info("smtp: {peer}: AUTH {mech} as {user}", peer=self.peer, mech=event.mechanism, user=user)
+            self.deadlines.logged_in()
             self._resume(lambda: self.session.auth_result(user))
 
         def bad(failure):
@@ -165,13 +201,25 @@ class SMTPServerProtocol(protocol.Protocol, TimeoutMixin):
     def timeoutConnection(self) -> None:
         log.info("smtp: {peer}: timeout, closing", peer=self.peer)
         self.factory.stats.incr("timeouts")
-        self.transport.write(b"421 4.4.2 Timeout, closing connection\r\n")
+        self._close_for_time(b"421 4.4.2 Timeout, closing connection\r\n")
+
+    def _deadline_passed(self, which: str) -> None:
+        self.deadlines.report(which, "smtp", self.peer, self.factory.stats)
+        self._close_for_time(b"421 4.4.2 %s time limit exceeded, closing connection\r\n" % which.encode().title())
+
+    def _close_for_time(self, reply: bytes) -> None:
+        if self._lost:
+            return
+        self.transport.write(reply)
         self._lost = True
+        self.setTimeout(None)
+        self.deadlines.cancel()
         self.transport.loseConnection()
 
     def connectionLost(self, reason) -> None:
         self._lost = True
         self.setTimeout(None)
+        self.deadlines.cancel()
         if self.session is not None and self.session.messages > 1:
             log.info("smtp: {peer}: closed after {n} messages", peer=self.peer, n=self.session.messages)
 
@@ -191,10 +239,15 @@ class SMTPFactory(protocol.Factory):
         reactor,
         command_timeout: float,
         data_timeout: float,
+        command_deadline: float,
+        data_deadline: float,
+        login_deadline: float,
         auth_failure_delay: float,
         logins,
+        recent=NULL_RECENT,
     ) -> None:
         self.logins = logins
+        self.recent = recent
         self.config = config
         self.check_recipient = check_recipient
         self.deliverer = deliverer
@@ -204,10 +257,28 @@ class SMTPFactory(protocol.Factory):
         self.reactor = reactor
         self.command_timeout = command_timeout
         self.data_timeout = data_timeout
+        self.command_deadline = command_deadline
+        self.data_deadline = data_deadline
+        self.login_deadline = login_deadline
         self.auth_failure_delay = auth_failure_delay
 
     def buildProtocol(self, addr):
         return SMTPServerProtocol(self)
+
+
+class ReceivedChain:
+    """The ``Received:`` lines a message arrived with (newest first), parsed only if shown."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data[:32768]
+
+    def to_json(self) -> list[str]:
+        head = self.data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        unfolded = head.replace(b"\r\n ", b" ").replace(b"\r\n\t", b" ").replace(b"\n ", b" ").replace(b"\n\t", b" ")
+        return [line[9:].strip().decode("utf-8", "replace")[:300]
+                for line in unfolded.splitlines() if line[:9].lower() == b"received:"][:20]
 
 
 #: What a connection over the frame's limits is told (RFC 5321 3.8) before it is closed.

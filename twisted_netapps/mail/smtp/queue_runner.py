@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from twisted.application import service
-from twisted.internet import defer, error, ssl, task, threads
+from twisted.internet import defer, error, ssl, threads
 from twisted.logger import Logger
 
 from twisted_netapps.mail.smtp.bounce import FailedRecipient, build_dsn
@@ -49,6 +49,7 @@ class RunnerSettings:
     max_parallel: int = 10
     timeout: float = 60.0
     relay_tls: bool = True
+    source_address: str = ""  # local address relay connections come from ("" = the kernel's choice)
 
 
 class QueueRunner(service.Service):
@@ -220,7 +221,7 @@ class QueueRunner(service.Service):
         return defer.ensureDeferred(relay_message(
             self.reactor, address, s.relay_port, helo=s.hostname, sender=sender,
             recipients=recipients, message=message, timeout=s.timeout, host_name=host_name,
-            tls_options=self.tls_options if s.relay_tls else None,
+            tls_options=self.tls_options if s.relay_tls else None, source_address=s.source_address,
         ))
 
     async def finish(self, entry: QueueEntry, message: bytes, delivered, permanent, temporary) -> None:

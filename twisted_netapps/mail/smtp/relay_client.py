@@ -59,12 +59,17 @@ class _ReplyReader(protocol.Protocol):
         self._lost: Exception | None = None
 
     def dataReceived(self, data: bytes) -> None:
+        # Parse the whole segment before waking the waiter: the coroutine runs
+        # synchronously when woken, and must see everything that arrived with
+        # the reply it gets (a STARTTLS 220 with more behind it is an attack).
         self._buffer += data
-        while b"\n" in self._buffer:
+        while b"\n" in self._buffer and self._lost is None:
             line, self._buffer = self._buffer.split(b"\n", 1)
             self._line(line.rstrip(b"\r").decode("utf-8", "replace"))
         if len(self._buffer) > MAX_REPLY_LINE:
             self._fail(ProtocolProblem("reply line too long"))
+        if self._replies:
+            self._wake()
 
     def _line(self, line: str) -> None:
         if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in ("", " ", "-"):
@@ -78,13 +83,23 @@ class _ReplyReader(protocol.Protocol):
             reply = ServerReply(int(line[:3]), "\n".join(self._lines))
             self._lines = []
             self._replies.append(reply)
-            self._wake()
 
     def _fail(self, problem: Exception) -> None:
         self._lost = problem
         self._buffer = b""
         self._wake()
         self.transport.abortConnection()
+
+    def discard_unread(self) -> bool:
+        """Drop every reply and byte received but not yet read; True if there were any.
+
+        Called when the server has answered STARTTLS: whatever came with or
+        after that 220 in the clear cannot be trusted (an injected reply
+        would be taken for the answer to a command sent inside TLS).
+        """
+        unread = bool(self._buffer or self._lines or self._replies)
+        self._buffer, self._lines, self._replies = b"", [], []
+        return unread
 
     def _wake(self) -> None:
         if self._waiting is not None:
@@ -120,12 +135,15 @@ async def relay_message(
     timeout: float,
     host_name: str = "",
     tls_options=None,
+    source_address: str = "",
 ) -> RelayOutcome:
     """Send *message* to *recipients* via *address*:*port*.
 
     With *tls_options* (Twisted client TLS options), STARTTLS is used when
     the server offers it (opportunistic, as for MX hosts: RFC 3207 section 4
     leaves authentication to local policy; a failed handshake fails this host).
+    A *source_address* of the same family as *address* is bound as the
+    connection's local address (Postfix's ``smtp_bind_address``).
 
     Raises ``ConnectError``/``TimeoutError``/:class:`ProtocolProblem` and
     ``ConnectionLost`` for failures of the whole attempt (the caller treats
@@ -137,7 +155,8 @@ async def relay_message(
     client = _ReplyReader()
     factory = protocol.Factory.forProtocol(lambda: client)
     factory.noisy = False  # one log line per delivery is ours; no "Starting factory" pairs
-    connected = endpoint_class(reactor, address, port, timeout=int(max(1, timeout)))
+    bind = (source_address, 0) if source_address and (":" in source_address) == (":" in address) else None
+    connected = endpoint_class(reactor, address, port, timeout=int(max(1, timeout)), bindAddress=bind)
     await connected.connect(factory).addTimeout(timeout, reactor)
 
     async def command(line: str | None) -> ServerReply:
@@ -160,6 +179,10 @@ async def relay_message(
         if "STARTTLS" in extensions and tls_options is not None:
             reply = await command("STARTTLS")
             if reply.code == 220:
+                if client.discard_unread():
+                    # CVE-2011-0411's client-side twin: replies pipelined in
+                    # the clear behind the 220 would answer our EHLO in TLS.
+                    raise ProtocolProblem("data after the STARTTLS 220 reply, before TLS")
                 client.transport.startTLS(tls_options)
                 outcome.tls = True
                 reply = await command(f"EHLO {helo}")

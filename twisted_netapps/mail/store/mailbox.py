@@ -314,29 +314,38 @@ class UidMap:
 
     Format (text)::
 
-        netapps-uidlist 1 <uidvalidity> <uidnext>
+        netapps-uidlist 1 <uidvalidity> <uidnext> [<first recent uid>]
         <uid> <unique name>
         ...
 
     UIDs are handed out in delivery order and never reused: UIDNEXT only grows,
     and the file is replaced atomically (fsync'd) before a new UID is used.
-    A missing or unreadable map starts a new UIDVALIDITY, so clients resync
-    rather than trust stale UIDs.
+    If that write fails (a full disk), the map stays as it was on disk and
+    :meth:`sync`/:meth:`assign` raise: no UID is ever handed out that a crash
+    could give to another message. A missing or unreadable map starts a new
+    UIDVALIDITY, so clients resync rather than trust stale UIDs.
+
+    ``first_recent`` (optional, IMAP ``\\Recent``): messages with a UID at or
+    above it have not been seen by a read-write session yet; a SELECT claims
+    them (RFC 3501 2.3.2) by moving it to UIDNEXT.
     """
 
     def __init__(self, folder_path: Path) -> None:
         self.path = Path(folder_path) / UIDLIST_FILE
         self.uidvalidity = 0
         self.uidnext = 1
+        self.first_recent = 1
         self.uids: dict[str, int] = {}
         self._load()
 
     def _load(self) -> None:
         try:
             lines = self.path.read_text("utf-8").splitlines()
-            magic, version, validity, nextuid = lines[0].split()
-            if magic != "netapps-uidlist" or version != "1":
+            header = lines[0].split()
+            if len(header) not in (4, 5) or header[0] != "netapps-uidlist" or header[1] != "1":
                 raise ValueError("not a uid list")
+            validity, nextuid = header[2], header[3]
+            first_recent = int(header[4]) if len(header) == 5 else None
             uids = {}
             for line in lines[1:]:
                 uid, name = line.split(" ", 1)
@@ -347,9 +356,12 @@ class UidMap:
             # Never hand out a UID at or below one in use, whatever the header says.
             nextuid = max([int(nextuid), 1, *(v + 1 for v in values)])
             self.uidvalidity, self.uidnext, self.uids = int(validity), nextuid, uids
-        except (FileNotFoundError, ValueError, IndexError):
+            # A map without the field predates it: nothing is recent but new/.
+            self.first_recent = nextuid if first_recent is None else min(max(first_recent, 1), nextuid)
+        except (FileNotFoundError, ValueError, IndexError, UnicodeDecodeError):
             self.uidvalidity = self._new_validity()
             self.uidnext = 1
+            self.first_recent = 1
             self.uids = {}
 
     def _new_validity(self) -> int:
@@ -360,26 +372,61 @@ class UidMap:
         _last_validity = max(int(time.time()), _last_validity + 1) & 0xFFFFFFFF
         return _last_validity
 
-    def _save(self) -> None:
-        body = [f"netapps-uidlist 1 {self.uidvalidity} {self.uidnext}\n"]
-        body.extend(f"{uid} {name}\n" for name, uid in sorted(self.uids.items(), key=lambda kv: kv[1]))
+    def _save(self, uids: dict[str, int], uidnext: int, first_recent: int) -> None:
+        body = [f"netapps-uidlist 1 {self.uidvalidity} {uidnext} {first_recent}\n"]
+        body.extend(f"{uid} {name}\n" for name, uid in sorted(uids.items(), key=lambda kv: kv[1]))
         write_atomically(self.path, "".join(body).encode("utf-8"), mode=FILE_MODE)
 
     def sync(self, unique_names: list[str]) -> dict[str, int]:
-        """UIDs for *unique_names* (in delivery order), assigning new ones durably."""
-        changed = not self.path.exists()
+        """UIDs for *unique_names* (in delivery order), assigning new ones durably.
+
+        Raises OSError, the map unchanged, when it cannot be written.
+        """
         present = set(unique_names)
-        for name in [n for n in self.uids if n not in present]:
-            del self.uids[name]
-            changed = True
+        uids = {name: uid for name, uid in self.uids.items() if name in present}
+        uidnext = self.uidnext
         for name in unique_names:
-            if name not in self.uids:
-                self.uids[name] = self.uidnext
-                self.uidnext += 1
-                changed = True
-        if changed:
-            self._save()
-        return {name: self.uids[name] for name in unique_names}
+            if name not in uids:
+                uids[name] = uidnext
+                uidnext += 1
+        if len(uids) != len(self.uids) or uidnext != self.uidnext or not self.path.exists():
+            self._save(uids, uidnext, self.first_recent)
+        self.uids, self.uidnext = uids, uidnext
+        return {name: uids[name] for name in unique_names}
+
+    def known(self, unique_names: list[str]) -> dict[str, int]:
+        """The UIDs already on disk for those of *unique_names* that have one (no write)."""
+        return {name: self.uids[name] for name in unique_names if name in self.uids}
+
+    def assign(self, unique_names: list[str]) -> list[int]:
+        """UIDs for messages just added (APPEND, COPY), durably, in the given order.
+
+        Raises OSError, the map unchanged, when it cannot be written.
+        """
+        uids = dict(self.uids)
+        uidnext = self.uidnext
+        for name in unique_names:
+            if name not in uids:
+                uids[name] = uidnext
+                uidnext += 1
+        if uidnext != self.uidnext:
+            self._save(uids, uidnext, self.first_recent)
+        self.uids, self.uidnext = uids, uidnext
+        return [uids[name] for name in unique_names]
+
+    def claim_recent(self, upto: int) -> int:
+        """Mark the UIDs up to *upto* as seen by a session; returns the old first recent UID.
+
+        \\Recent is advisory: a failed write (full disk) keeps the claim in memory only.
+        """
+        old = self.first_recent
+        if upto >= old:
+            self.first_recent = min(upto + 1, self.uidnext)
+            try:
+                self._save(self.uids, self.uidnext, self.first_recent)
+            except OSError:
+                pass
+        return old
 
 
 class UserMailboxes:

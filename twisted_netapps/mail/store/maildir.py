@@ -244,6 +244,25 @@ class MailStore:
                     removed += box.clean_tmp(older_than)
         return removed
 
+    def mailbox_counts(self) -> list[dict]:
+        """Every account's folders with their message counts (blocking; for the status page)."""
+        rows = []
+        try:
+            users = sorted(e.name for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith("."))
+        except FileNotFoundError:
+            return rows
+        for user in users:
+            for folder in self.folders(user):
+                box = self.maildir(user, folder, create=False)
+                counts = {}
+                for sub in ("new", "cur"):
+                    try:
+                        counts[sub] = sum(1 for _ in os.scandir(box.path / sub))
+                    except FileNotFoundError:
+                        counts[sub] = 0
+                rows.append({"account": user, "folder": folder, "new": counts["new"], "seen_or_read": counts["cur"]})
+        return rows
+
     def forget(self, box: Maildir) -> None:
         """Drop *box* from the created-directories cache (it will be re-created)."""
         self._created.discard(box.path)
