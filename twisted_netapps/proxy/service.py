@@ -6,7 +6,7 @@ Config shape (``[proxy]`` in netapps.toml)::
     listen = ["tcp:3128:interface=127.0.0.1"]
     mode = "forward"                      # or "reverse", in front of `origin`
     origin = "http://127.0.0.1:8080"
-    allowed_ports = [80, 443, 8080]
+    allowed_ports = [80, 443]            # and the web service's port (allow_web_ports)
     cache_size = 268435456
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import socket
 from urllib.parse import urlsplit
 
@@ -77,7 +78,8 @@ class Settings(StreamSettings):
     mode: str = setting("forward", "forward (clients ask for http://host/... URIs) or reverse (one origin)",
                         choices=("forward", "reverse"))
     origin: str = setting("http://127.0.0.1:8080", "reverse mode: the origin every request goes to")
-    allowed_ports: list[int] = setting([80, 443, 8080], "forward mode: ports the proxy connects to (CONNECT too)")
+    allowed_ports: list[int] = setting([80, 443], "forward mode: ports the proxy connects to (CONNECT too)")
+    allow_web_ports: bool = setting(True, "forward mode: also the ports the web service is configured to listen on")
     allow: list[str] = setting(["127.0.0.0/8", "::1/128"], "client networks allowed to use the proxy")
     cache_size: int = setting(256 * MiB, "bytes the on-disk store may hold (LRU eviction beyond)", minimum=0)
     max_object_size: int = setting(64 * MiB, "largest response stored (larger ones are only relayed)", minimum=0)
@@ -143,6 +145,20 @@ def resolver_address(context: ServiceContext) -> tuple[str, int]:
     raise ConfigError(f"{context.config.source}: proxy.dns = \"resolver\" but the resolver has no UDP listener")
 
 
+_ENDPOINT_PORT = re.compile(r"^(?:tcp6?|ssl):(?:port=)?(\d+)(?::|$)")
+
+
+def web_ports(context: ServiceContext) -> set[int]:
+    """The ports the daemon's web service is configured on (so the default lets the proxy reach it)."""
+    web = context.config.services.get("web")
+    ports = set()
+    for endpoint in getattr(web, "listen", []):
+        match = _ENDPOINT_PORT.match(endpoint)
+        if match and int(match.group(1)):
+            ports.add(int(match.group(1)))
+    return ports
+
+
 def default_pseudonym(context: ServiceContext) -> bytes:
     digest = hashlib.sha1(f"{socket.gethostname()}:{context.data_dir.resolve()}".encode()).hexdigest()
     return f"netapps-{digest[:8]}".encode("ascii")
@@ -198,7 +214,8 @@ def build(context: ServiceContext):
         reactor=reactor, cache=cache, pool=pool, stats=context.stats,
         via=s.via.encode("ascii") if s.via else default_pseudonym(context),
         reverse_origin=reverse_origin(s.origin, "proxy.origin") if s.mode == "reverse" else None,
-        allowed_ports=frozenset(s.allowed_ports), heuristic=heuristic, max_object_size=s.max_object_size,
+        allowed_ports=frozenset(s.allowed_ports) | (web_ports(context) if s.allow_web_ports else set()),
+        heuristic=heuristic, max_object_size=s.max_object_size,
         limits=limits, log_requests=s.log_requests,
     )
     for name, meaning in COUNTERS.items():
