@@ -133,10 +133,12 @@ class Engine:
         method = head.method
         if (method != b"GET" and method != b"HEAD") or self.log_requests or head.headers.has_any(_NOT_FAST):
             return False
+        cache = self.cache
+        if not cache.loaded:
+            return False
         key = self._remembered_key(head)
         if key is None:
             return False
-        cache = self.cache
         entry = cache.select(key, head.headers)
         if entry is None or entry.must_validate or entry.directives.no_cache:
             return False
@@ -166,7 +168,7 @@ class Engine:
 
     def _remembered_key(self, head) -> bytes | None:
         """The cache key for a request target seen before (None: work it out the long way)."""
-        memo_key = (head.target, head.headers.get(b"host")) if self.reverse_origin is not None else head.target
+        memo_key = head.target
         key = self._keys.get(memo_key)
         if key is None:
             try:
@@ -188,7 +190,7 @@ class Engine:
             parsed = parse_absolute_target(target)
             return parsed.uri if parsed.port in self.allowed_ports else None
         if target.startswith(b"/"):
-            return origin_form_target(target, head.headers.get(b"host"), self.reverse_origin).uri
+            return origin_form_target(target, None, self.reverse_origin).uri
         return None
 
     # -- fetches --------------------------------------------------------------

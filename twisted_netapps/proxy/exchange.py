@@ -54,6 +54,7 @@ class Exchange:
         "connection", "engine", "head", "method", "framing", "client_keep_alive", "target", "key", "destination",
         "request_directives", "fetch", "stale", "solo", "started", "finished", "response_chunked",
         "response_status", "x_cache", "body_bytes", "request_body_done", "_sender", "source", "pending_head",
+        "request_authority",
     )
 
     def __init__(self, connection, engine, head, framing, keep_alive: bool) -> None:
@@ -80,6 +81,7 @@ class Exchange:
         self._sender = None  # a disk reader streaming a large stored body
         self.source = None  # "cache" or "origin" once the response has one (for the counters)
         self.pending_head = b""  # a forwarded head waiting to go out with the first body bytes
+        self.request_authority = None  # reverse mode, absolute-form target: its authority (the Host to send)
 
     # -- routing --------------------------------------------------------------
 
@@ -95,7 +97,7 @@ class Exchange:
             return
         if self.method in (b"GET", b"HEAD"):
             self.request_directives = parse_request_directives(self.head.headers)
-            self.through_cache()
+            self.engine.cache.when_loaded(self._loaded)
         elif self.method in (b"OPTIONS", b"TRACE") and self.head.headers.get(b"max-forwards") == b"0":
             self.answer_max_forwards()
         else:
@@ -113,15 +115,23 @@ class Exchange:
             if target.port not in self.engine.allowed_ports:
                 raise ProtocolError(403, f"port {target.port} is not in the proxy's allowed ports")
             return target, (target.connect_host, target.port)
+        # Reverse mode: one site. Its URIs (the cache keys) are the origin's,
+        # whatever Host the client used -- as nginx keys by the upstream. An
+        # origin whose answers depend on Host says so with Vary: Host.
         if target_text.lower().startswith(b"http://"):
-            target = parse_absolute_target(target_text)
+            absolute = parse_absolute_target(target_text)
+            path, self.request_authority = absolute.path, absolute.authority
         elif target_text == b"*" and self.method == b"OPTIONS":
-            target = Target(origin.scheme, origin.host, origin.port, b"*")
+            path = b"*"
         else:
-            target = origin_form_target(target_text, self.head.headers.get(b"host"), origin)
-        return target, (origin.connect_host, origin.port)
+            path = origin_form_target(target_text, self.head.headers.get(b"host"), origin).path
+        return Target(origin.scheme, origin.host, origin.port, path), (origin.connect_host, origin.port)
 
     # -- the cache path -------------------------------------------------------
+
+    def _loaded(self) -> None:
+        if not self.finished:
+            self.through_cache()
 
     def through_cache(self) -> None:
         headers = self.head.headers
@@ -222,9 +232,10 @@ class Exchange:
         return b"".join(lines)
 
     def _host_field(self) -> bytes:
+        """Host for the origin: the URI's authority, or in reverse mode the client's Host as received."""
         if self.engine.reverse_origin is not None:
-            received = self.head.headers.get(b"host")
-            if received and not self.head.target.lower().startswith(b"http://"):
+            received = self.request_authority or self.head.headers.get(b"host")
+            if received:
                 return received
         return self.target.authority
 

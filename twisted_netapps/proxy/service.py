@@ -187,6 +187,8 @@ class ProxyService(service.MultiService):
         d = super().stopService()
         self.factory.close_all()
         self.engine.pool.close_all()
+        # Small entries waiting for their batch are written before the disk pool stops.
+        d.addCallback(lambda _: self.engine.cache.disk.segments.drain())
         return d
 
 

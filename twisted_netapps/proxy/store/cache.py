@@ -42,6 +42,7 @@ class Cache:
         self._by_key: dict[bytes, Entry | list[Entry]] = {}
         self._lru: OrderedDict[str, Entry] = OrderedDict()
         self.loaded = False
+        self._waiting: list = []
         self.corrupt_removed = 0
 
     def __len__(self) -> int:
@@ -51,16 +52,37 @@ class Cache:
 
     @defer.inlineCallbacks
     def load(self):
-        """Rebuild the index from disk (entries stored meanwhile win)."""
-        entries, removed = yield self.disk.scan()
+        """Rebuild the index from disk (entries stored meanwhile win).
+
+        Requests that arrive meanwhile wait for it (:meth:`when_loaded`): a
+        stored response must not look like a miss just after a restart.
+        """
+        try:
+            entries, removed = yield self.disk.scan()
+        except BaseException:
+            self._set_loaded()  # serve (as misses) rather than hold requests for ever
+            raise
         self.corrupt_removed += removed
         for entry in entries:
             if entry.id not in self._lru:
                 self._insert(entry, replace=False)
                 self._lru.move_to_end(entry.id, last=False)  # older than anything stored meanwhile
         self._evict()
-        self.loaded = True
+        self._set_loaded()
         return len(entries)
+
+    def _set_loaded(self) -> None:
+        self.loaded = True
+        waiting, self._waiting = self._waiting, []
+        for callback in waiting:
+            callback()
+
+    def when_loaded(self, callback) -> None:
+        """Call *callback* once the index is loaded (at once if it is)."""
+        if self.loaded:
+            callback()
+        else:
+            self._waiting.append(callback)
 
     # -- lookups ------------------------------------------------------------
 

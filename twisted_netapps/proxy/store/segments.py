@@ -280,6 +280,27 @@ class SegmentLog:
     def disk_bytes(self) -> int:
         return sum(self.sizes.values())
 
+    def drain(self):
+        """Write out what is queued (at shutdown); a Deferred firing when nothing is pending."""
+        from twisted.internet import defer
+
+        self._flush()
+        if not self._flushing:
+            return defer.succeed(None)
+        done = defer.Deferred()
+        previous = self.on_batch
+
+        def after_batch():
+            if previous is not None:
+                previous()
+            if not self._flushing and not self._queue:
+                self.on_batch = previous
+                if not done.called:
+                    done.callback(None)
+
+        self.on_batch = after_batch
+        return done
+
     def close(self) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
