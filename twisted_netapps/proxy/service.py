@@ -181,7 +181,8 @@ class ProxyService(service.MultiService):
             log.info("proxy: store loaded: {count} responses, {size} bytes ({removed} damaged files removed)",
                      count=count, size=self.engine.cache.size, removed=self.engine.cache.corrupt_removed)
 
-        d.addCallbacks(loaded, lambda f: log.failure("proxy: cannot load the store", f))
+        d.addCallbacks(loaded, lambda f: log.error("proxy: cannot load the store ({kind}: {error}); starting empty",
+                                                   kind=f.type.__name__, error=f.getErrorMessage()))
 
     def stopService(self):
         d = super().stopService()

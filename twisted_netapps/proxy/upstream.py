@@ -24,6 +24,7 @@ from typing import Protocol as Interface
 from twisted.internet import defer, endpoints, error, protocol
 from twisted.logger import Logger
 from twisted.names import client as dns_client
+from twisted.names import error as dns_error
 
 from twisted_netapps.http.client import ClientConnection
 from twisted_netapps.http.events import Data, EndOfMessage, InterimResponse, MessageError, ResponseReceived
@@ -176,8 +177,13 @@ class Connector:
         except ValueError:
             address = None
         if address is None and self.resolver is not None:
-            host = yield self.resolver.getHostByName(host)
-            address = ipaddress.ip_address(host)
+            try:
+                resolved = yield self.resolver.getHostByName(host)
+                address = ipaddress.ip_address(resolved)
+            except (dns_error.DomainError, dns_error.AuthoritativeDomainError, dns_error.TimeoutError,
+                    dns_error.ResolverError, ValueError) as e:
+                raise error.DNSLookupError(f"{host}: {e.__class__.__name__}") from None
+            host = resolved
         if address is None:
             endpoint = endpoints.HostnameEndpoint(self.reactor, host, port, timeout=self.connect_timeout)
         elif address.version == 6:
@@ -326,7 +332,8 @@ class UpstreamRequest:
         elif failure.check(*CONNECT_ERRORS):
             self.handler.failed(502, f"cannot connect to {self.host}:{self.port}: {failure.getErrorMessage()}")
         else:
-            log.failure("proxy: unexpected error connecting to {host}:{port}", failure, host=self.host, port=self.port)
+            log.warn("proxy: connecting to {host}:{port} failed: {kind}: {error}", host=self.host, port=self.port,
+                     kind=failure.type.__name__, error=failure.getErrorMessage())
             self.handler.failed(502, f"cannot connect to {self.host}:{self.port}")
 
     def _failed(self, status: int, detail: str) -> None:
