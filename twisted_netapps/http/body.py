@@ -189,6 +189,37 @@ class ChunkedDecoder:
         return out
 
 
+class BodyReader:
+    """Reads one message body framed by *framing* out of the bytes that arrive.
+
+    ``feed(buffer)`` returns (content pieces, whether the body is complete,
+    the bytes after it). A close-delimited body completes only at
+    :meth:`end_of_stream`; errors are :class:`ProtocolError` with
+    *error_status*.
+    """
+
+    __slots__ = ("kind", "_remaining", "_chunked")
+
+    def __init__(self, framing: Framing, error_status: int) -> None:
+        self.kind = framing.kind
+        self._remaining = framing.length
+        self._chunked = ChunkedDecoder(error_status) if framing.kind == CHUNKED else None
+
+    def feed(self, buffer: bytes) -> tuple[list[bytes], bool, bytes]:
+        if self._chunked is not None:
+            pieces = self._chunked.feed(buffer)
+            if not self._chunked.done:
+                return pieces, False, b""
+            return pieces, True, self._chunked.leftover
+        if self.kind == UNTIL_CLOSE:
+            return ([buffer] if buffer else []), False, b""
+        if not buffer:
+            return [], self._remaining == 0, b""
+        take = buffer if len(buffer) <= self._remaining else buffer[: self._remaining]
+        self._remaining -= len(take)
+        return [take], self._remaining == 0, buffer[len(take):]
+
+
 def encode_chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data) if data else b""
 

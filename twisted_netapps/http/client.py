@@ -15,16 +15,13 @@ short message that a cache could store as complete.
 
 from __future__ import annotations
 
-import re
 from enum import Enum
 
-from twisted_netapps.http.body import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, ChunkedDecoder, response_framing
+from twisted_netapps.http.body import NO_BODY, UNTIL_CLOSE, BodyReader, response_framing
 from twisted_netapps.http.errors import ProtocolError
 from twisted_netapps.http.events import Data, EndOfMessage, InterimResponse, MessageError, ResponseReceived
 from twisted_netapps.http.fields import connection_options
-from twisted_netapps.http.head import parse_response_head
-
-_END_OF_HEAD = re.compile(rb"\n\r?\n")
+from twisted_netapps.http.head import head_end, parse_response_head
 
 
 class State(Enum):
@@ -41,9 +38,8 @@ class ClientConnection:
         self.state = State.IDLE
         self._method = b"GET"
         self._buffer = b""
-        self._remaining = 0
         self._framing = None
-        self._chunked: ChunkedDecoder | None = None
+        self._body: BodyReader | None = None
         self._reusable = True
         self.received_any = False  # a byte of the current response has arrived
 
@@ -91,17 +87,16 @@ class ClientConnection:
         buffer = self._buffer
         if buffer[:1] in (b"\r", b"\n"):
             buffer = self._buffer = buffer.lstrip(b"\r\n")
-        match = _END_OF_HEAD.search(buffer)
-        if match is None:
+        found = head_end(buffer)
+        if found is None:
             if len(buffer) > self.max_head:
                 raise ProtocolError(502, "upstream response head too large")
             return False
-        if match.start() > self.max_head:
+        end, after = found
+        if end > self.max_head:
             raise ProtocolError(502, "upstream response head too large")
-        block = buffer[: match.start()]
-        if block.endswith(b"\r"):
-            block = block[:-1]
-        self._buffer = buffer[match.end():]
+        block = buffer[:end]
+        self._buffer = buffer[after:]
         head = parse_response_head(block, max_fields=self.max_fields)
         if head.status < 200:
             if head.status == 101:
@@ -121,37 +116,16 @@ class ClientConnection:
             self._finish(events)
         else:
             self.state = State.BODY
-            if framing.kind == LENGTH:
-                self._remaining = framing.length
-            elif framing.kind == CHUNKED:
-                self._chunked = ChunkedDecoder(502)
+            self._body = BodyReader(framing, 502)
         return True
 
     def _parse_body(self, events: list) -> bool:
-        kind = self._framing.kind
-        if kind == UNTIL_CLOSE:
-            if self._buffer:
-                events.append(Data(self._buffer))
-                self._buffer = b""
-            return False
-        if kind == CHUNKED:
-            for chunk in self._chunked.feed(self._buffer):
-                events.append(Data(chunk))
-            if not self._chunked.done:
-                self._buffer = b""
-                return False
-            self._buffer = self._chunked.leftover
-            self._chunked = None
-        else:
-            if not self._buffer:
-                return False
-            take = self._buffer[: self._remaining] if len(self._buffer) > self._remaining else self._buffer
-            self._buffer = self._buffer[len(take):]
-            self._remaining -= len(take)
-            events.append(Data(take))
-            if self._remaining:
-                return False
-        self._finish(events)
+        pieces, done, self._buffer = self._body.feed(self._buffer)
+        for piece in pieces:
+            events.append(Data(piece))
+        if done:
+            self._body = None
+            self._finish(events)
         return False
 
     def _finish(self, events: list) -> None:

@@ -30,6 +30,25 @@ _BAD_VALUE = re.compile(rb"[\x00\r]")
 _FIELD_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00\r]*?)[ \t]*")
 
 
+_END_OF_HEAD = re.compile(rb"\n\r?\n")
+
+
+def head_end(buffer: bytes) -> tuple[int, int] | None:
+    """Where the head at the start of *buffer* ends: (end of its last line, start
+    of what follows it), or None while it is incomplete. CRLF CRLF is the
+    common case (one ``find``); bare LFs are accepted too (RFC 9112 2.2)."""
+    end = buffer.find(b"\r\n\r\n")
+    if end >= 0 and b"\n\n" not in buffer[:end] and b"\n\r\n" not in buffer[:end]:
+        return end, end + 4
+    match = _END_OF_HEAD.search(buffer)
+    if match is None:
+        return None
+    block_end = match.start()
+    if buffer[block_end - 1:block_end] == b"\r":
+        block_end -= 1
+    return block_end, match.end()
+
+
 @dataclass(slots=True)
 class RequestHead:
     method: bytes

@@ -16,16 +16,13 @@ stops reading when ``buffered`` grows.
 
 from __future__ import annotations
 
-import re
 from enum import Enum
 
-from twisted_netapps.http.body import CHUNKED, LENGTH, NONE, ChunkedDecoder, request_framing
+from twisted_netapps.http.body import CHUNKED, LENGTH, NONE, BodyReader, request_framing
 from twisted_netapps.http.errors import ProtocolError
 from twisted_netapps.http.events import Data, EndOfMessage, MessageError, RequestReceived
 from twisted_netapps.http.fields import connection_options
-from twisted_netapps.http.head import parse_request_head
-
-_END_OF_HEAD = re.compile(rb"\n\r?\n")
+from twisted_netapps.http.head import head_end, parse_request_head
 
 
 class State(Enum):
@@ -50,8 +47,7 @@ class ServerConnection:
         self.max_fields = max_fields
         self.state = State.HEAD
         self._buffer = b""
-        self._remaining = 0
-        self._chunked: ChunkedDecoder | None = None
+        self._body: BodyReader | None = None
         self._pending_end = False
         self.requests = 0
 
@@ -111,21 +107,15 @@ class ServerConnection:
         if buffer[:1] in (b"\r", b"\n"):
             # RFC 9112 2.2: ignore empty lines before a request line.
             buffer = self._buffer = buffer.lstrip(b"\r\n")
-        end = buffer.find(b"\r\n\r\n")  # the common case, faster than the regex
-        if end >= 0 and b"\n\n" not in buffer[:end] and b"\n\r\n" not in buffer[:end]:
-            return self._head_block(buffer, end, end + 4)
-        match = _END_OF_HEAD.search(buffer)
-        if match is None:
+        found = head_end(buffer)
+        if found is None:
             first_line_end = buffer.find(b"\n")
             if (first_line_end < 0 and len(buffer) > self.max_request_line) or first_line_end > self.max_request_line:
                 raise ProtocolError(414, "request line too long")
             if len(buffer) > self.max_head:
                 raise ProtocolError(431, "request head too large")
             return None
-        block_end = match.start()
-        if buffer[block_end - 1:block_end] == b"\r":
-            block_end -= 1
-        return self._head_block(buffer, block_end, match.end())
+        return self._head_block(buffer, *found)
 
     def _head_block(self, buffer: bytes, end: int, after: int):
         """Parse the head in ``buffer[:end]``; the next message starts at *after*."""
@@ -146,11 +136,8 @@ class ServerConnection:
             return RequestReceived(head, NONE, True)
         framing = request_framing(head.headers, head.version)
         alive = keep_alive(head.version, head.headers)
-        if framing.kind == LENGTH:
-            self._remaining = framing.length
-            self.state = State.BODY
-        elif framing.kind == CHUNKED:
-            self._chunked = ChunkedDecoder(400)
+        if framing.kind == LENGTH or framing.kind == CHUNKED:
+            self._body = BodyReader(framing, 400)
             self.state = State.BODY
         else:
             self.state = State.RESPONDING
@@ -159,23 +146,12 @@ class ServerConnection:
 
     def _parse_body(self, events: list) -> bool:
         """Consume body bytes; True once the body is complete."""
-        if self._chunked is not None:
-            for chunk in self._chunked.feed(self._buffer):
-                events.append(Data(chunk))
-            if not self._chunked.done:
-                self._buffer = b""
-                return False
-            self._buffer = self._chunked.leftover
-            self._chunked = None
-        else:
-            if not self._buffer:
-                return False
-            take = self._buffer[: self._remaining]
-            self._buffer = self._buffer[len(take):]
-            self._remaining -= len(take)
-            events.append(Data(take))
-            if self._remaining:
-                return False
+        pieces, done, self._buffer = self._body.feed(self._buffer)
+        for piece in pieces:
+            events.append(Data(piece))
+        if not done:
+            return False
+        self._body = None
         events.append(EndOfMessage())
         self.state = State.RESPONDING
         return True

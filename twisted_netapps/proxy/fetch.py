@@ -235,14 +235,19 @@ class Fetch:
         for consumer in waiters:
             consumer.go_alone()  # looks the key up again: now a hit, or its own fetch
 
-    def failed(self, status: int, detail: str) -> None:
-        if self.done:
-            return
+    def _conclude(self) -> None:
+        """Done, without storing anything: out of the collapsing table, the temp file gone."""
         self.done = True
         self.engine.fetch_finished(self)
         if self.writer is not None:
             self.writer.abort()
             self.writer = None
+        self._memory = None
+
+    def failed(self, status: int, detail: str) -> None:
+        if self.done:
+            return
+        self._conclude()
         self.entry = None
         started = self.head is not None
         for consumer in self.streaming:
@@ -272,10 +277,6 @@ class Fetch:
     def cancel(self) -> None:
         if self.done:
             return
-        self.done = True
-        self.engine.fetch_finished(self)
-        if self.writer is not None:
-            self.writer.abort()
-            self.writer = None
+        self._conclude()
         if self.upstream is not None:
             self.upstream.cancel()

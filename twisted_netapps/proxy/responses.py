@@ -53,27 +53,22 @@ def forwarded_head(head, date: bytes, via: bytes, *, x_cache: bytes, length: int
         parts.append(b"Date: " + date + b"\r\n")
     received = headers.get(b"via")
     parts.append(b"Via: " + (received + b", 1.1 " if received else b"1.1 ") + via + b"\r\n")
-    parts += (b"X-Cache: ", x_cache, b"\r\n")
-    if length is not None:
-        parts.append(b"Content-Length: %d\r\n" % length)
-    elif chunked:
-        parts.append(b"Transfer-Encoding: chunked\r\n")
-    parts.append(_CONNECTION_LINES[connection])
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    return b"".join(parts) + _closing_lines(x_cache, length, chunked, connection)
 
 
 def finish_head(status: int, reason: bytes, fields: Headers, *, x_cache: bytes, length: int | None,
                 chunked: bool, connection: int) -> bytes:
     """Status line, fields, X-Cache, framing and the Connection line."""
-    parts = [status_line(status, reason), fields.serialize(), b"X-Cache: ", x_cache, b"\r\n"]
+    return status_line(status, reason) + fields.serialize() + _closing_lines(x_cache, length, chunked, connection)
+
+
+def _closing_lines(x_cache: bytes, length: int | None, chunked: bool, connection: int) -> bytes:
+    """X-Cache, the framing of this client connection, Connection and the empty line."""
     if length is not None:
-        parts.append(b"Content-Length: %d\r\n" % length)
-    elif chunked:
-        parts.append(b"Transfer-Encoding: chunked\r\n")
-    parts.append(_CONNECTION_LINES[connection])
-    parts.append(b"\r\n")
-    return b"".join(parts)
+        framing = b"Content-Length: %d\r\n" % length
+    else:
+        framing = b"Transfer-Encoding: chunked\r\n" if chunked else b""
+    return b"X-Cache: " + x_cache + b"\r\n" + framing + _CONNECTION_LINES[connection] + b"\r\n"
 
 
 def stored_fields(entry: Entry, age: int, via: bytes) -> Headers:

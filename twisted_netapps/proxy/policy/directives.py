@@ -105,22 +105,20 @@ _response_memo: dict[tuple[bytes, ...], ResponseDirectives] = {}
 _request_memo: dict[tuple[bytes, ...], RequestDirectives] = {}
 
 
-def _remember(memo: dict, key, value):
-    if len(memo) >= _MEMO_SIZE:
-        memo.clear()
-    memo[key] = value
-    return value
+def _remembered(memo: dict, lines: tuple[bytes, ...], parse):
+    known = memo.get(lines)
+    if known is None:
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        known = memo[lines] = parse(lines)
+    return known
 
 
 def parse_response_directives(headers: Headers) -> ResponseDirectives:
     lines = headers.get_all(b"cache-control")
     if not lines:
         return NO_RESPONSE_DIRECTIVES
-    key = tuple(lines)
-    known = _response_memo.get(key)
-    if known is None:
-        known = _remember(_response_memo, key, _parse_response_directives(lines))
-    return known
+    return _remembered(_response_memo, lines, _parse_response_directives)
 
 
 def _parse_response_directives(lines: list[bytes]) -> ResponseDirectives:
@@ -170,11 +168,7 @@ def parse_request_directives(headers: Headers) -> RequestDirectives:
         if pragma and any(name == b"no-cache" for name, _v in parse_directives(pragma)):
             return RequestDirectives(no_cache=True)
         return NO_REQUEST_DIRECTIVES
-    key = tuple(lines)
-    known = _request_memo.get(key)
-    if known is None:
-        known = _remember(_request_memo, key, _parse_request_directives(lines))
-    return known
+    return _remembered(_request_memo, lines, _parse_request_directives)
 
 
 def _parse_request_directives(lines: list[bytes]) -> RequestDirectives:
