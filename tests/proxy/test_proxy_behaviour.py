@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import sys
-import time
 from pathlib import Path
 
 import pytest

@@ -26,7 +26,6 @@ from twisted_netapps.proxy.policy.validation import (
     ORIGIN_ONLY_PRECONDITIONS,
     client_not_modified,
     has_validator,
-    head_matches,
     validation_fields,
 )
 from twisted_netapps.proxy.policy.vary import vary_matches

@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import re
 import socket
-from urllib.parse import urlsplit
 
 from twisted.application import service
 from twisted.logger import Logger
