@@ -59,29 +59,30 @@ def test_done_when_with_the_web_service(tmp_path, mode):
     data_dir, web_port = tmp_path / "data", free_port()
     daemon = start(data_dir, web_port, mode)
     try:
-        first, body = fetch(daemon, mode, web_port, "/index.html")
-        second, again = fetch(daemon, mode, web_port, "/index.html")
+        # style.css is fresh for 300 s: MISS, then HIT with the origin asked once.
+        first, body = fetch(daemon, mode, web_port, "/style.css")
+        second, again = fetch(daemon, mode, web_port, "/style.css")
         assert (first["x-cache"], second["x-cache"], body) == ("MISS", "HIT", again)
-        wait_for(lambda: origin_requests(data_dir, "/index.html"), what="the access log")
-        assert origin_requests(data_dir, "/index.html") == ["200"]
+        wait_for(lambda: origin_requests(data_dir, "/style.css"), what="the access log")
+        assert origin_requests(data_dir, "/style.css") == ["200"]
 
-        # The page changes at the origin; once the stored copy is stale (max-age=1),
-        # one conditional GET brings the new body.
+        # index.html is fresh for 1 s. The page changes at the origin; once the
+        # stored copy is stale, one conditional GET brings the new body.
+        fetched_at = time.time()
+        fetch(daemon, mode, web_port, "/index.html")
         page = data_dir / "www" / "index.html"
         page.write_bytes(page.read_bytes().replace(b"</body>", b"<p>changed</p></body>"))
-        changed_at = time.time()
-        wait_for(lambda: time.time() > changed_at + 1.2, what="the stored page to go stale")
+        wait_for(lambda: time.time() > fetched_at + 1.2, what="the stored page to go stale")
         fields, new = fetch(daemon, mode, web_port, "/index.html")
         assert b"<p>changed</p>" in new and fields["x-cache"] == "MISS"
+        changed_at = time.time()
         wait_for(lambda: len(origin_requests(data_dir, "/index.html")) == 2, what="the conditional GET")
 
         # Unchanged and stale: the conditional GET gets a 304 and the stored body is served.
-        wait_for(lambda: time.time() > changed_at + 2.5, what="stale again")
+        wait_for(lambda: time.time() > changed_at + 1.2, what="stale again")
         fields, same = fetch(daemon, mode, web_port, "/index.html")
         assert (fields["x-cache"], same) == ("REVALIDATED", new)
         wait_for(lambda: origin_requests(data_dir, "/index.html")[-1:] == ["304"], what="the 304")
-
-        fetch(daemon, mode, web_port, "/style.css")
     finally:
         daemon.stop()
     wait_for(lambda: origin_requests(data_dir, "/style.css"), what="the access log")
