@@ -35,11 +35,20 @@ class Browser:
         self.session: str | None = None
 
     def __enter__(self) -> "Browser":
-        self.proc = subprocess.Popen(
-            [self.chromedriver, f"--port={self.port}", "--allowed-ips=127.0.0.1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-        )
-        wait_for(self._driver_ready, timeout=60, what="chromedriver")
+        # The free port can be taken by someone else before chromedriver binds it
+        # (tests run in parallel): then chromedriver exits, and we try another port.
+        for attempt in range(3):
+            self.port = free_port()
+            self.proc = subprocess.Popen(
+                [self.chromedriver, f"--port={self.port}", "--allowed-ips=127.0.0.1"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            )
+            state = wait_for(self._driver_state, timeout=60, what="chromedriver")
+            if state == "ready":
+                break
+            self.proc.wait(10)
+        else:
+            raise RuntimeError("chromedriver could not start on three free ports")
         capabilities = {"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -66,11 +75,17 @@ class Browser:
                     self.proc.wait(10)
             shutil.rmtree(self.profile, ignore_errors=True)
 
-    def _driver_ready(self) -> bool:
+    def _driver_state(self) -> str | None:
+        """"ready", "exited", or None while chromedriver is still starting."""
+        if self.proc.poll() is not None:
+            return "exited"
         try:
-            return bool(self._call("GET", "/status").get("ready"))
-        except OSError:
-            return False
+            request = urllib.request.Request(f"http://127.0.0.1:{self.port}/status")
+            with urllib.request.urlopen(request, timeout=2) as response:
+                ready = json.loads(response.read()).get("value", {}).get("ready")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return "ready" if ready else None
 
     def _call(self, method: str, path: str, body=None):
         data = None if body is None else json.dumps(body).encode()

@@ -4,7 +4,9 @@
   address from a config value -> ``(ip, port)``;
 - :func:`host_of` / :func:`format_peer`: the host, and ``host:port`` for log
   lines, of any Twisted address (IPv4/IPv6/UNIX);
-- :func:`is_loopback`: whether a peer is on this host (UNIX sockets are).
+- :func:`is_loopback`: whether a peer is on this host (UNIX sockets are);
+- :func:`same_host`: whether two IP addresses name one host (FTP's data
+  connections must come from, and go to, the control connection's peer).
 
 No Twisted imports: addresses are duck-typed (``.host``/``.port``).
 """
@@ -72,3 +74,13 @@ def is_loopback(address) -> bool:
         return ipaddress.ip_address(host.split("%")[0]).is_loopback
     except ValueError:
         return False
+
+
+def same_host(a: str, b: str) -> bool:
+    """Whether two textual IP addresses name the same host (an IPv4-mapped IPv6
+    address equals its IPv4 form; a zone suffix is ignored; names never match)."""
+    try:
+        x, y = ipaddress.ip_address(a.split("%")[0]), ipaddress.ip_address(b.split("%")[0])
+    except ValueError:
+        return False
+    return (getattr(x, "ipv4_mapped", None) or x) == (getattr(y, "ipv4_mapped", None) or y)

@@ -51,7 +51,7 @@ class Recent:
         self._second = 0
         self._count = 0
 
-    def record(self, kind: str, **fields: Any) -> None:
+    def record(self, kind: str, /, **fields: Any) -> None:
         """Keep an event (unless this second's share is used up)."""
         if self.wants():
             self.add(kind, **fields)
@@ -68,7 +68,7 @@ class Recent:
             return False
         return True
 
-    def add(self, kind: str, **fields: Any) -> None:
+    def add(self, kind: str, /, **fields: Any) -> None:
         """Keep an event without the per-second check (after :meth:`wants` said yes)."""
         event = {"t": self.clock(), "service": self.service, "kind": kind, **fields}
         self.events.append(event)
@@ -93,13 +93,13 @@ class _NullRecent:
     __slots__ = ()
     events: tuple = ()
 
-    def record(self, kind: str, **fields: Any) -> None:
+    def record(self, kind: str, /, **fields: Any) -> None:
         pass
 
     def wants(self) -> bool:
         return False
 
-    def add(self, kind: str, **fields: Any) -> None:
+    def add(self, kind: str, /, **fields: Any) -> None:
         pass
 
     def snapshot(self) -> list[dict]:

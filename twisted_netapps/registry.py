@@ -25,6 +25,7 @@ SERVICES: dict[str, str] = {
     "imap": "twisted_netapps.mail.imap.service",
     "smtp": "twisted_netapps.mail.smtp.service",
     "resolver": "twisted_netapps.resolver.service",
+    "ftp": "twisted_netapps.ftp.service",
     "status": "twisted_netapps.status.service",
     "web": "twisted_netapps.web.service",
     "proxy": "twisted_netapps.proxy.service",

@@ -123,4 +123,46 @@ def run_status(args) -> int:
         host, port = listener.get("host", ""), listener.get("port")
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}" if port is not None else host
         print(f"  {name:<18} {listener.get('transport', '?'):<5} {address}")
+    overview = _live_overview(data.get("listeners", []))
+    if overview is not None:
+        print("\nlive, from the status service (rates per second over the last update):")
+        _print_overview_table(overview["services"])
+    else:
+        stats = read_json(run_dir / STATS_FILE) or {}
+        stats.pop(DAEMON_KEY, None)
+        services = [{"name": n, "counters": c, "rates": {}} for n, c in sorted(stats.items()) if isinstance(c, dict)]
+        if services:
+            print("\ncounters (DATA_DIR/run/stats.json, written every 5 s; run the status service for rates):")
+            _print_overview_table(services)
     return 0
+
+
+_SHOWN = ("connections", "requests", "errors", "bytes_in", "bytes_out", "active_connections")
+
+
+def _live_overview(listeners: list) -> dict | None:
+    """The status service's /api/overview, when it runs on a loopback listener; else None."""
+    import urllib.error
+    import urllib.request
+
+    for listener in listeners:
+        if listener.get("service") == "status" and listener.get("transport") == "tcp" \
+                and str(listener.get("host", "")).startswith("127."):
+            url = f"http://{listener['host']}:{listener['port']}/api/overview"
+            try:
+                with urllib.request.urlopen(url, timeout=3) as response:
+                    return json.loads(response.read())
+            except (OSError, ValueError, urllib.error.URLError):
+                return None
+    return None
+
+
+def _print_overview_table(services: list[dict]) -> None:
+    print(f"  {'service':<11} {'open':>5} {'conns':>8} {'requests':>9} {'req/s':>7} {'errors':>7}  other counters")
+    for service in services:
+        counters, rates = service.get("counters", {}), service.get("rates", {})
+        other = "  ".join(f"{k}={v}" for k, v in sorted(counters.items()) if k not in _SHOWN and v)
+        rate = rates.get("requests")
+        print(f"  {service['name']:<11} {counters.get('active_connections', 0):>5} {counters.get('connections', 0):>8} "
+              f"{counters.get('requests', 0):>9} {'' if rate is None else f'{rate:.1f}':>7} "
+              f"{counters.get('errors', 0):>7}  {other}")

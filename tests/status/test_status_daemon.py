@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import require_tool
 from dns_peers import free_udp_tcp_port
-from netapps_daemon import run_twistd
+from netapps_daemon import run_twistd, wait_for
 from twisted_netapps.accounts import AccountStore
 
 LISTEN = {
@@ -204,3 +204,46 @@ def test_the_page_in_a_real_browser_updates_live(status, tmp_path, request):
         artefacts.mkdir(exist_ok=True)
         shot = browser.screenshot(artefacts / "status-page.png")
         assert shot.stat().st_size > 10_000
+
+
+def test_ftp_sessions_and_transfers_show_on_the_status_page(netapps_daemon, tmp_path):
+    import ftplib
+    import io
+
+    data = tmp_path / "ftpdata"
+    data.mkdir()
+    AccountStore(data).add("alice", "s3cret", log2_n=10)
+    daemon = netapps_daemon("status,ftp", data_dir=data,
+                            listen={"status": ["tcp:0:interface=127.0.0.1"], "ftp": ["tcp:0:interface=127.0.0.1"]})
+    base = f"http://127.0.0.1:{daemon.port('status')}"
+    ftp = ftplib.FTP()
+    ftp.connect(*daemon.address("ftp"), timeout=10)
+    ftp.login("alice", "s3cret")
+    ftp.storbinary("STOR hello.txt", io.BytesIO(b"hello" * 1000))
+    sessions = get_json(base + "/api/view/ftp/sessions")["data"]
+    assert sessions and sessions[0]["user"] == "alice" and sessions[0]["directory"] == "/"
+    recent = get_json(base + "/api/service/ftp")["recent"]
+    kinds = [(e["kind"], e.get("path")) for e in recent]
+    assert ("login", None) in kinds and ("transfer", "/hello.txt") in kinds
+    transfer = next(e for e in recent if e["kind"] == "transfer")
+    assert transfer["bytes"] == 5000 and transfer["outcome"] == "complete"
+    ftp.quit()
+
+
+def test_netapps_status_in_a_terminal_shows_the_live_overview(status):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    send_mail(status, "for the terminal")
+    netapps_cli = str(Path(sys.executable).parent / "netapps")
+
+    def shown():
+        out = subprocess.run([netapps_cli, "status", "--data-dir", str(status.data_dir)],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout if "live, from the status service" in out.stdout else None
+
+    text = wait_for(shown, what="the live overview").split("live, from the status service", 1)[1]
+    smtp_line = next(line for line in text.splitlines() if line.strip().startswith("smtp "))
+    assert "messages=1" in smtp_line
