@@ -101,7 +101,10 @@ class Settings(StreamSettings):
     origin_timeout: float = setting(60.0, "seconds an origin may take to answer (or stall mid-body)",
                                     positive=True)
     origin_idle_timeout: float = setting(15.0, "seconds an idle pooled origin connection is kept", positive=True)
-    max_idle_per_origin: int = setting(32, "idle pooled connections kept per origin", minimum=0)
+    max_idle_per_origin: int = setting(
+        128, "idle pooled connections kept per origin (as many as requests in flight to it, or they churn)",
+        minimum=0,
+    )
     tunnel_idle_timeout: float = setting(300.0, "seconds a CONNECT tunnel may stay silent", positive=True)
     log_requests: bool = setting(False, "log one line per request at info")
 

@@ -203,7 +203,7 @@ class OriginPool:
         reactor,
         connector: Connector,
         *,
-        max_idle: int = 32,
+        max_idle: int = 128,
         idle_timeout: float = 15.0,
         response_timeout: float = 60.0,
         max_head: int = 65536,

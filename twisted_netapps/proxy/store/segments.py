@@ -42,7 +42,7 @@ MAGIC = b"NAPR"
 HEADER = struct.Struct(">4sc16sIQI")
 PUT, META, DELETE = b"P", b"M", b"D"
 MAX_SEGMENT = 64 * 1024 * 1024
-FLUSH_DELAY = 0.005  # seconds records may wait for company before their batch is written
+FLUSH_DELAY = 0.02  # seconds records may wait for company before their batch is written (each batch costs a thread hand-off)
 MAX_BATCH = 8 * 1024 * 1024
 
 
