@@ -230,3 +230,45 @@ def test_broken_origin_responses_are_not_stored(tmp_path_factory, response):
             finally:
                 proxy.daemon.stop()
         assert "Traceback" not in proxy.daemon.log
+
+
+def test_a_pooled_connection_the_origin_closed_is_retried_once_for_get(tmp_path_factory):
+    """The origin closes its keep-alive connection after each answer (as Node does
+    after its idle timeout): the next GET finds the pooled connection dead before
+    any byte came back, and is sent again on a new one -- once, never twice."""
+    import threading
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        seen: list[bytes] = []
+
+        def serve() -> None:
+            for _ in range(3):
+                try:
+                    upstream, _ = listener.accept()
+                except OSError:
+                    return
+                with upstream:
+                    request = upstream.recv(65536)
+                    if not request:
+                        continue
+                    seen.append(request.split(b"\r\n", 1)[0])
+                    upstream.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: no-store\r\n\r\nok")
+                    # close right away: the proxy has just pooled this connection
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        with TestOrigin() as origin:
+            proxy = start_proxy(tmp_path_factory.mktemp("closing"), origin, "forward",
+                                sets=[f"proxy.allowed_ports=[{port}]"])
+            try:
+                for path in ("/a", "/b"):
+                    raw = proxy.raw(f"GET http://127.0.0.1:{port}{path} HTTP/1.1\r\nHost: x\r\n"
+                                    "Connection: close\r\n\r\n".encode())
+                    assert status_of(raw) == 200 and raw.endswith(b"ok")
+            finally:
+                proxy.daemon.stop()
+                listener.close()
+        assert seen == [b"GET /a HTTP/1.1", b"GET /b HTTP/1.1"]

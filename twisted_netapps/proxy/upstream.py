@@ -194,6 +194,12 @@ class Connector:
         return connection
 
 
+# A request that cannot be sent twice (a POST, anything with a body) only
+# reuses a connection that has been idle less than this: origins close idle
+# connections after a few seconds (Node.js after 5), and a request sent just
+# as that happens is lost, with no safe retry.
+UNSAFE_REUSE_AGE = 2.0
+
 CONNECT_ERRORS = (error.ConnectError, error.DNSLookupError, error.TimeoutError, OSError, defer.CancelledError)
 
 
@@ -219,11 +225,20 @@ class OriginPool:
         self.opened = 0
         self.reuses = 0
 
-    def take_idle(self, host: str, port: int) -> OriginConnection | None:
-        """An idle connection to the origin, if the pool has one (no Deferred on this hot path)."""
+    def take_idle(self, host: str, port: int, max_idle_age: float | None = None) -> OriginConnection | None:
+        """An idle connection to the origin, if the pool has one (no Deferred on this hot path).
+
+        *max_idle_age*: only one that has been idle for less than this many
+        seconds (for requests that cannot be retried: the longer a connection
+        sat idle, the likelier the origin is closing it right now).
+        """
         idle = self._idle.get((host, port))
+        now = self.reactor.seconds()
         while idle:
             connection = idle.pop()
+            if max_idle_age is not None and now - connection.idle_since > max_idle_age:
+                connection.transport.loseConnection()
+                continue
             if not connection.closed:
                 connection.reused = True
                 self.reuses += 1
@@ -301,7 +316,7 @@ class UpstreamRequest:
         self._body_producer = None
 
     def start(self) -> None:
-        connection = self.pool.take_idle(self.host, self.port)
+        connection = self.pool.take_idle(self.host, self.port, None if self._retryable() else UNSAFE_REUSE_AGE)
         if connection is not None:
             self._connected(connection)
         else:
@@ -336,9 +351,12 @@ class UpstreamRequest:
                      kind=failure.type.__name__, error=failure.getErrorMessage())
             self.handler.failed(502, f"cannot connect to {self.host}:{self.port}")
 
+    def _retryable(self) -> bool:
+        return not self.has_body and self.method in (b"GET", b"HEAD")
+
     def _failed(self, status: int, detail: str) -> None:
         if status == 0:
-            if not self._retried and not self.has_body and self.method in (b"GET", b"HEAD") and not self.cancelled:
+            if not self._retried and self._retryable() and not self.cancelled:
                 self._retried = True
                 self.connection = None
                 self._connect(self.pool.open(self.host, self.port))
