@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "twisted_netapps.uppercase.client",
     "twisted_netapps.mail.queue_cli",
     "twisted_netapps.resolver.trace",
+    "twisted_netapps.bittorrent.cli",
 ]
 
 

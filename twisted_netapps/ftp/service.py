@@ -28,7 +28,7 @@ from twisted_netapps.errors import ConfigError
 from twisted_netapps.fileio import ensure_private_dir, write_file
 from twisted_netapps.ftp.filesystem import Access, JailedFilesystem
 from twisted_netapps.ftp.protocol import TOO_MANY_CONNECTIONS, FtpAccount, FtpFactory, IFtpAccount
-from twisted_netapps.mail.tls import check_cert_key_pair, server_tls_options
+from twisted_netapps.tls import check_cert_key_pair, server_tls_options
 from twisted_netapps.settings import setting
 
 USES_ACCOUNTS = True  # the daemon creates the demo account when none exists

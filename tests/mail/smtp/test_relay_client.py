@@ -8,7 +8,7 @@ import pytest_twisted
 from twisted.internet import protocol, ssl
 
 from twisted_netapps.mail.smtp.relay_client import ProtocolProblem, relay_message
-from twisted_netapps.mail.tls import server_tls_options
+from twisted_netapps.tls import server_tls_options
 
 MESSAGE = b"Subject: relayed\r\n\r\nbody\r\n"
 

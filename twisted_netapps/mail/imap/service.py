@@ -12,7 +12,7 @@ from twisted_netapps.mail.imap.mailbox import FolderRegistry
 from twisted_netapps.mail.imap.protocol import TOO_MANY_CONNECTIONS, ImapFactory
 from twisted_netapps.mail.store.maildir import MailStore
 from twisted_netapps.mail.plaintext import plaintext_auth_setting
-from twisted_netapps.mail.tls import check_cert_key_pair, server_tls_options
+from twisted_netapps.tls import check_cert_key_pair, server_tls_options
 from twisted_netapps.settings import setting
 
 COUNTERS: dict[str, str] = {

@@ -12,7 +12,7 @@ from twisted_netapps.mail.pop3.apop import SECRETS_FILE, ApopSecretChecker, Apop
 from twisted_netapps.mail.pop3.maildrop import Pop3Realm
 from twisted_netapps.mail.pop3.protocol import TOO_MANY_CONNECTIONS, Pop3Factory
 from twisted_netapps.mail.store.maildir import MailStore
-from twisted_netapps.mail.tls import check_cert_key_pair, server_tls_options
+from twisted_netapps.tls import check_cert_key_pair, server_tls_options
 from twisted_netapps.settings import setting
 
 __all__ = ["COUNTERS", "Settings", "build"]

@@ -25,7 +25,7 @@ from twisted_netapps.mail.smtp.core import SessionConfig
 from twisted_netapps.mail.smtp.protocol import TOO_MANY_CONNECTIONS, SMTPFactory, SubmitterRealm
 from twisted_netapps.mail.smtp.syntax import valid_domain
 from twisted_netapps.mail.plaintext import ALWAYS, plaintext_auth_setting
-from twisted_netapps.mail.tls import check_cert_key_pair, server_tls_options
+from twisted_netapps.tls import check_cert_key_pair, server_tls_options
 from twisted_netapps.periodic import PeriodicTask
 from twisted_netapps.settings import setting
 

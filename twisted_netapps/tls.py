@@ -1,8 +1,9 @@
-"""TLS for the mail services (smtp STARTTLS, pop3 STLS, imap STARTTLS): the configured certificate, or a self-signed one.
+"""TLS for every service that offers it (smtp STARTTLS, pop3 STLS, imap STARTTLS, ftp AUTH TLS):
+the configured certificate, or a self-signed one.
 
 With no ``tls_cert``/``tls_key`` configured, the services use
 ``<data_dir>/tls/cert.pem`` and ``<data_dir>/tls/key.pem`` (one pair for all
-three services), generating a self-signed certificate for
+of them), generating a self-signed certificate for
 ``localhost``/``127.0.0.1`` there on first start if none exists. The key is
 written (0600, atomically) before the certificate, and a present certificate
 is never replaced, so services sharing the data dir agree on one pair.

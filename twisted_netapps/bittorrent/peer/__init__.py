@@ -1,0 +1,1 @@
+"""The BitTorrent peer: wire codec, picker, choker, storage, torrent core, Twisted adapters."""
