@@ -115,6 +115,10 @@ def test_request_with_length_body_and_pipelining():
 @pytest.mark.parametrize("data,status", [
     (b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", 400),  # 9112 6.3: MUST 400
+    (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),  # an invalid Host (9112 3.2)
+    (b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400),
+    (b"\x16\x03\x01\x02\x00", 400),  # noise (a TLS ClientHello): refused before a head ends
     (b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1, 1\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nHost: h\r\nX : y\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nHost: h\r\nX: y\r\n folded\r\n\r\n", 400),
@@ -122,7 +126,7 @@ def test_request_with_length_body_and_pipelining():
     (b"GET / HTTP/1.1\r\n\r\n", 400),
     (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
     (b"GET / HTTP/1.1\r\nHost: h\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431),
-    (b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"y" * 70000, 431),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"y" * 80000, 431),  # incomplete, past line + section
 ])
 def test_bad_requests_give_one_error_event(data, status):
     core = ServerConnection()
@@ -173,7 +177,7 @@ def test_any_chunking_of_a_request_stream_gives_the_same_events(reqs, cuts):
 
 @given(st.binary(max_size=300), st.lists(st.integers(0, 300), max_size=5))
 def test_arbitrary_bytes_never_raise_out_of_the_server_core(data, cuts):
-    core = ServerConnection(max_head=200, max_request_line=100)
+    core = ServerConnection(max_field_section=200, max_request_line=100)
     for event in feed(core, data, cuts) + core.receive_eof():
         assert isinstance(event, (RequestReceived, Data, EndOfMessage, MessageError))
 

@@ -50,13 +50,14 @@ def _content_length(headers: Headers, status: int) -> int | None:
     return int(values[0])
 
 
-def _is_chunked(headers: Headers, status: int) -> bool:
+def _check_request_codings(headers: Headers) -> None:
     codings = [c.lower() for c in split_lists(headers.get_all(b"transfer-encoding"))]
-    if not codings:
-        raise ProtocolError(status, "empty Transfer-Encoding")
-    if codings != [b"chunked"]:
-        raise ProtocolError(501 if status == 400 else status, "unsupported transfer coding")
-    return True
+    if not codings or codings[-1] != b"chunked":
+        # RFC 9112 6.3: the length cannot be determined: 400, then close.
+        raise ProtocolError(400, "Transfer-Encoding does not end in chunked")
+    if len(codings) > 1:
+        # 6.1: a coding we do not understand (we decode none but chunked).
+        raise ProtocolError(501, "unsupported transfer coding")
 
 
 def request_framing(headers: Headers, version: bytes) -> Framing:
@@ -67,7 +68,7 @@ def request_framing(headers: Headers, version: bytes) -> Framing:
     if has_te:
         if version == b"1.0":  # RFC 9112 6.1: faulty framing in HTTP/1.0
             raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
-        _is_chunked(headers, 400)
+        _check_request_codings(headers)
         return Framing(CHUNKED)
     length = _content_length(headers, 400)
     if length:

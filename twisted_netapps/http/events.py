@@ -45,6 +45,9 @@ class EndOfMessage:
     reusable: bool = True
 
 
+END_OF_REQUEST = EndOfMessage()  # events are immutable: one instance serves every request
+
+
 @dataclass(frozen=True, slots=True)
 class MessageError:
     """The peer broke the protocol: answer ``status`` (if still possible) and close."""

@@ -31,6 +31,15 @@ _FIELD_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00\r]*?)[ 
 
 
 _END_OF_HEAD = re.compile(rb"\n\r?\n")
+_REQUEST_START = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}(?: |\Z)")
+
+
+def could_start_request(line_start: bytes) -> bool:
+    """Whether *line_start* (the first bytes of a line) can begin a request
+    line: a method token, then a space or nothing yet. Lets a server refuse
+    noise (a TLS handshake on the plain port) at once, and tell a long
+    target (414) from garbage (400)."""
+    return _REQUEST_START.match(line_start, 0, 65) is not None
 
 
 def head_end(buffer: bytes) -> tuple[int, int] | None:
@@ -38,7 +47,7 @@ def head_end(buffer: bytes) -> tuple[int, int] | None:
     of what follows it), or None while it is incomplete. CRLF CRLF is the
     common case (one ``find``); bare LFs are accepted too (RFC 9112 2.2)."""
     end = buffer.find(b"\r\n\r\n")
-    if end >= 0 and b"\n\n" not in buffer[:end] and b"\n\r\n" not in buffer[:end]:
+    if end >= 0 and buffer.find(b"\n\n", 0, end) < 0 and buffer.find(b"\n\r\n", 0, end) < 0:
         return end, end + 4
     match = _END_OF_HEAD.search(buffer)
     if match is None:

@@ -8,8 +8,9 @@ responses go out in request order. Bad input yields one
 :class:`MessageError` (with the status to answer: 400, 414, 431, 501, 505)
 and the core is dead from then on.
 
-Bounds: the request line (``max_request_line``, 414 beyond), the whole head
-(``max_head``, 431 beyond), the number of fields (431), chunk lines and
+Bounds: the request line (``max_request_line``, 414 beyond), the field
+section after it (``max_field_section`` bytes, 431 beyond), the number of
+fields (431), chunk lines and
 trailers (400). Bytes held while paused are bounded by the adapter, which
 stops reading when ``buffered`` grows.
 """
@@ -20,9 +21,10 @@ from enum import Enum
 
 from twisted_netapps.http.body import CHUNKED, LENGTH, NONE, BodyReader, request_framing
 from twisted_netapps.http.errors import ProtocolError
-from twisted_netapps.http.events import Data, EndOfMessage, MessageError, RequestReceived
+from twisted_netapps.http.events import END_OF_REQUEST, Data, MessageError, RequestReceived
 from twisted_netapps.http.fields import connection_options
-from twisted_netapps.http.head import head_end, parse_request_head
+from twisted_netapps.http.head import could_start_request, head_end, parse_request_head
+from twisted_netapps.http.targets import valid_host_field
 
 
 class State(Enum):
@@ -41,15 +43,17 @@ def keep_alive(version: bytes, headers) -> bool:
 
 
 class ServerConnection:
-    def __init__(self, *, max_request_line: int = 8192, max_head: int = 65536, max_fields: int = 100) -> None:
+    def __init__(self, *, max_request_line: int = 8192, max_field_section: int = 65536, max_fields: int = 100) -> None:
         self.max_request_line = max_request_line
-        self.max_head = max_head
+        self.max_field_section = max_field_section
+        self.max_head = max_request_line + max_field_section + 4  # both plus their line ends
         self.max_fields = max_fields
         self.state = State.HEAD
         self._buffer = b""
         self._body: BodyReader | None = None
         self._pending_end = False
         self.requests = 0
+        self.request_line = b""  # of the current request, or what arrived of it (for logs)
 
     @property
     def buffered(self) -> int:
@@ -90,7 +94,7 @@ class ServerConnection:
                     events.append(event)
                     if self._pending_end:  # no body: the message ends with its head
                         self._pending_end = False
-                        events.append(EndOfMessage())
+                        events.append(END_OF_REQUEST)
                 elif self.state is State.BODY:
                     if not self._parse_body(events):
                         break
@@ -110,26 +114,35 @@ class ServerConnection:
         found = head_end(buffer)
         if found is None:
             first_line_end = buffer.find(b"\n")
+            if buffer and not could_start_request(buffer):
+                self.request_line = buffer[:200].split(b"\n", 1)[0]
+                raise ProtocolError(400, "not an HTTP request")
+            self.request_line = buffer[:200].split(b"\n", 1)[0].rstrip(b"\r")
             if (first_line_end < 0 and len(buffer) > self.max_request_line) or first_line_end > self.max_request_line:
                 raise ProtocolError(414, "request line too long")
             if len(buffer) > self.max_head:
-                raise ProtocolError(431, "request head too large")
+                raise ProtocolError(431, "request header section too large")
             return None
         return self._head_block(buffer, *found)
 
     def _head_block(self, buffer: bytes, end: int, after: int):
         """Parse the head in ``buffer[:end]``; the next message starts at *after*."""
-        if end > self.max_head:
-            raise ProtocolError(431, "request head too large")
         block = buffer[:end]
         first_line_end = block.find(b"\n")
-        if (first_line_end if first_line_end >= 0 else len(block)) > self.max_request_line:
+        line = block[:first_line_end] if first_line_end >= 0 else block
+        self.request_line = line[:-1] if line.endswith(b"\r") else line
+        if len(line) > self.max_request_line:
+            self.request_line = line[:200]
             raise ProtocolError(414, "request line too long")
+        if end - len(line) > self.max_field_section:
+            raise ProtocolError(431, "request header section too large")
         self._buffer = buffer[after:]
         head = parse_request_head(block, max_fields=self.max_fields)
         hosts = head.headers.get_all(b"host")
         if len(hosts) > 1 or (head.version == b"1.1" and not hosts):
             raise ProtocolError(400, "a request needs exactly one Host field")
+        if hosts and not valid_host_field(hosts[0]):
+            raise ProtocolError(400, "invalid Host")
         self.requests += 1
         if head.method == b"CONNECT":
             self.state = State.RESPONDING
@@ -152,7 +165,7 @@ class ServerConnection:
         if not done:
             return False
         self._body = None
-        events.append(EndOfMessage())
+        events.append(END_OF_REQUEST)
         self.state = State.RESPONDING
         return True
 

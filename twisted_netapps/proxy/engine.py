@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from twisted.logger import Logger
 
 from twisted_netapps.http.dates import DateCache
+from twisted_netapps.http.errors import ProtocolError
 from twisted_netapps.http.fields import Headers
+from twisted_netapps.http.targets import Target, parse_absolute_target
 from twisted_netapps.proxy.fetch import Fetch
 from twisted_netapps.proxy.policy.freshness import HeuristicRule
 from twisted_netapps.proxy.policy.validation import (
@@ -25,9 +27,8 @@ from twisted_netapps.proxy.policy.validation import (
 )
 from twisted_netapps.proxy.store.cache import Cache
 from twisted_netapps.proxy.store.entry import Entry
-from twisted_netapps.http.errors import ProtocolError
 from twisted_netapps.proxy.responses import CLOSE, KEEP_ALIVE, KEEP_ALIVE_10, hit_head
-from twisted_netapps.proxy.targets import Target, origin_form_target, parse_absolute_target
+from twisted_netapps.proxy.targets import origin_form_target
 from twisted_netapps.proxy.upstream import OriginPool, UpstreamRequest
 
 log = Logger(namespace="netapps.proxy")
@@ -36,7 +37,7 @@ log = Logger(namespace="netapps.proxy")
 @dataclass(frozen=True)
 class Limits:
     max_request_line: int = 8192
-    max_head: int = 65536
+    max_field_section: int = 65536
     max_fields: int = 100
     header_timeout: float = 20.0
     idle_timeout: float = 60.0
@@ -190,7 +191,7 @@ class Engine:
             parsed = parse_absolute_target(target)
             return parsed.uri if parsed.port in self.allowed_ports else None
         if target.startswith(b"/"):
-            return origin_form_target(target, None, self.reverse_origin).uri
+            return origin_form_target(target, self.reverse_origin).uri
         return None
 
     # -- fetches --------------------------------------------------------------

@@ -30,13 +30,8 @@ from twisted_netapps.proxy.policy.validation import (
 )
 from twisted_netapps.proxy.policy.vary import vary_matches
 from twisted_netapps.proxy.serving import serve_entry
-from twisted_netapps.proxy.targets import (
-    Target,
-    add_via,
-    origin_form_target,
-    parse_absolute_target,
-    via_pseudonyms,
-)
+from twisted_netapps.http.targets import Target, parse_absolute_target
+from twisted_netapps.proxy.targets import add_via, origin_form_target, via_pseudonyms
 from twisted_netapps.proxy.upstream import UpstreamRequest
 
 log = Logger(namespace="netapps.proxy")
@@ -123,7 +118,7 @@ class Exchange:
         elif target_text == b"*" and self.method == b"OPTIONS":
             path = b"*"
         else:
-            path = origin_form_target(target_text, self.head.headers.get(b"host"), origin).path
+            path = origin_form_target(target_text, origin).path
         return Target(origin.scheme, origin.host, origin.port, path), (origin.connect_host, origin.port)
 
     # -- the cache path -------------------------------------------------------

@@ -77,7 +77,7 @@ class ProxyServerProtocol(protocol.Protocol):
         self.engine = factory.engine
         self.limits = limits = factory.engine.limits
         self.core = ServerConnection(
-            max_request_line=limits.max_request_line, max_head=limits.max_head, max_fields=limits.max_fields,
+            max_request_line=limits.max_request_line, max_field_section=limits.max_field_section, max_fields=limits.max_fields,
         )
         self.exchange: Exchange | None = None
         self.closing = False

@@ -32,7 +32,7 @@ from twisted_netapps.proxy.server import ProxyFactory
 from twisted_netapps.proxy.store.cache import Cache
 from twisted_netapps.proxy.store.disk import DiskStore
 from twisted_netapps.proxy.store.memory import MemoryBodies
-from twisted_netapps.proxy.targets import Target, parse_absolute_target
+from twisted_netapps.http.targets import Target, parse_absolute_target
 from twisted_netapps.proxy.upstream import Connector, OriginPool
 from twisted_netapps.settings import setting
 
@@ -90,7 +90,7 @@ class Settings(StreamSettings):
     dns: str = setting("system", "name resolution: system, resolver (the daemon's resolver service) or ADDR:PORT")
     via: str = setting("", "our pseudonym in Via (default: netapps- and a hash of host and data dir)")
     max_request_line: int = setting(8192, "longest request line (414 beyond)", minimum=64)
-    max_header_size: int = setting(65536, "largest request head (431 beyond)", minimum=256)
+    max_header_size: int = setting(65536, "largest request header section in bytes (431 beyond)", minimum=256)
     max_header_fields: int = setting(100, "most header fields in a request (431 beyond)", minimum=1)
     header_timeout: float = setting(20.0, "seconds for a whole request head to arrive (408 beyond)", positive=True)
     idle_timeout: float = setting(60.0, "seconds a keep-alive connection may wait for its next request",
@@ -211,7 +211,7 @@ def build(context: ServiceContext):
     pool = OriginPool(reactor, connector, max_idle=s.max_idle_per_origin, idle_timeout=s.origin_idle_timeout,
                       response_timeout=s.origin_timeout)
     limits = Limits(
-        max_request_line=s.max_request_line, max_head=s.max_header_size, max_fields=s.max_header_fields,
+        max_request_line=s.max_request_line, max_field_section=s.max_header_size, max_fields=s.max_header_fields,
         header_timeout=s.header_timeout, idle_timeout=s.idle_timeout, body_timeout=s.body_timeout,
         send_timeout=s.send_timeout, tunnel_idle_timeout=s.tunnel_idle_timeout,
     )

@@ -13,7 +13,8 @@ from twisted.logger import Logger
 
 from twisted_netapps.http.errors import ProtocolError
 from twisted_netapps.proxy import responses
-from twisted_netapps.proxy.targets import parse_connect_target, via_pseudonyms
+from twisted_netapps.http.targets import parse_connect_target
+from twisted_netapps.proxy.targets import via_pseudonyms
 from twisted_netapps.proxy.upstream import CONNECT_ERRORS
 
 log = Logger(namespace="netapps.proxy")
