@@ -84,14 +84,17 @@ class ProxyUnderTest:
             return b"".join(chunks)
 
 
-def start_proxy(data_dir: Path, origin: TestOrigin, mode: str, sets=()) -> ProxyUnderTest:
+def start_proxy(data_dir: Path, origin: TestOrigin, mode: str, sets=(), also=()) -> ProxyUnderTest:
+    """The daemon running the proxy (and the services in *also*, each on a free port)."""
     settings = [
         f"proxy.allowed_ports=[{origin.port}]",
         f'proxy.mode="{mode}"',
         f'proxy.origin="http://{origin.authority}"',
         *sets,
     ]
-    daemon = start_daemon(["proxy"], data_dir, listen={"proxy": ["tcp:0:interface=127.0.0.1"]}, sets=settings)
+    services = ["proxy", *also]
+    listen = {name: ["tcp:0:interface=127.0.0.1"] for name in services}
+    daemon = start_daemon(services, data_dir, listen=listen, sets=settings)
     return ProxyUnderTest(daemon, origin, mode)
 
 

@@ -16,6 +16,7 @@ from twisted_netapps.http.dates import DateCache
 from twisted_netapps.http.errors import ProtocolError
 from twisted_netapps.http.fields import Headers
 from twisted_netapps.http.targets import Target, parse_absolute_target
+from twisted_netapps.observe import NULL_RECENT
 from twisted_netapps.proxy.fetch import Fetch
 from twisted_netapps.proxy.policy.freshness import HeuristicRule
 from twisted_netapps.proxy.policy.validation import (
@@ -97,6 +98,7 @@ class Engine:
         limits: Limits,
         log_requests: bool = False,
         max_pending_commits: int = 256,
+        recent=NULL_RECENT,
     ) -> None:
         self.reactor = reactor
         self.cache = cache
@@ -109,6 +111,7 @@ class Engine:
         self.max_object_size = max_object_size
         self.limits = limits
         self.log_requests = log_requests
+        self.recent = recent  # the status page's live events (a no-op without one)
         self.fetches: dict[bytes, object] = {}
         self.http_date = DateCache()
         self.pending_commits = 0
@@ -165,6 +168,10 @@ class Engine:
         stats = self.stats
         stats.incr("bytes_out", len(data) + len(body))
         self.count_hit(True, len(body))
+        recent = self.recent
+        if recent is not NULL_RECENT and recent.wants():
+            recent.add("request", method=method.decode("latin-1"), url=key.decode("latin-1")[:200],
+                       status=entry.status, decision="HIT", why="fresh, body in memory", bytes=len(body))
         return True
 
     def _remembered_key(self, head) -> bytes | None:
@@ -199,6 +206,30 @@ class Engine:
     def collapsible_fetch(self, key: bytes):
         fetch = self.fetches.get(key)
         return fetch if fetch is not None and not fetch.done else None
+
+    def cache_view(self) -> list[dict]:
+        """The status page's table of stored responses (most recently used first)."""
+        now = self.now()
+        rows = []
+        for entry in self.cache.most_recent(500):
+            rows.append({
+                "url": entry.key.decode("latin-1")[:200], "status": entry.status, "bytes": entry.body_length,
+                "age": round(entry.initial_age + max(0.0, now - entry.response_time)),
+                "fresh_for": round(entry.fresh_until - now) if entry.directives is not None else None,
+                "vary": ", ".join(name.decode("latin-1") for name in entry.vary),
+                "in_memory": self.cache.memory.holds(entry.id) or not entry.body_length,
+            })
+        return rows
+
+    def fetches_view(self) -> list[dict]:
+        """Origin fetches in progress with the requests waiting on each (collapsing at work)."""
+        return [
+            {"url": fetch.key.decode("latin-1")[:200], "validating": fetch.validating is not None,
+             "clients": len({id(c) for c in (fetch.leader, *fetch.followers, *fetch.completion_waiters,
+                                             *fetch.streaming) if c is not None}),
+             "received": fetch.received}
+            for fetch in list(self.fetches.values()) if not fetch.done
+        ]
 
     def register_fetch(self, fetch) -> None:
         self.fetches[fetch.key] = fetch

@@ -16,6 +16,8 @@ from twisted.logger import Logger
 from twisted_netapps.http.body import CHUNKED, LAST_CHUNK, LENGTH, NO_BODY, encode_chunk
 from twisted_netapps.http.errors import ProtocolError
 from twisted_netapps.http.fields import Headers, end_to_end_lines, strip_hop_by_hop
+from twisted_netapps.http.targets import Target, parse_absolute_target
+from twisted_netapps.observe import NULL_RECENT
 from twisted_netapps.proxy import responses
 from twisted_netapps.proxy.fetch import Fetch
 from twisted_netapps.proxy.policy.directives import NO_REQUEST_DIRECTIVES, parse_request_directives
@@ -30,7 +32,6 @@ from twisted_netapps.proxy.policy.validation import (
 )
 from twisted_netapps.proxy.policy.vary import vary_matches
 from twisted_netapps.proxy.serving import serve_entry
-from twisted_netapps.http.targets import Target, parse_absolute_target
 from twisted_netapps.proxy.targets import add_via, origin_form_target, via_pseudonyms
 from twisted_netapps.proxy.upstream import UpstreamRequest
 
@@ -48,7 +49,7 @@ class Exchange:
         "connection", "engine", "head", "method", "framing", "client_keep_alive", "target", "key", "destination",
         "request_directives", "fetch", "stale", "solo", "started", "finished", "response_chunked",
         "response_status", "x_cache", "body_bytes", "request_body_done", "_sender", "source", "pending_head",
-        "request_authority",
+        "request_authority", "why",
     )
 
     def __init__(self, connection, engine, head, framing, keep_alive: bool) -> None:
@@ -76,6 +77,7 @@ class Exchange:
         self.source = None  # "cache" or "origin" once the response has one (for the counters)
         self.pending_head = b""  # a forwarded head waiting to go out with the first body bytes
         self.request_authority = None  # reverse mode, absolute-form target: its authority (the Host to send)
+        self.why = ""  # the cache decision, in words (for the status page's live events)
 
     # -- routing --------------------------------------------------------------
 
@@ -131,6 +133,7 @@ class Exchange:
         headers = self.head.headers
         directives = self.request_directives
         if directives.no_store or ORIGIN_ONLY_PRECONDITIONS & headers.names():
+            self.why = "request says no-store" if directives.no_store else "a precondition only the origin evaluates"
             self.go_to_origin(None, store=not directives.no_store and self.method == b"GET")
             return
         entry = self.engine.cache.select(self.key, headers)
@@ -141,6 +144,7 @@ class Exchange:
             action = choose(entry.freshness, entry.directives, directives, now)
             if entry.must_validate and action in _SERVABLE:
                 action = Action.GATEWAY_TIMEOUT if directives.only_if_cached else Action.VALIDATE
+        self.why = "not in the cache" if entry is None and action is Action.FETCH else action.value
         if action in _SERVABLE:
             if action is Action.SERVE_STALE_AND_REVALIDATE:
                 self.engine.revalidate_in_background(self, entry)
@@ -164,6 +168,7 @@ class Exchange:
             existing = self.engine.collapsible_fetch(self.key)
             if existing is not None and (existing.head is None or existing.entry is not None):
                 self.fetch = existing
+                self.why = "collapsed onto the fetch in progress"
                 existing.join(self)
                 self.engine.stats.incr("collapsed")
                 return
@@ -184,6 +189,7 @@ class Exchange:
 
     def write_through(self) -> None:
         """Methods the cache does not answer: forwarded, the response passed back."""
+        self.why = "written through (not GET/HEAD)"
         fetch = Fetch(self.engine, self.key, self.method, self.head.headers, NO_REQUEST_DIRECTIVES,
                       validating=None, store=False)
         fetch.leader = self
@@ -340,6 +346,7 @@ class Exchange:
         now = self.engine.now()
         if entry is not None and self.engine.cache.contains(entry):
             if stale_on_error_allowed(entry.freshness, entry.directives, self.request_directives, now):
+                self.why = f"origin unreachable ({detail}): stale response served"
                 serve_entry(self, entry, b"HIT")
                 return
             self.error(504, f"the stored response is stale and cannot be validated: {detail}")
@@ -353,10 +360,12 @@ class Exchange:
             return False
         if not stale_on_error_allowed(entry.freshness, entry.directives, self.request_directives, self.engine.now()):
             return False
+        self.why = f"origin answered {fetch.head.status}: stale response served (stale-if-error)"
         serve_entry(self, entry, b"HIT")
         return True
 
     def fetch_validated(self, entry) -> None:
+        self.why = "the origin said 304: stored response served"
         serve_entry(self, entry, b"REVALIDATED")
 
     def go_alone(self, *, unconditional: bool = False) -> None:
@@ -385,6 +394,7 @@ class Exchange:
         if self.started or self.finished:
             return
         self.response_status = status
+        self.why = detail
         if status >= 500 and status != 508:
             self.engine.stats.incr("origin_errors")
         self.send_head(responses.error_response(
@@ -414,10 +424,18 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
-        if self.fetch is not None:
-            self.fetch.leave(self)
+        fetch = self.fetch
+        if fetch is not None:
+            fetch.leave(self)
         if self.source is not None:
             self.engine.count_hit(self.source == "cache", body_bytes)
+        recent = self.engine.recent
+        if recent is not NULL_RECENT and recent.wants():
+            why = self.why
+            if fetch is not None and fetch.not_stored:
+                why += "; not stored: " + fetch.not_stored
+            recent.add("request", method=self.method.decode("latin-1"), url=self.key.decode("latin-1")[:200],
+                       status=self.response_status, decision=self.x_cache.decode(), why=why, bytes=body_bytes)
         if self.engine.log_requests:
             log.info("proxy: {method} {uri} {status} {cache} {size}", method=self.method.decode("latin-1"),
                      uri=self.key.decode("latin-1"), status=self.response_status,

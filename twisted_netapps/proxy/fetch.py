@@ -44,6 +44,7 @@ class Fetch:
         "engine", "key", "method", "request_headers", "request_directives", "validating", "store", "upstream",
         "request_time", "leader", "followers", "completion_waiters", "streaming", "_paused_by", "head", "framing",
         "entry", "writer", "_memory", "_memory_size", "received", "done", "invalidated", "collapsible",
+        "not_stored",
     )
 
     def __init__(self, engine, key: bytes, method: bytes, request_headers: Headers, request_directives,
@@ -72,6 +73,7 @@ class Fetch:
         self.done = False
         self.invalidated = False
         self.collapsible = True
+        self.not_stored: str | None = None  # why the response was not stored (for the status page)
 
     # -- joining ------------------------------------------------------------
 
@@ -146,8 +148,10 @@ class Fetch:
         why = refusal(self.method, self.request_headers, self.request_directives, head.status,
                       head.headers, directives)
         if why is not None:
+            self.not_stored = why
             return
         if framing.kind == LENGTH and framing.length > self.engine.max_object_size:
+            self.not_stored = "larger than max_object_size"
             return
         names = vary_names(head.headers)
         headers = fields_to_store(head.headers, directives)

@@ -221,13 +221,15 @@ def build(context: ServiceContext):
         reverse_origin=reverse_origin(s.origin, "proxy.origin") if s.mode == "reverse" else None,
         allowed_ports=frozenset(s.allowed_ports) | (web_ports(context) if s.allow_web_ports else set()),
         heuristic=heuristic, max_object_size=s.max_object_size,
-        limits=limits, log_requests=s.log_requests,
+        limits=limits, log_requests=s.log_requests, recent=context.recent,
     )
     for name, meaning in COUNTERS.items():
         if meaning.startswith("gauge:"):
             context.stats.gauge_add(name, 0)
         else:
             context.stats.incr(name, 0)
+    context.views.add("cache", "Cache (most recently used first; fresh_for < 0: stale)", engine.cache_view)
+    context.views.add("fetches", "Origin fetches in progress (collapsed requests wait on one)", engine.fetches_view)
     factory = ProxyFactory(engine, s.allow)
     parent = ProxyService(engine, factory)
     parent.setName(context.name)

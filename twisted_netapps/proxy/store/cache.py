@@ -116,6 +116,15 @@ class Cache:
     def contains(self, entry: Entry) -> bool:
         return self._lru.get(entry.id) is entry
 
+    def most_recent(self, count: int) -> list[Entry]:
+        """Up to *count* entries, the most recently used first."""
+        found = []
+        for entry in reversed(self._lru.values()):
+            if len(found) >= count:
+                break
+            found.append(entry)
+        return found
+
     # -- changes ------------------------------------------------------------
 
     def add(self, entry: Entry, request_headers: Headers) -> None:

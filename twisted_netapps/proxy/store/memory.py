@@ -17,6 +17,10 @@ class MemoryBodies:
         self.size = 0
         self._bodies: OrderedDict[str, bytes] = OrderedDict()
 
+    def holds(self, entry_id: str) -> bool:
+        """Whether the body is in memory (without counting as a use)."""
+        return entry_id in self._bodies
+
     def get(self, entry_id: str) -> bytes | None:
         body = self._bodies.get(entry_id)
         if body is not None:
