@@ -127,6 +127,18 @@ class Headers:
             return values
         return b", ".join(values)
 
+    def index(self) -> dict[bytes, bytes | list[bytes]]:
+        """Lowercase name -> its value, or the list of its values when repeated.
+
+        The lookup table itself, for code that asks about many names at once:
+        read it, never change it (it is rebuilt after any change to the fields).
+        """
+        return self._indexed()
+
+    def joined(self) -> dict[bytes, bytes]:
+        """Every field as lowercase name -> its lines joined by ", " (a snapshot)."""
+        return {name: (value if type(value) is bytes else b", ".join(value)) for name, value in self._indexed().items()}
+
     def add(self, name: bytes, value: bytes) -> None:
         self._fields.append((name.lower(), name, value))
         self._index = self._options = None

@@ -131,6 +131,11 @@ def _parse_fields(lines: list[bytes], *, max_fields: int, fold_ok: bool, status:
 def parse_request_head(block: bytes, *, max_fields: int = 100) -> RequestHead:
     """Parse a request head (*block* excludes the empty line that ends it)."""
     first, section = _split_head(block)
+    return parse_request_parts(first, section, max_fields=max_fields)
+
+
+def parse_request_parts(first: bytes, section: bytes, *, max_fields: int = 100) -> RequestHead:
+    """Parse a request line (without its line end) and the field section after it."""
     match = _REQUEST_LINE.fullmatch(first)
     if match is None:
         if _VERSION_LIKE.fullmatch(first) and not first.rsplit(b" ", 1)[1].startswith(b"HTTP/1."):

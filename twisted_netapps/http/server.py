@@ -23,7 +23,7 @@ from twisted_netapps.http.body import CHUNKED, LENGTH, NONE, BodyReader, request
 from twisted_netapps.http.errors import ProtocolError
 from twisted_netapps.http.events import END_OF_REQUEST, Data, MessageError, RequestReceived
 from twisted_netapps.http.fields import connection_options
-from twisted_netapps.http.head import could_start_request, head_end, parse_request_head
+from twisted_netapps.http.head import could_start_request, head_end, parse_request_parts
 from twisted_netapps.http.targets import valid_host_field
 
 
@@ -127,28 +127,40 @@ class ServerConnection:
 
     def _head_block(self, buffer: bytes, end: int, after: int):
         """Parse the head in ``buffer[:end]``; the next message starts at *after*."""
-        block = buffer[:end]
-        first_line_end = block.find(b"\n")
-        line = block[:first_line_end] if first_line_end >= 0 else block
-        self.request_line = line[:-1] if line.endswith(b"\r") else line
+        newline = buffer.find(b"\n", 0, end)
+        if newline < 0:
+            line, section = buffer[:end], b""
+        else:
+            line, section = buffer[:newline], buffer[newline + 1:end]
         if len(line) > self.max_request_line:
             self.request_line = line[:200]
             raise ProtocolError(414, "request line too long")
-        if end - len(line) > self.max_field_section:
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        self.request_line = line
+        if len(section) > self.max_field_section:
             raise ProtocolError(431, "request header section too large")
         self._buffer = buffer[after:]
-        head = parse_request_head(block, max_fields=self.max_fields)
-        hosts = head.headers.get_all(b"host")
-        if len(hosts) > 1 or (head.version == b"1.1" and not hosts):
-            raise ProtocolError(400, "a request needs exactly one Host field")
-        if hosts and not valid_host_field(hosts[0]):
+        head = parse_request_parts(line, section, max_fields=self.max_fields)
+        headers = head.headers
+        version = head.version
+        fields = headers.index()
+        host = fields.get(b"host")
+        if type(host) is not bytes:  # absent, or a list of several
+            if host is not None or version == b"1.1":
+                raise ProtocolError(400, "a request needs exactly one Host field")
+        elif not valid_host_field(host):
             raise ProtocolError(400, "invalid Host")
         self.requests += 1
         if head.method == b"CONNECT":
             self.state = State.RESPONDING
             return RequestReceived(head, NONE, True)
-        framing = request_framing(head.headers, head.version)
-        alive = keep_alive(head.version, head.headers)
+        # Most requests have no body and no Connection field: no need to ask.
+        if b"content-length" in fields or b"transfer-encoding" in fields:
+            framing = request_framing(headers, version)
+        else:
+            framing = NONE
+        alive = version == b"1.1" if b"connection" not in fields else keep_alive(version, headers)
         if framing.kind == LENGTH or framing.kind == CHUNKED:
             self._body = BodyReader(framing, 400)
             self.state = State.BODY

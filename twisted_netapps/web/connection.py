@@ -70,6 +70,7 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+_CORE_HEAD = http_server.State.HEAD
 _FROM_CORE = {
     http_server.State.BODY: State.BODY,
     http_server.State.RESPONDING: State.DONE,
@@ -98,6 +99,7 @@ class ServerConnection:
         self._refused = False  # a request the view refused (ERROR)
         self._closed = False
         self._peer_closed = False
+        self.state = State.IDLE  # kept in step after every input and every finished response
 
     # ----------------------------------------------------------- input
 
@@ -115,21 +117,25 @@ class ServerConnection:
         """The current request's line, or what arrived of it (for the log)."""
         return self._core.request_line
 
-    @property
-    def state(self) -> State:
+    def _sync(self) -> None:
         if self._closed:
-            return State.CLOSED
-        if self._refused:
-            return State.ERROR
-        core = self._core
-        if core.state is http_server.State.HEAD:
-            return State.HEAD if core.head_started else State.IDLE
-        return _FROM_CORE[core.state]
+            self.state = State.CLOSED
+        elif self._refused:
+            self.state = State.ERROR
+        else:
+            core = self._core
+            state = core.state
+            if state is _CORE_HEAD:
+                self.state = State.HEAD if core.head_started else State.IDLE
+            else:
+                self.state = _FROM_CORE[state]
 
     def receive_data(self, data: bytes) -> list:
         if self._closed or self._refused:
             return []
-        return self._translate(self._core.receive_data(data))
+        events = self._translate(self._core.receive_data(data))
+        self._sync()
+        return events
 
     def _translate(self, events: list) -> list:
         out: list = []
@@ -165,6 +171,7 @@ class ServerConnection:
             if state is not State.IDLE:
                 self.head = None
             self._closed = True
+            self.state = State.CLOSED
             return [Close()]
         return []
 
@@ -198,6 +205,9 @@ class ServerConnection:
         """The response (head and body) has been handed to the transport."""
         if not self.keep_alive or self.state is not State.DONE:
             self._closed = True
+            self.state = State.CLOSED
             return [Close()]
         self.head = None
-        return self._translate(self._core.next_request())
+        events = self._translate(self._core.next_request())
+        self._sync()
+        return events

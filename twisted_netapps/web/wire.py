@@ -78,17 +78,6 @@ def _split_target(method: bytes, target: bytes) -> tuple[bytes, bytes | None, by
     return (*split_query(absolute.path), absolute.authority)
 
 
-def _fields(lines) -> dict[bytes, bytes]:
-    fields: dict[bytes, bytes] = {}
-    for lower, _name, value in lines:
-        previous = fields.get(lower)
-        if previous is None:
-            fields[lower] = value
-        else:
-            fields[lower] = previous + (b"; " if lower == b"cookie" else b", ") + value
-    return fields
-
-
 def request_view(head: http_head.RequestHead, framing: Framing, keep_alive: bool, request_line: bytes) -> RequestHead:
     """The web handlers' :class:`RequestHead` for a head the codec accepted;
     :class:`BadRequest` for a target or expectation the server refuses."""
@@ -96,7 +85,11 @@ def request_view(head: http_head.RequestHead, framing: Framing, keep_alive: bool
         path, query, authority = _split_target(head.method, head.target)
     except ProtocolError as e:
         raise BadRequest(e.status, e.detail) from None
-    fields = _fields(head.headers.lines())
+    fields = head.headers.joined()
+    if b"cookie" in fields:
+        cookies = head.headers.get_all(b"cookie")
+        if len(cookies) > 1:
+            fields[b"cookie"] = b"; ".join(cookies)  # RFC 6265 5.4: one Cookie, pairs split by "; "
     expect = fields.get(b"expect")
     if expect is not None and expect.lower() != b"100-continue":
         raise BadRequest(417, "unsupported expectation")
