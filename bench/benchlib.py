@@ -52,10 +52,13 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 15.0) -> None:
 
 
 @contextmanager
-def netapps(services: list[str], listen: dict[str, list[str]], sets=(), timeout: float = 30.0):
-    """Run ``twistd -n netapps`` with *services*; yield (pid, listeners list)."""
+def netapps(services: list[str], listen: dict[str, list[str]], sets=(), timeout: float = 30.0, prefix=()):
+    """Run ``twistd -n netapps`` with *services*; yield (pid, listeners list).
+
+    *prefix* goes before the command (``["taskset", "-c", "1"]`` pins the daemon).
+    """
     tmp = Path(tempfile.mkdtemp(prefix="netapps-bench-"))
-    cmd = [TWISTD, "-n", "--pidfile=", "-l", str(tmp / "twistd.log"), "netapps",
+    cmd = [*prefix, TWISTD, "-n", "--pidfile=", "-l", str(tmp / "twistd.log"), "netapps",
            f"--data-dir={tmp / 'data'}", f"--services={','.join(services)}"]
     cmd += [f"--listen={s}={e}" for s, eps in listen.items() for e in eps]
     cmd += [f"--set={s}" for s in sets]
@@ -79,6 +82,27 @@ def netapps(services: list[str], listen: dict[str, list[str]], sets=(), timeout:
     finally:
         stop_process(proc)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def tree_run_seconds(root_pid: int) -> float:
+    """CPU time (schedstat run time, ns precision) of *root_pid*, its threads and its live descendants."""
+    pids, seen = [root_pid], set()
+    total = 0
+    while pids:
+        pid = pids.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                try:
+                    total += int((task / "schedstat").read_text().split()[0])
+                    pids += [int(c) for c in (task / "children").read_text().split()]
+                except (OSError, ValueError, IndexError):
+                    continue
+        except OSError:
+            continue
+    return total / 1e9
 
 
 def report(title: str, unit: str, ours: float, peer: float, peer_name: str, extra: str = "") -> None:

@@ -12,7 +12,7 @@ from twisted_netapps.settings import from_table, setting
 def test_embedded_default_loads_and_listens_on_loopback_only():
     config = load_config()
     assert config.source == DEFAULT_CONFIG_NAME
-    assert config.enabled == ["uppercase", "dns", "resolver", "smtp", "pop3", "imap", "ftp", "status", "web", "tracker", "bittorrent"]
+    assert config.enabled == ["uppercase", "dns", "resolver", "smtp", "pop3", "imap", "ftp", "status", "web", "proxy", "tracker", "bittorrent"]
     for name, settings in config.services.items():
         for endpoint in settings.listen:
             assert "interface=127." in endpoint or "::1" in endpoint or endpoint.startswith("unix:"), (name, endpoint)

@@ -28,6 +28,7 @@ SERVICES: dict[str, str] = {
     "ftp": "twisted_netapps.ftp.service",
     "status": "twisted_netapps.status.service",
     "web": "twisted_netapps.web.service",
+    "proxy": "twisted_netapps.proxy.service",
     "tracker": "twisted_netapps.bittorrent.tracker.service",
     "bittorrent": "twisted_netapps.bittorrent.peer.service",
 }

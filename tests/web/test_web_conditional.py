@@ -7,10 +7,10 @@ import calendar
 import pytest
 from hypothesis import given, strategies as st
 
+from twisted_netapps.http.dates import format_http_date, parse_http_date
 from twisted_netapps.web.conditional import (
     Validators, evaluate_preconditions, if_range_allows, parse_entity_tags, strong_match, weak_match,
 )
-from twisted_netapps.web.dates import format_http_date, parse_http_date
 from twisted_netapps.web.ranges import multipart_layout, parse_byte_ranges, select_ranges
 
 LM = calendar.timegm((2024, 1, 2, 3, 4, 5, 0, 0, 0))

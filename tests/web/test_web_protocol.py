@@ -6,7 +6,7 @@ import os
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from webtestlib import connect, make_factory, responses, settled
+from webtestlib import connect, make_factory, request_head, responses, settled
 
 
 def site(tmp_path):
@@ -152,18 +152,17 @@ def test_login_guard_refusal_is_429_with_retry_after():
     from twisted_netapps.logins import LoginRefused
     from twisted_netapps.web.auth import Authenticator
     from twisted_netapps.web.messages import Request, Response
-    from twisted_netapps.web.wire import Limits, parse_request_head
 
     def refusing_login(portal, creds, host, account, *interfaces):
         return defer.fail(LoginRefused(host, 42.4))
 
     auth = Authenticator(None, refusing_login, "r", [], refused_error=LoginRefused)
-    head = parse_request_head(b"PUT /x HTTP/1.1\r\nHost: a\r\nAuthorization: Basic YWxpY2U6cHc=", Limits())
+    head = request_head(b"PUT /x HTTP/1.1\r\nHost: a\r\nAuthorization: Basic YWxpY2U6cHc=")
     results = []
     auth.authenticate(Request(head, "127.0.0.9", 0.0), "127.0.0.9").addCallback(results.append)
     (response,) = results
     assert isinstance(response, Response) and response.status == 429 and b"Retry-After: 42\r\n" in response.fields
-    no_auth = parse_request_head(b"PUT /x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x", Limits())
+    no_auth = request_head(b"PUT /x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x")
     assert auth.authenticate(Request(no_auth, "h", 0.0), "h") is None
 
 

@@ -10,14 +10,27 @@ from pathlib import Path
 from twisted.internet import defer, task
 from twisted.internet.testing import StringTransport
 
+from twisted_netapps.http.events import MessageError
 from twisted_netapps.stats import ServiceStats
 from twisted_netapps.web.accesslog import AccessLog
+from twisted_netapps.web.connection import RequestReceived, ServerConnection
 from twisted_netapps.web.demos import FormDemo
 from twisted_netapps.web.files import FileStore
 from twisted_netapps.web.protocol import WebFactory
 from twisted_netapps.web.site import Site
 from twisted_netapps.web.static import CacheRules, StaticFiles
-from twisted_netapps.web.wire import Limits
+from twisted_netapps.web.wire import BadRequest, Limits, RequestHead
+
+
+def request_head(text: bytes, limits: Limits = Limits()) -> RequestHead:
+    """The handlers' view of a request line and fields (no final empty line),
+    through the connection core; BadRequest with the status it refuses with."""
+    for event in ServerConnection(limits).receive_data(text + b"\r\n\r\n"):
+        if isinstance(event, MessageError):
+            raise BadRequest(event.status, event.detail)
+        if isinstance(event, RequestReceived):
+            return event.head
+    raise AssertionError(f"no request head in {text!r}")
 
 
 def settled(path: Path, age: float = 60.0) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from twisted_netapps.web.dates import parse_http_date
+from twisted_netapps.http.dates import parse_http_date
 
 _ENTITY_TAG = re.compile(rb'\s*(W/)?("[\x21\x23-\x7e\x80-\xff]*")\s*(?:,|\Z)')
 

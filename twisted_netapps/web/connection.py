@@ -1,22 +1,27 @@
-"""The server side of one HTTP/1.1 connection, sans-I/O (h11's shape, server only).
+"""The server side of one HTTP/1.1 connection for the web service, sans-I/O.
 
-:class:`ServerConnection` takes the bytes the client sends
-(:meth:`~ServerConnection.receive_data`) and returns events; it serialises
-response heads (:meth:`~ServerConnection.response_head`) and decides whether
-the connection stays open. The adapter does the I/O, the timers and the work.
+The framing -- request heads, bodies, pipelining, the limits and the
+smuggling defences -- is the shared core
+:class:`twisted_netapps.http.server.ServerConnection`. This class adds what
+the origin server decides around it: the handlers' view of each request
+(:func:`~twisted_netapps.web.wire.request_view`), the interim 100 Continue,
+response heads with the keep-alive decision, and the states the adapter's
+clocks follow.
 
-Requests are handled strictly one at a time, in order: after a
-:class:`RequestComplete` the core parses nothing more until the adapter says
-the response is finished (:meth:`~ServerConnection.response_finished`), which
-then yields the next pipelined request already buffered. While paused, what
-the client keeps sending is buffered; :attr:`~ServerConnection.buffered`
-lets the adapter stop reading when that grows.
+It gives the adapter :class:`RequestReceived` (the view), then the body as
+:class:`~twisted_netapps.http.events.Data` and an
+:class:`~twisted_netapps.http.events.EndOfMessage`; bad input is one
+:class:`~twisted_netapps.http.events.MessageError` (answer it, then close).
+Requests are handled strictly one at a time, in order: after the end of a
+request nothing more is parsed until the adapter says the response is
+finished (:meth:`~ServerConnection.response_finished`), which then yields
+the next pipelined request already buffered; :attr:`~ServerConnection.buffered`
+lets the adapter stop reading while that grows.
 
-Time is never read here. :class:`RequestStarted` marks the first byte of a
-request and :attr:`~ServerConnection.state` says whether a request is left
-incomplete (HEAD, BODY) after a read: the adapter counts its header and
-request deadlines from there, which is what defeats a slowloris client that
-an idle timer alone would let trickle forever.
+Time is never read here: :attr:`~ServerConnection.state` says whether a
+request is left incomplete (HEAD, BODY) after a read, and the adapter counts
+its header and request deadlines from there -- what defeats a slowloris
+client that an idle timer alone would let trickle forever.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from twisted_netapps.sansio import Close, StateMachine
-from twisted_netapps.web.wire import BadRequest, ChunkedDecoder, Limits, RequestHead, looks_like_request_start, parse_request_head
+from twisted_netapps.http import server as http_server
+from twisted_netapps.http.events import END_OF_REQUEST, MessageError
+from twisted_netapps.http.events import RequestReceived as HeadReceived
+from twisted_netapps.sansio import Close
+from twisted_netapps.web.wire import BadRequest, Limits, RequestHead, request_view
 
 REASONS = {
     100: "Continue", 200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content",
@@ -44,34 +52,10 @@ STATUS_LINES = {code: f"HTTP/1.1 {code} {reason}\r\n".encode("ascii") for code, 
 
 
 @dataclass(frozen=True, slots=True)
-class RequestStarted:
-    """The first byte of a new request arrived (start the header deadline)."""
-
-
-@dataclass(frozen=True, slots=True)
 class RequestReceived:
-    """A complete, valid request head."""
+    """A complete, valid request head, as the handlers see it."""
 
     head: RequestHead
-
-
-@dataclass(frozen=True, slots=True)
-class BodyData:
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class RequestComplete:
-    """The request (head and body) is complete; the core waits for the response."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProtocolError:
-    """The client sent something unacceptable: answer *status*, then close."""
-
-    status: int
-    reason: str
-    request_line: bytes  # what we had of it, for the log
 
 
 # ------------------------------------------------------------------ states
@@ -82,17 +66,16 @@ class State(enum.Enum):
     HEAD = "head"  # receiving a request line and header section
     BODY = "body"  # receiving a request body
     DONE = "done"  # request complete, its response not finished yet
-    ERROR = "error"  # a ProtocolError was raised; only its reply may be sent
+    ERROR = "error"  # a MessageError was given; only its reply may be sent
     CLOSED = "closed"
 
 
-TRANSITIONS = {
-    State.IDLE: frozenset({State.HEAD, State.CLOSED}),
-    State.HEAD: frozenset({State.BODY, State.DONE, State.ERROR, State.CLOSED}),
-    State.BODY: frozenset({State.DONE, State.ERROR, State.CLOSED}),
-    State.DONE: frozenset({State.IDLE, State.CLOSED}),
-    State.ERROR: frozenset({State.CLOSED}),
-    State.CLOSED: frozenset(),
+_CORE_HEAD = http_server.State.HEAD
+_FROM_CORE = {
+    http_server.State.BODY: State.BODY,
+    http_server.State.RESPONDING: State.DONE,
+    http_server.State.FAILED: State.ERROR,
+    http_server.State.TUNNEL: State.ERROR,  # never entered: this server does not tunnel
 }
 
 
@@ -106,153 +89,91 @@ class ServerConnection:
 
     def __init__(self, limits: Limits = Limits()) -> None:
         self.limits = limits
-        self._machine = StateMachine(State.IDLE, TRANSITIONS)
-        self._go = self._machine.move
+        self._core = http_server.ServerConnection(
+            max_request_line=limits.max_request_line,
+            max_field_section=limits.max_header_bytes,
+            max_fields=limits.max_headers,
+        )
         self.head: RequestHead | None = None
         self.keep_alive = True
-        self.requests = 0
-        self._buffer = b""
-        self._body_left = 0
-        self._chunked: ChunkedDecoder | None = None
+        self._refused = False  # a request the view refused (ERROR)
+        self._closed = False
         self._peer_closed = False
-        self._max_head = limits.max_request_line + limits.max_header_bytes + 4
+        self.state = State.IDLE  # kept in step after every input and every finished response
 
     # ----------------------------------------------------------- input
 
     @property
-    def buffered(self) -> int:
-        """Bytes received and not parsed yet (pipelined requests waiting)."""
-        return len(self._buffer)
+    def requests(self) -> int:
+        return self._core.requests
 
     @property
-    def state(self) -> State:
-        return self._machine.state
+    def buffered(self) -> int:
+        """Bytes received and not parsed yet (pipelined requests waiting)."""
+        return self._core.buffered
+
+    @property
+    def request_line(self) -> bytes:
+        """The current request's line, or what arrived of it (for the log)."""
+        return self._core.request_line
+
+    def _sync(self) -> None:
+        if self._closed:
+            self.state = State.CLOSED
+        elif self._refused:
+            self.state = State.ERROR
+        else:
+            core = self._core
+            state = core.state
+            if state is _CORE_HEAD:
+                self.state = State.HEAD if core.head_started else State.IDLE
+            else:
+                self.state = _FROM_CORE[state]
 
     def receive_data(self, data: bytes) -> list:
-        if self.state in (State.ERROR, State.CLOSED):
+        if self._closed or self._refused:
             return []
-        self._buffer = self._buffer + data if self._buffer else data
-        return self._process()
+        events = self._translate(self._core.receive_data(data))
+        self._sync()
+        return events
+
+    def _translate(self, events: list) -> list:
+        out: list = []
+        for event in events:
+            if type(event) is HeadReceived:
+                head = event.head
+                keep_alive = event.keep_alive and head.method != b"CONNECT"
+                try:
+                    view = request_view(head, event.framing, keep_alive, self._core.request_line)
+                except BadRequest as e:
+                    self._refused = True
+                    self.keep_alive = False
+                    out.append(MessageError(e.status, e.reason))
+                    return out
+                self.head = view
+                self.keep_alive = keep_alive and not self._peer_closed
+                out.append(RequestReceived(view))
+                if head.method == b"CONNECT":  # no body, whatever it says; answered, then closed
+                    out.append(END_OF_REQUEST)
+            else:
+                if type(event) is MessageError:
+                    self.keep_alive = False
+                out.append(event)
+        return out
 
     def receive_eof(self) -> list:
         """The client half-closed (or closed). A request being received is
         abandoned; a request being answered is answered, then we close."""
         self._peer_closed = True
         self.keep_alive = False
-        if self.state in (State.IDLE, State.HEAD, State.BODY):
-            if self.state is not State.IDLE:
+        state = self.state
+        if state in (State.IDLE, State.HEAD, State.BODY):
+            if state is not State.IDLE:
                 self.head = None
-            self._go(State.CLOSED)
+            self._closed = True
+            self.state = State.CLOSED
             return [Close()]
         return []
-
-    def _error(self, error: BadRequest, line: bytes) -> list:
-        self._go(State.ERROR)
-        self.keep_alive = False
-        self._buffer = b""
-        return [ProtocolError(error.status, error.reason, line)]
-
-    def _process(self) -> list:
-        events: list = []
-        while True:
-            state = self.state
-            if state is State.IDLE:
-                buffer = self._buffer
-                if buffer[:1] in (b"\r", b"\n"):
-                    # RFC 9112 2.2: ignore empty lines before a request line.
-                    buffer = self._buffer = buffer.lstrip(b"\r\n")
-                if not buffer:
-                    return events
-                self._go(State.HEAD)
-                events.append(RequestStarted())
-            elif state is State.HEAD:
-                if not self._parse_head(events):
-                    return events
-            elif state is State.BODY:
-                if not self._parse_body(events):
-                    return events
-            else:  # DONE: paused until the response is finished
-                return events
-
-    def _head_end(self, buffer: bytes) -> tuple[int, int]:
-        """(end of the head block, start of what follows), or (-1, -1)."""
-        crlf = buffer.find(b"\n\r\n")
-        lf = buffer.find(b"\n\n", 0, crlf if crlf >= 0 else len(buffer))
-        if lf >= 0:
-            return lf, lf + 2
-        if crlf >= 0:
-            return crlf, crlf + 3
-        return -1, -1
-
-    def _parse_head(self, events: list) -> bool:
-        buffer = self._buffer
-        end, rest = self._head_end(buffer)
-        if end < 0:
-            first_line_end = buffer.find(b"\n")
-            first_line = buffer if first_line_end < 0 else buffer[:first_line_end]
-            if not looks_like_request_start(first_line):
-                events += self._error(BadRequest(400, "not an HTTP request"), first_line[:200])
-                return False
-            if len(first_line) > self.limits.max_request_line:
-                events += self._error(BadRequest(414, "request line too long"), first_line[:200])
-                return False
-            if len(buffer) > self._max_head:
-                events += self._error(BadRequest(431, "header section too large"), first_line[:200])
-                return False
-            return False
-        block = buffer[:end - 1] if buffer[end - 1:end] == b"\r" else buffer[:end]
-        self._buffer = buffer[rest:]
-        try:
-            head = parse_request_head(block, self.limits)
-        except BadRequest as e:
-            line_end = block.find(b"\n")
-            events += self._error(e, (block if line_end < 0 else block[:line_end]).rstrip(b"\r")[:1024])
-            return False
-        self.head = head
-        self.requests += 1
-        self.keep_alive = head.keep_alive and not self._peer_closed
-        events.append(RequestReceived(head))
-        if head.chunked:
-            self._chunked = ChunkedDecoder(self.limits)
-            self._go(State.BODY)
-        elif head.content_length:
-            self._body_left = head.content_length
-            self._go(State.BODY)
-        else:
-            self._go(State.DONE)
-            events.append(RequestComplete())
-        return True
-
-    def _parse_body(self, events: list) -> bool:
-        buffer = self._buffer
-        if not buffer:
-            return False
-        if self._chunked is None:
-            take = self._body_left
-            if len(buffer) <= take:
-                self._buffer = b""
-                events.append(BodyData(buffer))
-                self._body_left -= len(buffer)
-            else:
-                self._buffer = buffer[take:]
-                events.append(BodyData(buffer[:take]))
-                self._body_left = 0
-            if self._body_left:
-                return False
-        else:
-            try:
-                pieces, used, done = self._chunked.feed(buffer)
-            except BadRequest as e:
-                events += self._error(e, self.head.request_line if self.head else b"")
-                return False
-            self._buffer = buffer[used:]
-            events.extend(BodyData(p) for p in pieces if p)
-            if not done:
-                return False
-            self._chunked = None
-        self._go(State.DONE)
-        events.append(RequestComplete())
-        return True
 
     # ----------------------------------------------------------- output
 
@@ -283,9 +204,10 @@ class ServerConnection:
     def response_finished(self) -> list:
         """The response (head and body) has been handed to the transport."""
         if not self.keep_alive or self.state is not State.DONE:
-            if self.state is not State.CLOSED:
-                self._go(State.CLOSED)
+            self._closed = True
+            self.state = State.CLOSED
             return [Close()]
         self.head = None
-        self._go(State.IDLE)
-        return self._process()
+        events = self._translate(self._core.next_request())
+        self._sync()
+        return events

@@ -26,14 +26,13 @@ from zope.interface import implementer
 
 from twisted_netapps.addresses import host_of
 from twisted_netapps.deadlines import Deadline
+from twisted_netapps.http.dates import format_http_date
+from twisted_netapps.http.events import Data, EndOfMessage, MessageError
 from twisted_netapps.observe import NULL_RECENT
 from twisted_netapps.ratelimit import ThrottledConsumer
 from twisted_netapps.sansio import Close
 from twisted_netapps.web.accesslog import AccessLog
-from twisted_netapps.web.connection import (
-    BodyData, ProtocolError, RequestComplete, RequestReceived, ServerConnection, State,
-)
-from twisted_netapps.web.dates import format_http_date
+from twisted_netapps.web.connection import RequestReceived, ServerConnection, State
 from twisted_netapps.web.messages import BodyReader, FileRegions, Request, Response, error_response
 from twisted_netapps.web.wire import Limits
 
@@ -237,12 +236,12 @@ class WebProtocol(protocol.Protocol):
                 kind = type(event)
                 if kind is RequestReceived:
                     self._begin(event.head)
-                elif kind is BodyData:
+                elif kind is Data:
                     self._body(event.data)
-                elif kind is RequestComplete:
+                elif kind is EndOfMessage:
                     self._complete()
-                elif kind is ProtocolError:
-                    self._protocol_error(event.status, event.reason, event.request_line)
+                elif kind is MessageError:
+                    self._protocol_error(event.status, event.detail, self.core.request_line)
                 elif kind is Close:
                     self._flush()
                     self.close()

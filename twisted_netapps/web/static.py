@@ -15,9 +15,9 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from twisted_netapps.http.dates import format_http_date
 from twisted_netapps.web.conditional import Validators, evaluate_preconditions, if_range_allows
 from twisted_netapps.web.connection import render_fields
-from twisted_netapps.web.dates import format_http_date
 from twisted_netapps.web.files import DirectoryEntry, FileStore, FileVersion, etag_of
 from twisted_netapps.web.listing import render_listing
 from twisted_netapps.web.messages import HTML, FileRegions, Request, Response, error_response
