@@ -109,3 +109,64 @@ def test_throttled_reader_pauses_the_transport_while_in_debt():
     assert transport.producerState == "paused"
     clock.advance(0.5)
     assert transport.producerState == "producing"
+
+
+def test_an_idle_bucket_saves_nothing_up():
+    # A link idle for a minute is not faster afterwards: from the moment data
+    # waits, at most rate * elapsed goes out (never ahead), and at most a chunk behind.
+    clock = Clock()
+    rate = 100_000
+    transport = StringTransport()
+    writer = ThrottledConsumer(transport, [TokenBucket(rate, now=0)], clock)
+    clock.advance(60)
+    writer.write(b"x" * 500_000)
+    assert transport.value() == b""  # not even the first chunk: it takes 0.16 s to "transmit"
+    for step in range(1, 400):
+        clock.advance(0.01)
+        delivered = len(transport.value())
+        assert rate * step * 0.01 - 16384 <= delivered <= rate * step * 0.01 + 1e-6
+
+
+def test_a_shared_bucket_is_idle_only_when_every_sender_is():
+    clock = Clock()
+    bucket = TokenBucket(100_000, now=0)
+    a, b = StringTransport(), StringTransport()
+    wa = ThrottledConsumer(a, [bucket], clock)
+    wb = ThrottledConsumer(b, [bucket], clock)
+    wa.write(b"x" * 200_000)
+    clock.pump([0.01] * 100)  # wa busy for 1 s
+    assert bucket.backlogged == 1
+    wb.write(b"y" * 10)  # wb joins a busy bucket: the tokens wa saved up (late timers) stay
+    clock.pump([0.01] * 200)
+    assert len(a.value()) == 200_000 and len(b.value()) == 10 and bucket.backlogged == 0
+    total = len(a.value()) + len(b.value())
+    assert total <= 100_000 * 3  # never ahead of the rate over the whole busy period
+
+
+@given(
+    writes=st.lists(st.tuples(st.floats(0, 2), st.integers(1, 60_000)), min_size=1, max_size=12),
+    rate=st.integers(10_000, 1_000_000),
+    step=st.sampled_from([0.001, 0.007, 0.02]),
+)
+@settings(max_examples=40, deadline=None)
+def test_never_ahead_of_the_rate_in_a_busy_period(writes, rate, step):
+    """Whatever the write pattern and timer granularity: within a busy period
+    (data waiting all along) the bytes sent never exceed rate * its length."""
+    clock = Clock()
+    transport = StringTransport()
+    writer = ThrottledConsumer(transport, [TokenBucket(rate, now=0)], clock)
+    busy_since = None
+    sent_before = 0
+    pending = sorted(writes)
+    t = 0.0
+    while pending or writer.queue:
+        while pending and pending[0][0] <= t:
+            if busy_since is None:
+                busy_since, sent_before = t, len(transport.value())
+            writer.write(b"z" * pending.pop(0)[1])
+        clock.advance(step)
+        t += step
+        if busy_since is not None:
+            assert len(transport.value()) - sent_before <= rate * (t - busy_since) + 1e-6
+        if not writer.queue:
+            busy_since = None

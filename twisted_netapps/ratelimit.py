@@ -1,16 +1,24 @@
 """Rate limits: a sans-I/O token bucket, and Twisted helpers that apply it.
 
-:class:`TokenBucket` is plain arithmetic over a time the caller passes in. It
-lets a sender go into *debt*: a chunk is sent when the balance is not
-negative, and its whole size is taken even if that makes the balance
-negative; the next chunk waits until the debt is repaid. Over any transfer the
-bytes sent are therefore at most ``burst + rate * elapsed`` and, when the
-sender always has data, at least ``rate * elapsed - chunk``: a long transfer
+:class:`TokenBucket` is plain arithmetic over a time the caller passes in:
+*rate* tokens (bytes) a second, at most *burst* saved up. Several buckets can
+govern one stream (a global cap, a per-torrent cap, a per-connection cap): a
+chunk goes out when every bucket allows it and is charged to every bucket.
+
+Sending (:class:`ThrottledConsumer`) behaves like a link of that rate: a chunk
+leaves once the balance covers it, and a bucket saves nothing up while no
+sender has data (:meth:`TokenBucket.begin_backlog`). So from the moment data
+is waiting, at most ``rate * elapsed`` bytes go out -- a transfer never runs
+ahead of its cap, which the distribution experiment relies on (a measured
+time below the bound would be a wrong measurement) -- and while data keeps
+waiting, the burst makes up for timers that fire late, so a long transfer
 measures the configured rate to well under 1%.
 
-Several buckets can govern one stream (a global cap, a per-torrent cap, a
-per-connection cap): a chunk goes out when every bucket allows it and is
-charged to every bucket.
+Receiving (:class:`ThrottledReader`) can only react to data already read: it
+uses *debt*, taking a read's whole size even if the balance goes negative,
+and pauses the transport until the debt is repaid. Bytes read by a time are
+at most ``burst + rate * elapsed`` plus one read; "the link delivered the
+last byte" is when the debt is repaid (:func:`wait_time`).
 
 The Twisted side:
 
@@ -36,8 +44,10 @@ MIN_BURST = 16 * 1024  # one BitTorrent block / one typical write
 
 
 def default_burst(rate: float) -> float:
-    """A twentieth of a second at *rate*, at least one 16 KiB chunk."""
-    return max(MIN_BURST, rate / 20)
+    """One 16 KiB chunk plus a twentieth of a second at *rate*: a sender needs a
+    whole chunk's worth to send one, and what a late timer missed is kept (up to
+    50 ms worth) rather than lost."""
+    return MIN_BURST + rate / 20
 
 
 class TokenBucket:
@@ -50,6 +60,7 @@ class TokenBucket:
         self.burst = float(burst) if burst is not None else default_burst(rate)
         self.tokens = self.burst
         self.stamp = now
+        self.backlogged = 0  # senders with data waiting (see begin_backlog)
 
     @property
     def unlimited(self) -> bool:
@@ -88,6 +99,22 @@ class TokenBucket:
         missing = min(amount, self.burst) - self.tokens
         return missing / self.rate if missing > 0 else 0.0
 
+    def begin_backlog(self, now: float) -> None:
+        """A sender has data waiting again. If no other sender had, the bucket was
+        idle, and a link saves nothing up while idle: the balance drops to at most
+        zero (a debt still owed stays owed)."""
+        if self.unlimited:
+            return
+        if self.backlogged == 0:
+            self._refill(now)
+            self.tokens = min(self.tokens, 0.0)
+        self.backlogged += 1
+
+    def end_backlog(self) -> None:
+        """A sender has nothing waiting any more."""
+        if self.backlogged > 0:
+            self.backlogged -= 1
+
     def try_consume(self, amount: float, now: float) -> bool:
         """Take *amount* only if the balance covers it."""
         if self.wait_time(now, amount) > 0:
@@ -96,9 +123,9 @@ class TokenBucket:
         return True
 
 
-def wait_time(buckets: Iterable[TokenBucket], now: float) -> float:
-    """Seconds until every bucket allows the next chunk (debt model)."""
-    return max((b.wait_time(now) for b in buckets), default=0.0)
+def wait_time(buckets: Iterable[TokenBucket], now: float, amount: float = 0.0) -> float:
+    """Seconds until every bucket's balance covers *amount* (0: is out of debt)."""
+    return max((b.wait_time(now, amount) for b in buckets), default=0.0)
 
 
 def consume(buckets: Iterable[TokenBucket], amount: float, now: float) -> None:
@@ -139,6 +166,7 @@ class ThrottledConsumer:
         self._consumer_paused = False
         self._timer = None
         self._closed = False
+        self._backlogged = False  # counted in the buckets' backlog
         self._drain_waiters: list = []
         consumer.registerProducer(self, True)
 
@@ -155,6 +183,11 @@ class ThrottledConsumer:
     def write(self, data: bytes) -> None:
         if self._closed or not data:
             return
+        if not self._backlogged and self.buckets:
+            self._backlogged = True
+            now = self.clock.seconds()
+            for bucket in self.buckets:
+                bucket.begin_backlog(now)
         self.queue.append(data)
         self.queued += len(data)
         self._pump()
@@ -190,6 +223,7 @@ class ThrottledConsumer:
         self._closed = True
         self.queue.clear()
         self.queued = 0
+        self._end_backlog()
         waiters, self._drain_waiters = self._drain_waiters, []
         for d in waiters:
             d.callback(None)
@@ -205,15 +239,17 @@ class ThrottledConsumer:
             return  # a timer is already waiting for tokens
         now = self.clock.seconds()
         while self.queue and not self._consumer_paused and not self._closed:
-            wait = wait_time(self.buckets, now)
+            data = self.queue[0]
+            if len(data) > self.chunk_size and self.buckets:
+                view = memoryview(data)  # the rest stays a view: no quadratic copying
+                self.queue[0] = view[self.chunk_size:]
+                self.queue.appendleft(view[:self.chunk_size])
+                data = self.queue[0]
+            wait = wait_time(self.buckets, now, len(data))
             if wait > 0:
                 self._timer = self.clock.callLater(wait, self._timer_fired)
                 break
-            data = self.queue.popleft()
-            if len(data) > self.chunk_size and self.buckets:
-                view = memoryview(data)  # the rest stays a view: no quadratic copying
-                self.queue.appendleft(view[self.chunk_size:])
-                data = view[:self.chunk_size]
+            self.queue.popleft()
             if isinstance(data, memoryview):
                 data = data.tobytes()
             self.queued -= len(data)
@@ -229,6 +265,14 @@ class ThrottledConsumer:
                 self.producer.resumeProducing()
             elif not self.streaming and not self.queue:
                 self.producer.resumeProducing()
+        if not self.queue and not self._closed:
+            self._end_backlog()  # (after the producer had its chance to write more)
+
+    def _end_backlog(self) -> None:
+        if self._backlogged:
+            self._backlogged = False
+            for bucket in self.buckets:
+                bucket.end_backlog()
 
     def _timer_fired(self) -> None:
         self._timer = None
