@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from twisted_netapps.bittorrent import metainfo
+from twisted_netapps.bittorrent.peer.choker import POLICIES, TIT_FOR_TAT
 from twisted_netapps.errors import NetappsError
 from twisted_netapps.units import format_size, parse_size
 
@@ -102,6 +103,9 @@ def _add_transfer_options(p: argparse.ArgumentParser) -> None:
                    help="also connect to this peer (repeatable; e.g. a client that never dials 127.x)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     p.add_argument("--verbose", "-v", action="store_true", help="log connections and tracker replies")
+    p.add_argument("--choker", choices=sorted(POLICIES), default=TIT_FOR_TAT.name,
+                   help="whom to upload to: the seeds' tit-for-tat (4 fastest + 1 optimistic, every 10/30 s; "
+                        "default) or libtorrent's defaults (8 + 1, every 15/30 s, round-robin when seeding)")
     p.add_argument("--super-seed", action="store_true",
                    help="BEP 16 super-seeding while this copy is the only complete one (seeding)")
 

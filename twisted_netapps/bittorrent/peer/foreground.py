@@ -21,6 +21,7 @@ from twisted.logger import (
 )
 
 from twisted_netapps.bittorrent.metainfo import Metainfo
+from twisted_netapps.bittorrent.peer.choker import POLICIES
 from twisted_netapps.bittorrent.peer.protocol import PeerFactory, TorrentDirectory
 from twisted_netapps.bittorrent.peer.runner import TorrentRunner
 from twisted_netapps.errors import NetappsError
@@ -62,7 +63,8 @@ def run_foreground(args, meta: Metainfo) -> int:
     runner = TorrentRunner(
         reactor, meta, args.dir, directory, bind=args.bind, listen_port=lambda: bound["port"],
         upload_rate=args.upload_rate, download_rate=args.download_rate, trackers=args.tracker,
-        extra_peers=extra, super_seed=args.super_seed, on_complete=on_complete,
+        extra_peers=extra, super_seed=args.super_seed, choke_policy=POLICIES[args.choker],
+        on_complete=on_complete,
     )
 
     def shutdown(*_sig) -> None:
