@@ -90,6 +90,10 @@ class _FtpFromAddress(ftp_client.FTPClient):
     """Passive data connections from the control connection's own address (the
     server refuses data connections from another host)."""
 
+    def __init__(self, reactor, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.reactor = reactor
+
     def connectFactory(self, host, port, factory):
         source = self.transport.getHost().host
         return self.reactor.connectTCP(host, port, factory, timeout=30, bindAddress=(source, 0))
@@ -97,12 +101,11 @@ class _FtpFromAddress(ftp_client.FTPClient):
 
 async def _ftp_fetch(reactor, url: str, source: str, body: _Body) -> None:
     # url: ftp://host:port/path, anonymous
-    rest = url.removeprefix("ftp://")
-    hostport, _, path = rest.partition("/")
+    hostport, _, path = url.removeprefix("ftp://").partition("/")
     host, _, port = hostport.partition(":")
-    creator = protocol.ClientCreator(reactor, _FtpFromAddress, "anonymous", "experiment@", passive=1)
-    client = await creator.connectTCP(host, int(port), timeout=30, bindAddress=(source, 0))
-    client.reactor = reactor
+    endpoint = endpoints.TCP4ClientEndpoint(reactor, host, int(port), timeout=30, bindAddress=(source, 0))
+    client = await endpoints.connectProtocol(
+        endpoint, _FtpFromAddress(reactor, "anonymous", "experiment@", passive=1))
     try:
         await client.retrieveFile(path, body)
         await body.done
@@ -135,14 +138,19 @@ async def _one_client(reactor, protocol_name: str, url: str, i: int, rate: float
     return finished
 
 
+# What the server uploaded, by its own counters: web counts every byte it
+# sends in bytes_out; ftp counts its control replies there and file bytes in bytes_sent.
+SENT_COUNTERS = {"web": ("bytes_out",), "ftp": ("bytes_out", "bytes_sent")}
+
+
 async def server_bytes_out(reactor, status_address: tuple[str, int], service: str) -> int:
-    """*service*'s ``bytes_out`` counter, live from the status service."""
+    """What *service* has sent so far, live from the status service."""
     agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
     response = await agent.request(b"GET", f"http://{status_address[0]}:{status_address[1]}/api/overview".encode())
     document = json.loads(await readBody(response))
     for entry in document["services"]:
         if entry["name"] == service:
-            return int(entry["counters"].get("bytes_out", 0))
+            return sum(int(entry["counters"].get(name, 0)) for name in SENT_COUNTERS[service])
     raise LookupError(f"the status service does not show {service}")
 
 

@@ -38,16 +38,18 @@ def make_payload(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-def daemon_settings(params: Parameters, payload_dir: Path) -> tuple[list[str], list[str]]:
-    """The services and ``--set`` values: the server's upload capped at u_s, a
-    tracker that lets peers re-announce quickly."""
+def server_files(params: Parameters, work: Path) -> tuple[Path, list[str], list[str]]:
+    """Where the file goes, the services and their ``--set`` values: the server's
+    upload capped at u_s, a tracker that lets peers re-announce quickly."""
     server = "web" if params.protocol == "http" else "ftp"
     sets = [f"{server}.upload_rate={int(params.server_upload)}", "tracker.interval=5", "tracker.min_interval=1"]
     if server == "web":
+        payload_dir = work / "www"
         sets += [f"web.root={payload_dir}", "web.seed_demo_site=false", 'web.access_log=""']
-    else:
-        sets += [f"ftp.anonymous_root={payload_dir}"]
-    return [server, "tracker", "status"], sets
+    else:  # anonymous FTP serves <root>/anonymous
+        payload_dir = work / "ftp" / "anonymous"
+        sets += [f"ftp.root={payload_dir.parent}"]
+    return payload_dir, [server, "tracker", "status"], sets
 
 
 class Experiment:
@@ -65,10 +67,9 @@ class Experiment:
 
     async def run(self, on_start: Callable = lambda *a: None, on_result: Callable = lambda r: None) -> list[RunResult]:
         params = self.params
-        payload_dir = self.work / "files"
+        payload_dir, services, sets = server_files(params, self.work)
         payload = payload_dir / PAYLOAD
         digest = make_payload(payload, params.file_size)
-        services, sets = daemon_settings(params, payload_dir)
         self.daemon = await start_daemon(self.reactor, services, self.work / "daemon", sets=sets)
         try:
             host, port = self.daemon.address("tracker")
