@@ -91,3 +91,13 @@ def test_plot_files(tmp_path):
     paths = plot(sample_results(), p.Parameters(peers=(1, 2)), tmp_path)
     assert [path.name for path in paths] == ["distribution.png", "distribution.svg"]
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in paths[1].read_bytes()[:500]
+
+
+def test_without_the_extra_the_command_says_what_to_install(monkeypatch, capsys):
+    from twisted_netapps import cli
+    from twisted_netapps.experiment import cli as experiment_cli
+
+    monkeypatch.setattr(experiment_cli, "_missing", lambda modules: [m for m in modules if m == "matplotlib"])
+    assert cli.main(["experiment", "distribution"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["netapps experiment: needs matplotlib: pip install 'twisted-netapps[experiment]'"]

@@ -64,6 +64,7 @@ def register(subparsers) -> None:
                         "libtorrent's defaults (8 + 1, round-robin when seeding)")
     d.add_argument("--with-libtorrent", action="store_true",
                    help="also run the P2P schedule with libtorrent peers (needs its Python bindings)")
+    d.add_argument("--p2p-only", action="store_true", help="skip the client-server runs")
     d.add_argument("--piece-length", type=_arg(parse_size), default=0, metavar="BYTES",
                    help="the torrent's piece size (default: about 128 pieces, at least 16KiB)")
     d.add_argument("--out", type=Path, default=Path("distribution-results"),
@@ -86,6 +87,7 @@ def parameters_from(args) -> p.Parameters:
         file_size=args.file_size, server_upload=float(args.server_upload), peer_upload=args.peer_upload,
         peer_download=args.peer_download, peers=tuple(args.peers), repeat=args.repeat, protocol=args.protocol,
         churn=args.churn, choker=args.choker, with_libtorrent=args.with_libtorrent, piece_length=args.piece_length,
+        client_server=not args.p2p_only,
     )
 
 
@@ -103,7 +105,8 @@ def cmd_distribution(args) -> int:
     from twisted_netapps.experiment.session import run_in_reactor
 
     print(params.describe())
-    bounds = sum(params.client_server_bound(n) + params.p2p_bound(n) for n in params.peers) * params.repeat
+    bounds = sum(params.client_server_bound(n) * params.client_server + params.p2p_bound(n)
+                 for n in params.peers) * params.repeat
     print(f"{len(params.runs())} runs; estimated time {_minutes(params.total_estimate())} "
           f"(the bounds add up to {_minutes(bounds)})", flush=True)
     return run_in_reactor(params, args.out, progress=not args.quiet)

@@ -121,6 +121,7 @@ class Parameters:
     choker: str = "tit-for-tat"
     with_libtorrent: bool = False
     piece_length: int = 0  # 0: default_piece_length(file_size)
+    client_server: bool = True  # False: the P2P runs only
 
     @property
     def pieces(self) -> int:
@@ -141,7 +142,8 @@ class Parameters:
         return p2p_bound(n, self.file_size, self.server_upload, self.uploads(n), self.downloads(n))
 
     def architectures(self) -> list[str]:
-        return ["client-server", "p2p"] + (["p2p-libtorrent"] if self.with_libtorrent else [])
+        return (["client-server"] if self.client_server else []) + ["p2p"] + (
+            ["p2p-libtorrent"] if self.with_libtorrent else [])
 
     def runs(self) -> list[tuple[str, int, int]]:
         """(architecture, N, repeat) in the order they run: N ascending, repeats
