@@ -13,6 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
+from twisted.internet import threads
+
 from twisted_netapps.bittorrent import metainfo
 from twisted_netapps.experiment.clientserver import run_client_server
 from twisted_netapps.experiment.params import Parameters
@@ -69,43 +71,42 @@ class Experiment:
         params = self.params
         payload_dir, services, sets = server_files(params, self.work)
         payload = payload_dir / PAYLOAD
-        digest = make_payload(payload, params.file_size)
+        self.digest = await threads.deferToThread(make_payload, payload, params.file_size)
         self.daemon = await start_daemon(self.reactor, services, self.work / "daemon", sets=sets)
         try:
             host, port = self.daemon.address("tracker")
-            tracker = f"http://{host}:{port}/announce"
-            torrent = self.work / f"{PAYLOAD}.torrent"
-            torrent.write_bytes(metainfo.create(payload, piece_length=params.pieces, trackers=[tracker]))
-            server = services[0]
-            server_host, server_port = self.daemon.address(server)
-            url = f"{params.protocol}://{server_host}:{server_port}/{PAYLOAD}"
-            common = dict(size=params.file_size)
+            self.tracker = f"http://{host}:{port}/announce"
+            self.torrent = self.work / f"{PAYLOAD}.torrent"
+            self.torrent.write_bytes(await threads.deferToThread(
+                metainfo.create, payload, piece_length=params.pieces, trackers=[self.tracker]))
+            self.server, self.payload_dir = services[0], payload_dir
+            server_host, server_port = self.daemon.address(self.server)
+            self.url = f"{params.protocol}://{server_host}:{server_port}/{PAYLOAD}"
             for arch, n, repeat in params.runs():
                 on_start(arch, n, repeat)
-                if arch == "client-server":
-                    result = await run_client_server(
-                        self.reactor, protocol_name=params.protocol, url=url, n=n, downloads=params.downloads(n),
-                        digest=digest, bound=params.client_server_bound(n), repeat=repeat,
-                        status_address=self.daemon.address("status"), service=server, **common)
-                elif arch == "p2p":
-                    result = await run_swarm(
-                        self.reactor, torrent=torrent, seed_dir=payload_dir, work=self.work, tracker=tracker, n=n,
-                        uploads=params.uploads(n), downloads=params.downloads(n),
-                        server_upload=params.server_upload, choker=params.choker, churn=params.churn,
-                        bound=params.p2p_bound(n), repeat=repeat, children=self.children, **common)
-                else:
-                    from twisted_netapps.experiment.lt_swarm import run_libtorrent_swarm
-
-                    result = await run_libtorrent_swarm(
-                        self.reactor, torrent=torrent, seed_dir=payload_dir, work=self.work, n=n,
-                        uploads=params.uploads(n), downloads=params.downloads(n),
-                        server_upload=params.server_upload, churn=params.churn,
-                        bound=params.p2p_bound(n), repeat=repeat, **common)
+                result = await self._run_one(arch, n, repeat)
                 self.results.append(result)
                 on_result(result)
         finally:
             await self.close()
         return self.results
+
+    async def _run_one(self, arch: str, n: int, repeat: int) -> RunResult:
+        params, reactor = self.params, self.reactor
+        if arch == "client-server":
+            return await run_client_server(
+                reactor, protocol_name=params.protocol, url=self.url, n=n, downloads=params.downloads(n),
+                digest=self.digest, size=params.file_size, bound=params.client_server_bound(n), repeat=repeat,
+                status_address=self.daemon.address("status"), service=self.server)
+        swarm = dict(torrent=self.torrent, seed_dir=self.payload_dir, work=self.work, n=n,
+                     uploads=params.uploads(n), downloads=params.downloads(n), server_upload=params.server_upload,
+                     churn=params.churn, size=params.file_size, bound=params.p2p_bound(n), repeat=repeat)
+        if arch == "p2p":
+            return await run_swarm(reactor, tracker=self.tracker, choker=params.choker, children=self.children,
+                                   **swarm)
+        from twisted_netapps.experiment.lt_swarm import run_libtorrent_swarm  # (libtorrent: optional)
+
+        return await run_libtorrent_swarm(reactor, **swarm)
 
     async def close(self) -> None:
         """Stop every child (also on Ctrl-C) and remove the work directory."""
