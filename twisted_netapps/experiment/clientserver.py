@@ -3,10 +3,10 @@
 The server's upload is capped at u_s by the daemon (``web.upload_rate`` /
 ``ftp.upload_rate``: one bucket for all its connections). Each client is its
 own "host" (a 127.0.2.x source address) with its download capped at d_i by a
-token bucket on its reads (:class:`~twisted_netapps.ratelimit.ThrottledReader`:
-the socket is not read while the client is in debt, so TCP slows the server
-down). A client holds its copy when the last byte is in, the download link has
-"delivered" it (the bucket's debt is repaid) and its SHA-256 matches.
+token bucket on what it receives (:class:`~twisted_netapps.ratelimit.ThrottledReceiver`:
+bytes are taken no faster than d_i, and the socket is not read while a
+backlog waits, so TCP slows the server down). A client holds its copy when
+the last byte has been taken and its SHA-256 matches.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from twisted.internet import defer, endpoints, error, protocol, task
+from twisted.internet import defer, endpoints, error, protocol
 from twisted.protocols import ftp as ftp_client
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, readBody
 from twisted.web.iweb import IAgentEndpointFactory
@@ -22,7 +22,7 @@ from zope.interface import implementer
 
 from twisted_netapps.experiment.params import peer_address
 from twisted_netapps.experiment.results import RunResult
-from twisted_netapps.ratelimit import ThrottledReader, TokenBucket, wait_time
+from twisted_netapps.ratelimit import ThrottledReceiver, TokenBucket
 
 CLIENT_TIMEOUT = 600.0
 
@@ -32,33 +32,38 @@ class DownloadFailed(Exception):
 
 
 class _Body(protocol.Protocol):
-    """Hashes what arrives, reading no faster than the buckets allow."""
+    """Hashes what arrives, taking it no faster than the buckets allow."""
 
     def __init__(self, clock, buckets: list[TokenBucket]) -> None:
         self.clock = clock
         self.buckets = buckets
         self.sha256 = hashlib.sha256()
         self.size = 0
-        self.done: defer.Deferred = defer.Deferred()  # fires with how the body ended
-        self.reason = None
-        self.throttle: ThrottledReader | None = None
+        self.done: defer.Deferred = defer.Deferred()  # fires once the body is all taken
+        self.reason = None  # how the connection ended (a Failure)
+        self.receiver: ThrottledReceiver | None = None
 
     def connectionMade(self) -> None:
         if self.buckets:
-            self.throttle = ThrottledReader(self.transport, self.buckets, self.clock)
+            self.receiver = ThrottledReceiver(self.transport, self.buckets, self.clock, self._take)
 
-    def dataReceived(self, data: bytes) -> None:
+    def _take(self, data: bytes) -> None:
         self.sha256.update(data)
         self.size += len(data)
-        if self.throttle is not None:
-            self.throttle.received(len(data))
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.receiver is not None:
+            self.receiver.received(data)
+        else:
+            self._take(data)
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
-        if self.throttle is not None:
-            self.throttle.stop()
-        if not self.done.called:
-            self.reason = reason  # (a Failure: not passed to callback, which would make it an error)
+        self.reason = reason  # (a Failure: not passed to callback, which would make it an error)
+        if self.receiver is None:
             self.done.callback(None)
+            return
+        self.receiver.transport_closed()
+        self.receiver.when_delivered().addCallback(lambda _: self.done.callback(None))
 
 
 @implementer(IAgentEndpointFactory)
@@ -122,15 +127,9 @@ FETCHERS = {"http": _http_fetch, "ftp": _ftp_fetch}
 
 async def _one_client(reactor, protocol_name: str, url: str, i: int, rate: float, started: float,
                       digest: str, size: int) -> float:
-    buckets = []
-    if rate:
-        bucket = TokenBucket(rate, now=started)
-        bucket.begin_backlog(started)  # the download link saved nothing up before the start
-        buckets.append(bucket)
+    buckets = [TokenBucket(rate, now=started)] if rate else []
     body = _Body(reactor, buckets)
     await FETCHERS[protocol_name](reactor, url, peer_address(i), body)
-    # The link "delivers" the last byte once the reads' debt is repaid.
-    await task.deferLater(reactor, wait_time(buckets, reactor.seconds()), lambda: None)
     finished = reactor.seconds() - started
     if body.size != size or body.sha256.hexdigest() != digest:
         raise DownloadFailed(f"client {i}: got {body.size} bytes, SHA-256 {body.sha256.hexdigest()[:16]}..., "

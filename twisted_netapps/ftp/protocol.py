@@ -332,7 +332,7 @@ class FtpFactory(protocol.Factory):
         self.port_picker = PortPicker(low, high)
         self.sessions: set[FtpControl] = set()
         # ftp.upload_rate: one bucket for every data connection's downloads
-        self.upload_buckets = [TokenBucket(settings.upload_rate, now=reactor.seconds())] if settings.upload_rate else []
+        self.upload_buckets = [TokenBucket(settings.upload_rate, now=reactor.seconds(), fair=True)] if settings.upload_rate else []
 
     def buildProtocol(self, addr):
         return FtpControl(self)

@@ -67,7 +67,8 @@ class TorrentRunner:
         self.listen_port = listen_port
         self.peer_id = new_peer_id()
         now = reactor.seconds()
-        self.upload_buckets = list(global_buckets[0]) + ([TokenBucket(upload_rate, now=now)] if upload_rate else [])
+        self.upload_buckets = list(global_buckets[0]) + (
+            [TokenBucket(upload_rate, now=now, fair=True)] if upload_rate else [])  # unchoked peers served in turn
         self.download_buckets = list(global_buckets[1]) + (
             [TokenBucket(download_rate, now=now)] if download_rate else [])
         self.trackers = trackers if trackers is not None else meta.trackers
