@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from twisted_netapps.experiment.bounds import client_server_bound, p2p_bound
-from twisted_netapps.experiment.units import format_size, parse_rate, parse_size
+from twisted_netapps.units import format_size, parse_rate, parse_size
 
 # The seeds' example: client upload rate u, F/u = 1 hour, u_s = 10u, d_min >= u_s.
 U = 1.0

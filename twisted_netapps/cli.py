@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "twisted_netapps.mail.queue_cli",
     "twisted_netapps.resolver.trace",
     "twisted_netapps.bittorrent.cli",
+    "twisted_netapps.experiment.cli",
 ]
 
 

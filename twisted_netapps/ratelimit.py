@@ -1,16 +1,22 @@
 """Rate limits: a sans-I/O token bucket, and Twisted helpers that apply it.
 
-:class:`TokenBucket` is plain arithmetic over a time the caller passes in. It
-lets a sender go into *debt*: a chunk is sent when the balance is not
-negative, and its whole size is taken even if that makes the balance
-negative; the next chunk waits until the debt is repaid. Over any transfer the
-bytes sent are therefore at most ``burst + rate * elapsed`` and, when the
-sender always has data, at least ``rate * elapsed - chunk``: a long transfer
+:class:`TokenBucket` is plain arithmetic over a time the caller passes in:
+*rate* tokens (bytes) a second, at most *burst* saved up. Several buckets can
+govern one stream (a global cap, a per-torrent cap, a per-connection cap): a
+chunk goes out when every bucket allows it and is charged to every bucket.
+
+Sending (:class:`ThrottledConsumer`) behaves like a link of that rate: a chunk
+leaves once the balance covers it, and a bucket saves nothing up while no
+sender has data (:meth:`TokenBucket.begin_backlog`). So from the moment data
+is waiting, at most ``rate * elapsed`` bytes go out -- a transfer never runs
+ahead of its cap, which the distribution experiment relies on (a measured
+time below the bound would be a wrong measurement) -- and while data keeps
+waiting, the burst makes up for timers that fire late, so a long transfer
 measures the configured rate to well under 1%.
 
-Several buckets can govern one stream (a global cap, a per-torrent cap, a
-per-connection cap): a chunk goes out when every bucket allows it and is
-charged to every bucket.
+Receiving (:class:`ThrottledReceiver`) follows the same rule: what the
+socket gives is held and handed on at the buckets' rate, and the socket is not
+read while a backlog waits.
 
 The Twisted side:
 
@@ -18,10 +24,11 @@ The Twisted side:
   a transport): ``write()`` queues, the queue drains at the buckets' rate, the
   upstream producer is paused while more than ``high_water`` bytes wait, and
   the consumer's own back-pressure (a full socket buffer) pauses the drain.
-- :class:`ThrottledReader` caps what a transport *receives*: the protocol
-  reports each read with :meth:`~ThrottledReader.received`, and the transport
-  stops reading (``pauseProducing``) until the debt is repaid, so TCP flow
-  control slows the sender down.
+- :class:`ThrottledReceiver` caps what a transport *receives*: the protocol
+  passes each read to :meth:`~ThrottledReceiver.received` and gets the bytes
+  back through its *deliver* callable at the capped rate; the transport stops
+  reading (``pauseProducing``) while a backlog waits, so TCP flow control
+  slows the sender down.
 """
 
 from __future__ import annotations
@@ -36,20 +43,26 @@ MIN_BURST = 16 * 1024  # one BitTorrent block / one typical write
 
 
 def default_burst(rate: float) -> float:
-    """A twentieth of a second at *rate*, at least one 16 KiB chunk."""
-    return max(MIN_BURST, rate / 20)
+    """One 16 KiB chunk plus a twentieth of a second at *rate*: a sender needs a
+    whole chunk's worth to send one, and what a late timer missed is kept (up to
+    50 ms worth) rather than lost."""
+    return MIN_BURST + rate / 20
 
 
 class TokenBucket:
     """*rate* bytes (or anything) per second, up to *burst* saved up; ``rate == 0`` is no limit."""
 
-    def __init__(self, rate: float, burst: float | None = None, now: float = 0.0) -> None:
+    def __init__(self, rate: float, burst: float | None = None, now: float = 0.0, *, fair: bool = False) -> None:
         if rate < 0:
             raise ValueError("rate must be >= 0")
         self.rate = float(rate)
         self.burst = float(burst) if burst is not None else default_burst(rate)
         self.tokens = self.burst
         self.stamp = now
+        self.backlogged = 0  # senders with data waiting (see begin_backlog)
+        # fair: the senders sharing the bucket take turns, a chunk each (see my_turn)
+        self.fair = fair
+        self.turns: dict = {}  # the senders ready to send, in turn order
 
     @property
     def unlimited(self) -> bool:
@@ -88,6 +101,52 @@ class TokenBucket:
         missing = min(amount, self.burst) - self.tokens
         return missing / self.rate if missing > 0 else 0.0
 
+    def begin_backlog(self, now: float) -> None:
+        """A sender has data waiting again. If no other sender had, the bucket was
+        idle, and a link saves nothing up while idle: the balance drops to at most
+        zero (a debt still owed stays owed)."""
+        if self.unlimited:
+            return
+        if self.backlogged == 0:
+            self._refill(now)
+            self.tokens = min(self.tokens, 0.0)
+        self.backlogged += 1
+
+    def end_backlog(self) -> None:
+        """A sender has nothing waiting any more."""
+        if self.backlogged > 0:
+            self.backlogged -= 1
+
+    # -- taking turns (a fair bucket) -------------------------------------------
+    # Without turns, whichever sender's timer fires first takes the tokens, and
+    # one connection can be served whole before the next starts. A link shared
+    # fairly gives each waiting sender a chunk in turn (round-robin), so N
+    # transfers progress together at rate/N each -- the seeds' server sending
+    # to N clients at once.
+
+    def my_turn(self, sender) -> bool:
+        """Whether *sender* (ready to send) goes next; it joins the line if new."""
+        if sender not in self.turns:
+            self.turns[sender] = None
+        return next(iter(self.turns)) is sender
+
+    def took_turn(self, sender) -> None:
+        """*sender* sent a chunk: to the back of the line; the next one is told."""
+        if self.turns.pop(sender, self) is not self:
+            self.turns[sender] = None
+        self._tell_next(sender)
+
+    def leave(self, sender) -> None:
+        """*sender* has nothing to send now (or cannot: paused, closed)."""
+        was_first = bool(self.turns) and next(iter(self.turns)) is sender
+        if self.turns.pop(sender, self) is not self and was_first:
+            self._tell_next(sender)
+
+    def _tell_next(self, sender) -> None:
+        first = next(iter(self.turns), None)
+        if first is not None and first is not sender:
+            first.your_turn()
+
     def try_consume(self, amount: float, now: float) -> bool:
         """Take *amount* only if the balance covers it."""
         if self.wait_time(now, amount) > 0:
@@ -96,9 +155,9 @@ class TokenBucket:
         return True
 
 
-def wait_time(buckets: Iterable[TokenBucket], now: float) -> float:
-    """Seconds until every bucket allows the next chunk (debt model)."""
-    return max((b.wait_time(now) for b in buckets), default=0.0)
+def wait_time(buckets: Iterable[TokenBucket], now: float, amount: float = 0.0) -> float:
+    """Seconds until every bucket's balance covers *amount* (0: is out of debt)."""
+    return max((b.wait_time(now, amount) for b in buckets), default=0.0)
 
 
 def consume(buckets: Iterable[TokenBucket], amount: float, now: float) -> None:
@@ -139,6 +198,11 @@ class ThrottledConsumer:
         self._consumer_paused = False
         self._timer = None
         self._closed = False
+        self._backlogged = False  # counted in the buckets' backlog
+        fair = [b for b in self.buckets if b.fair and not b.unlimited]
+        if len(fair) > 1:
+            raise ValueError("a stream can take turns in one fair bucket only")
+        self._fair = fair[0] if fair else None
         self._drain_waiters: list = []
         consumer.registerProducer(self, True)
 
@@ -155,6 +219,11 @@ class ThrottledConsumer:
     def write(self, data: bytes) -> None:
         if self._closed or not data:
             return
+        if not self._backlogged and self.buckets:
+            self._backlogged = True
+            now = self.clock.seconds()
+            for bucket in self.buckets:
+                bucket.begin_backlog(now)
         self.queue.append(data)
         self.queued += len(data)
         self._pump()
@@ -166,6 +235,13 @@ class ThrottledConsumer:
     # -- IPushProducer (for the downstream consumer's back-pressure) ---------
     def pauseProducing(self) -> None:
         self._consumer_paused = True
+        if self._fair is not None:
+            self._fair.leave(self)  # a blocked socket does not hold up the others
+
+    def your_turn(self) -> None:
+        """Called by a fair bucket: this stream goes next (soon: no recursion)."""
+        if self._timer is None:
+            self._timer = self.clock.callLater(0, self._timer_fired)
 
     def resumeProducing(self) -> None:
         self._consumer_paused = False
@@ -190,6 +266,9 @@ class ThrottledConsumer:
         self._closed = True
         self.queue.clear()
         self.queued = 0
+        self._end_backlog()
+        if self._fair is not None:
+            self._fair.leave(self)
         waiters, self._drain_waiters = self._drain_waiters, []
         for d in waiters:
             d.callback(None)
@@ -204,21 +283,28 @@ class ThrottledConsumer:
         if self._timer is not None:
             return  # a timer is already waiting for tokens
         now = self.clock.seconds()
+        fair = self._fair
         while self.queue and not self._consumer_paused and not self._closed:
-            wait = wait_time(self.buckets, now)
+            if fair is not None and not fair.my_turn(self):
+                break  # told by the bucket when it is our turn
+            data = self.queue[0]
+            if len(data) > self.chunk_size and self.buckets:
+                view = memoryview(data)  # the rest stays a view: no quadratic copying
+                self.queue[0] = view[self.chunk_size:]
+                self.queue.appendleft(view[:self.chunk_size])
+                data = self.queue[0]
+            wait = wait_time(self.buckets, now, len(data))
             if wait > 0:
                 self._timer = self.clock.callLater(wait, self._timer_fired)
                 break
-            data = self.queue.popleft()
-            if len(data) > self.chunk_size and self.buckets:
-                view = memoryview(data)  # the rest stays a view: no quadratic copying
-                self.queue.appendleft(view[self.chunk_size:])
-                data = view[:self.chunk_size]
+            self.queue.popleft()
             if isinstance(data, memoryview):
                 data = data.tobytes()
             self.queued -= len(data)
             consume(self.buckets, len(data), now)
             self.consumer.write(data)
+            if fair is not None:
+                fair.took_turn(self)
         if not self.queue and self._drain_waiters:
             waiters, self._drain_waiters = self._drain_waiters, []
             for d in waiters:
@@ -229,38 +315,64 @@ class ThrottledConsumer:
                 self.producer.resumeProducing()
             elif not self.streaming and not self.queue:
                 self.producer.resumeProducing()
+        if not self.queue and not self._closed:
+            self._end_backlog()  # (after the producer had its chance to write more)
+            if fair is not None:
+                fair.leave(self)
+
+    def _end_backlog(self) -> None:
+        if self._backlogged:
+            self._backlogged = False
+            for bucket in self.buckets:
+                bucket.end_backlog()
 
     def _timer_fired(self) -> None:
         self._timer = None
         self._pump()
 
 
-class ThrottledReader:
-    """Caps the receive rate of *transport* by pausing its reads while in debt."""
+@implementer(IConsumer)
+class _Deliver:
+    """The consumer a :class:`ThrottledReceiver` hands data on to: a callable."""
 
-    def __init__(self, transport, buckets: Sequence[TokenBucket], clock) -> None:
+    def __init__(self, deliver) -> None:
+        self.write = deliver
+
+    def registerProducer(self, producer, streaming: bool) -> None:
+        pass
+
+    def unregisterProducer(self) -> None:
+        pass
+
+
+class ThrottledReceiver:
+    """Caps what a transport *receives*, like a link of the buckets' rate.
+
+    Each read goes to :meth:`received`; the bytes are handed on to *deliver*
+    no faster than the buckets allow (the same rule as sending: never ahead of
+    ``rate * elapsed`` from the moment data waits), and the transport stops
+    reading while more than *high_water* bytes wait, so TCP flow control
+    slows the sender down.
+    """
+
+    def __init__(self, transport, buckets: Sequence[TokenBucket], clock, deliver, *,
+                 high_water: int = 64 * 1024) -> None:
         self.transport = transport
-        self.buckets = list(buckets)
-        self.clock = clock
-        self._timer = None
+        self._queue = ThrottledConsumer(_Deliver(deliver), buckets, clock, high_water=high_water)
+        self._queue.registerProducer(transport, True)
 
-    def received(self, amount: int) -> None:
-        now = self.clock.seconds()
-        consume(self.buckets, amount, now)
-        wait = wait_time(self.buckets, now)
-        if wait > 0 and self._timer is None:
-            self.transport.pauseProducing()
-            self._timer = self.clock.callLater(wait, self._resume)
+    def received(self, data: bytes) -> None:
+        self._queue.write(data)
 
-    def _resume(self) -> None:
-        self._timer = None
-        wait = wait_time(self.buckets, self.clock.seconds())
-        if wait > 0:
-            self._timer = self.clock.callLater(wait, self._resume)
-        else:
-            self.transport.resumeProducing()
+    def when_delivered(self):
+        """A Deferred that fires once every byte received so far has been handed on."""
+        return self._queue.when_drained()
+
+    def transport_closed(self) -> None:
+        """No more reads will come; what waits is still handed on at the rate."""
+        self._queue.unregisterProducer()
 
     def stop(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        """The connection is gone: drop what waits, stop the timers."""
+        self._queue.unregisterProducer()  # (closing must not stop the transport: it is ours to close)
+        self._queue.close()

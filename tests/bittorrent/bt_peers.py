@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from twisted_netapps.experiment.lt_swarm import lt_add, lt_session  # noqa: F401 (the tests' libtorrent peers)
+
 NETAPPS = str(Path(sys.executable).parent / "netapps")
 
 
@@ -35,37 +37,6 @@ def sha256_tree(path: Path) -> dict[str, str]:
         str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(path.rglob("*")) if p.is_file()
     }
-
-
-def lt_session(lt, interface: str = "127.0.0.1", upload_rate: int = 0, download_rate: int = 0):
-    settings = {
-        "listen_interfaces": f"{interface}:0",
-        "outgoing_interfaces": interface,
-        "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
-        "allow_multiple_connections_per_ip": True,
-        "alert_mask": 0,
-        "upload_rate_limit": upload_rate,
-        "download_rate_limit": download_rate,
-        "announce_to_all_trackers": True,
-        "min_announce_interval": 5,
-    }
-    session = lt.session(settings)
-    if upload_rate or download_rate:
-        # libtorrent exempts local-network peers from rate limits (its "local" peer
-        # class); put every address in the global class so the limits apply on loopback.
-        rules = lt.ip_filter()
-        rules.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
-        session.set_peer_class_filter(rules)
-    return session
-
-
-def lt_add(lt, session, torrent: Path, save_path: Path, *, seed_mode: bool = False):
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(str(torrent))
-    params.save_path = str(save_path)
-    if seed_mode:
-        params.flags |= lt.torrent_flags.seed_mode
-    return session.add_torrent(params)
 
 
 def lt_wait(handle, predicate, timeout: float, what: str):

@@ -1,8 +1,9 @@
 """Picker (random first, rarest first, strict priority, endgame) and choker (10 s / 30 s, 4 slots)."""
 
+import dataclasses
 import random
 
-from twisted_netapps.bittorrent.peer.choker import ChokeCandidate, Choker
+from twisted_netapps.bittorrent.peer.choker import LIBTORRENT, TIT_FOR_TAT, ChokeCandidate, Choker
 from twisted_netapps.bittorrent.peer.picker import PeerPieces, PiecePicker
 from twisted_netapps.bittorrent.peer.rate import RateMeter
 
@@ -161,11 +162,42 @@ def test_snubbed_peers_lose_their_regular_slot():
 def test_new_peers_favoured_for_optimistic():
     counts = {"old": 0, "new": 0}
     for s in range(400):
-        c = Choker(slots=0, rng=random.Random(s))
+        c = Choker(dataclasses.replace(TIT_FOR_TAT, slots=0), rng=random.Random(s))
         ps = [ChokeCandidate("old", True, 0, 0, -1000), ChokeCandidate("new", True, 0, 0, 0)]
         c.update(1, ps, seeding=False)
         counts[c.optimistic] += 1
     assert counts["new"] > 2 * counts["old"]
+
+
+def test_libtorrent_style_unchokes_eight_plus_one():
+    c = Choker(LIBTORRENT, rng=random.Random(1))
+    unchoked = c.update(0, peers([float(r) for r in range(20)]), seeding=False)
+    assert c.regular == {f"p{i}" for i in range(12, 20)} and len(unchoked) == 9
+
+
+def test_libtorrent_style_seeding_goes_round_robin():
+    # A seed's slot is kept until the peer got its quota (20 pieces), then the
+    # peers that waited longest come first, however fast the others download.
+    piece = 32 * 1024
+    c = Choker(dataclasses.replace(LIBTORRENT, slots=2, optimistic=0), piece_length=piece, rng=random.Random(1))
+    ps = [ChokeCandidate(f"p{i}", True, 0.0, float(100 - i), -1000) for i in range(6)]
+    served = []
+    for t in range(0, 15 * 12, 15):
+        unchoked = c.update(float(t), ps, seeding=True)
+        served.append(unchoked)
+        for p in ps:
+            if p.key in unchoked:
+                p.uploaded += 10 * piece  # half the quota per period
+    assert all(len(u) == 2 for u in served)
+    assert served[0] == served[1]  # short of the quota after one period: slots kept
+    everyone = set().union(*served)
+    assert everyone == {p.key for p in ps}  # every peer had its turn
+
+
+def test_tit_for_tat_seeding_keeps_the_fastest():
+    c = Choker(dataclasses.replace(TIT_FOR_TAT, optimistic=0), rng=random.Random(1))
+    ps = [ChokeCandidate(f"p{i}", True, 0.0, float(100 - i), -1000) for i in range(6)]
+    assert all(c.update(float(t), ps, seeding=True) == {"p0", "p1", "p2", "p3"} for t in range(0, 120, 10))
 
 
 def test_rate_meter():

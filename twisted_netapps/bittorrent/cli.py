@@ -13,35 +13,16 @@ import sys
 from pathlib import Path
 
 from twisted_netapps.bittorrent import metainfo
+from twisted_netapps.bittorrent.peer.choker import POLICIES, TIT_FOR_TAT
 from twisted_netapps.errors import NetappsError
+from twisted_netapps.units import format_size, parse_size
 
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2, "mib": 1024**2,
-          "g": 1024**3, "gb": 1000**3, "gib": 1024**3}
-
-
-def parse_size(text: str) -> int:
-    """``256KiB``, ``1M``, ``2MiB``, ``500kb``, ``16384`` -> bytes (K/M/G alone are binary)."""
-    raw = text.strip().lower()
-    number = raw.rstrip("kmgib")
-    unit = raw[len(number):]
-    if unit.endswith("/s"):
-        unit = unit[:-2]
+def size_argument(text: str) -> int:
+    """``256KiB``, ``1M``, ``2MiB/s``, ``500kB``, ``16384`` -> bytes (0 allowed: no limit)."""
     try:
-        value = float(number)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
-    if unit not in _UNITS or value < 0:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r}")
-    return int(value * _UNITS[unit])
-
-
-def human_size(n: float) -> str:
-    """``1.5 MiB``-style sizes for people."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
+        return parse_size(text.removesuffix("/s"), zero=True)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def cmd_create(args) -> int:
@@ -57,8 +38,8 @@ def cmd_create(args) -> int:
     out = args.output or f"{Path(args.path).resolve().name}.torrent"
     Path(out).write_bytes(data)
     meta = metainfo.parse(data)
-    print(f"{out}: {meta.name}, {human_size(meta.total_length)} in {meta.piece_count} pieces of "
-          f"{human_size(meta.piece_length)}, info-hash {meta.info_hash.hex()}")
+    print(f"{out}: {meta.name}, {format_size(meta.total_length)} in {meta.piece_count} pieces of "
+          f"{format_size(meta.piece_length)}, info-hash {meta.info_hash.hex()}")
     return 0
 
 
@@ -73,7 +54,7 @@ def cmd_info(args) -> int:
     meta = _load(args.torrent)
     print(f"name:         {meta.name}")
     print(f"info-hash:    {meta.info_hash.hex()}")
-    print(f"size:         {meta.total_length} bytes ({human_size(meta.total_length)})")
+    print(f"size:         {meta.total_length} bytes ({format_size(meta.total_length)})")
     print(f"pieces:       {meta.piece_count} x {meta.piece_length} bytes")
     print(f"private:      {'yes' if meta.private else 'no'}")
     for i, tier in enumerate(meta.tiers):
@@ -112,9 +93,9 @@ def _add_transfer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bind", default="127.0.0.1",
                    help="one address for listening, outgoing connections and announces (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="listening port (default: any free port)")
-    p.add_argument("--upload-rate", type=parse_size, default=0, metavar="R",
+    p.add_argument("--upload-rate", type=size_argument, default=0, metavar="R",
                    help="upload cap in bytes/s (e.g. 1MiB; 0 = none)")
-    p.add_argument("--download-rate", type=parse_size, default=0, metavar="R",
+    p.add_argument("--download-rate", type=size_argument, default=0, metavar="R",
                    help="download cap in bytes/s (0 = none)")
     p.add_argument("--tracker", action="append", metavar="URL",
                    help="announce here instead of the torrent's trackers (repeatable)")
@@ -122,6 +103,9 @@ def _add_transfer_options(p: argparse.ArgumentParser) -> None:
                    help="also connect to this peer (repeatable; e.g. a client that never dials 127.x)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     p.add_argument("--verbose", "-v", action="store_true", help="log connections and tracker replies")
+    p.add_argument("--choker", choices=sorted(POLICIES), default=TIT_FOR_TAT.name,
+                   help="whom to upload to: the seeds' tit-for-tat (4 fastest + 1 optimistic, every 10/30 s; "
+                        "default) or libtorrent's defaults (8 + 1, every 15/30 s, round-robin when seeding)")
     p.add_argument("--super-seed", action="store_true",
                    help="BEP 16 super-seeding while this copy is the only complete one (seeding)")
 
@@ -132,7 +116,7 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("create", help="make a .torrent for a file or directory")
     p.add_argument("path")
-    p.add_argument("--piece-length", type=parse_size, default=None,
+    p.add_argument("--piece-length", type=size_argument, default=None,
                    help="piece size (default: 256KiB, larger for files over 512 MiB)")
     p.add_argument("--tracker", "-t", action="append", help="announce URL (repeatable: one tier each)")
     p.add_argument("--output", "-o", help="where to write (default: NAME.torrent here)")

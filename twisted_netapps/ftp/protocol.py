@@ -34,6 +34,7 @@ from twisted_netapps.ftp.session import FtpSession, SessionPolicy
 from twisted_netapps.ftp.transfer import Transfer, as_file_error
 from twisted_netapps.observe import NULL_RECENT
 from twisted_netapps.logins import LoginRefused
+from twisted_netapps.ratelimit import TokenBucket
 
 log = Logger(namespace="netapps.ftp")
 
@@ -330,6 +331,8 @@ class FtpFactory(protocol.Factory):
         low, high = settings.passive_ports or (0, 0)
         self.port_picker = PortPicker(low, high)
         self.sessions: set[FtpControl] = set()
+        # ftp.upload_rate: one bucket for every data connection's downloads
+        self.upload_buckets = [TokenBucket(settings.upload_rate, now=reactor.seconds(), fair=True)] if settings.upload_rate else []
 
     def buildProtocol(self, addr):
         return FtpControl(self)

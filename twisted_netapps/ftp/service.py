@@ -61,6 +61,10 @@ class Settings(StreamSettings):
     anonymous: bool = setting(True, 'accept "anonymous"/"ftp" logins, read-only, to anonymous/')
     anonymous_upload: str = setting("", 'a directory under anonymous/ where anonymous may store new files ("" = none)')
     passive_ports: list[int] = setting([], "[low, high] range for passive data ports ([] = the kernel's choice)")
+    upload_rate: int = setting(
+        0, "bytes per second all data connections together may send (a token bucket; 0 = no limit; "
+        "no sendfile then): the server's u_s in the distribution experiment", minimum=0,
+    )
     passive_address: str = setting("", 'IPv4 address announced in PASV replies, for NAT ("" = the local address)')
     idle_timeout: float = setting(300.0, "seconds a control connection may stay silent (none while a transfer runs)", positive=True)
     data_timeout: float = setting(60.0, "seconds to wait for a data connection, and for progress on one", positive=True)

@@ -18,6 +18,7 @@ from zope.interface import implementer
 from twisted_netapps.ftp import paths, session as core, textmode
 from twisted_netapps.ftp.filesystem import IO, FileError
 from twisted_netapps.ftp.zerocopy import SendfileSender, SpliceReceiver, sendfile_socket, splice_socket
+from twisted_netapps.ratelimit import ThrottledConsumer
 
 log = Logger(namespace="netapps.ftp")
 
@@ -50,13 +51,13 @@ class _FileProducer:
         transfer = self.transfer
         chunk = self.handle.read(CHUNK)
         if not chunk:
-            transfer.connection.transport.unregisterProducer()
+            transfer.out.unregisterProducer()
             transfer.sent_all()
             return
         if self.ascii:
             chunk = textmode.to_network(chunk)
         transfer.progress(len(chunk))
-        transfer.connection.transport.write(chunk)
+        transfer.out.write(chunk)
 
     def stopProducing(self) -> None:
         pass  # the connection went away: data_connection_lost reports it
@@ -74,6 +75,7 @@ class Transfer:
         self.upload = None  # STOR/APPE/STOU: the Upload
         self.payload: bytes | None = None  # listings and small files, whole
         self.connection = None
+        self.out = None  # the data transport, or a ThrottledConsumer before it (ftp.upload_rate)
         self.sender: SendfileSender | None = None
         self.receiver: SpliceReceiver | None = None
         self.decoder = textmode.FromNetwork() if request.ascii else None
@@ -162,19 +164,23 @@ class Transfer:
                 self.receiver.start()
                 return
         connection.attach(self)
+        buckets = self.control.factory.upload_buckets
+        self.out = ThrottledConsumer(connection.transport, buckets, self.control.factory.reactor) \
+            if buckets and self.upload is None else connection.transport
         if self.payload is not None:
             self.progress(len(self.payload))
-            connection.transport.write(self.payload)
+            self.out.write(self.payload)
             self.sent_all()
         elif self.kind == "retr":
-            sock = None if (connection.tls or self.request.ascii) else sendfile_socket(connection.transport)
+            plain = not (connection.tls or self.request.ascii or buckets)
+            sock = sendfile_socket(connection.transport) if plain else None
             if sock is not None:
                 self.control.factory.stats.incr("sendfile_transfers")
                 self.sender = SendfileSender(self.control.factory.reactor, sock, self.handle,
                                              self.progress, self._sendfile_done)
                 self.sender.start()
             else:
-                connection.transport.registerProducer(_FileProducer(self, self.handle, self.request.ascii), False)
+                self.out.registerProducer(_FileProducer(self, self.handle, self.request.ascii), False)
 
     def _not_connected(self, failure) -> None:
         if self.over:
@@ -209,7 +215,11 @@ class Transfer:
     def sent_all(self) -> None:
         """Everything is handed to the transport: close it; 226 once it is closed."""
         self.finished = True
-        self.connection.transport.loseConnection()
+        transport = self.connection.transport
+        if self.out is transport:
+            transport.loseConnection()
+        else:  # through the upload cap first
+            self.out.when_drained().addCallback(lambda _: transport.loseConnection())
 
     def data_received(self, data: bytes) -> None:
         if self.upload is None or self.over:
@@ -226,6 +236,8 @@ class Transfer:
         self.bytes += len(data)
 
     def data_connection_lost(self, reason) -> None:
+        if isinstance(self.out, ThrottledConsumer):
+            self.out.close()
         if self.over:
             return
         if self.upload is not None:

@@ -120,6 +120,7 @@ class RegionStreamer:
         if out:
             data = b"".join(out)
             self.sent += len(data)
+            proto.f.stats.incr("bytes_out", len(data))  # streamed bodies count too
             proto.out.write(data)
         if not self.pieces:
             self.regions.close()

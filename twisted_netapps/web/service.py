@@ -161,7 +161,7 @@ def build(context: ServiceContext):
         limits=Limits(max_request_line=s.max_request_line, max_header_bytes=s.max_header_bytes, max_headers=s.max_headers),
         idle_timeout=s.idle_timeout, header_timeout=s.header_timeout, request_timeout=s.request_timeout,
         server=b"twisted-netapps", recent=context.recent,
-        upload_buckets=[TokenBucket(s.upload_rate, now=reactor.seconds())] if s.upload_rate else None,
+        upload_buckets=[TokenBucket(s.upload_rate, now=reactor.seconds(), fair=True)] if s.upload_rate else None,
     )
     if cookie is not None:
         context.views.add("visitors", "Cookie demo visitors (the back-end database)", lambda: _visitors_view(visits))

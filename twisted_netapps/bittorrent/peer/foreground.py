@@ -20,11 +20,12 @@ from twisted.logger import (
     textFileLogObserver,
 )
 
-from twisted_netapps.bittorrent.cli import human_size
 from twisted_netapps.bittorrent.metainfo import Metainfo
+from twisted_netapps.bittorrent.peer.choker import POLICIES
 from twisted_netapps.bittorrent.peer.protocol import PeerFactory, TorrentDirectory
 from twisted_netapps.bittorrent.peer.runner import TorrentRunner
 from twisted_netapps.errors import NetappsError
+from twisted_netapps.units import format_rate
 
 
 def _parse_peer(text: str) -> tuple[str, int]:
@@ -62,7 +63,8 @@ def run_foreground(args, meta: Metainfo) -> int:
     runner = TorrentRunner(
         reactor, meta, args.dir, directory, bind=args.bind, listen_port=lambda: bound["port"],
         upload_rate=args.upload_rate, download_rate=args.download_rate, trackers=args.tracker,
-        extra_peers=extra, super_seed=args.super_seed, on_complete=on_complete,
+        extra_peers=extra, super_seed=args.super_seed, choke_policy=POLICIES[args.choker],
+        on_complete=on_complete,
     )
 
     def shutdown(*_sig) -> None:
@@ -82,8 +84,8 @@ def run_foreground(args, meta: Metainfo) -> int:
             return
         p = runner.progress()
         percent = 100.0 * p["pieces"] / max(1, p["piece_count"])
-        print(f"\r{meta.name}: {percent:5.1f}%  down {human_size(p['download_rate'])}/s  "
-              f"up {human_size(p['upload_rate'])}/s  peers {p['peers']}   ", end="", file=sys.stderr, flush=True)
+        print(f"\r{meta.name}: {percent:5.1f}%  down {format_rate(p['download_rate'])}  "
+              f"up {format_rate(p['upload_rate'])}  peers {p['peers']}   ", end="", file=sys.stderr, flush=True)
 
     async def begin() -> None:
         endpoint = endpoints.TCP4ServerEndpoint(reactor, args.port, interface=args.bind)

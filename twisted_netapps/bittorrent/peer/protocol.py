@@ -16,7 +16,7 @@ from zope.interface import implementer
 
 from twisted_netapps.bittorrent.peer import wire
 from twisted_netapps.deadlines import Deadline
-from twisted_netapps.ratelimit import ThrottledConsumer, ThrottledReader
+from twisted_netapps.ratelimit import ThrottledConsumer, ThrottledReceiver
 
 log = Logger(namespace="netapps.bittorrent")
 
@@ -37,7 +37,7 @@ class PeerProtocol(protocol.Protocol):
         self.reader = wire.WireReader()
         self.peer = None
         self.writer: ThrottledConsumer | None = None
-        self.throttle: ThrottledReader | None = None
+        self.receiver: ThrottledReceiver | None = None  # the download cap, once attached
         self.paused = False
         self._handshake_deadline: Deadline | None = None
 
@@ -51,8 +51,12 @@ class PeerProtocol(protocol.Protocol):
             self.transport.write(wire.handshake(self.runner.meta.info_hash, self.runner.peer_id))
 
     def dataReceived(self, data: bytes) -> None:
-        if self.throttle is not None:
-            self.throttle.received(len(data))
+        if self.receiver is not None:
+            self.receiver.received(data)  # handed to _process at the download cap
+            return
+        self._process(data)
+
+    def _process(self, data: bytes) -> None:
         events = self.reader.receive_data(data)
         if self.peer is None:
             if not events:
@@ -91,7 +95,7 @@ class PeerProtocol(protocol.Protocol):
                                         high_water=LIMITED_HIGH_WATER if limited else SEND_HIGH_WATER)
         self.writer.registerProducer(self, True)
         if runner.download_buckets:
-            self.throttle = ThrottledReader(self.transport, runner.download_buckets, clock)
+            self.receiver = ThrottledReceiver(self.transport, runner.download_buckets, clock, self._process)
         self.peer = runner.core.new_peer(self.address, self.outgoing, clock.seconds())
         runner.connected(self)
         runner.execute(runner.core.peer_handshaken(self.peer, handshake, clock.seconds()))
@@ -126,8 +130,8 @@ class PeerProtocol(protocol.Protocol):
     def connectionLost(self, reason) -> None:
         if self._handshake_deadline is not None:
             self._handshake_deadline.cancel()
-        if self.throttle is not None:
-            self.throttle.stop()
+        if self.receiver is not None:
+            self.receiver.stop()
         if self.writer is not None:
             self.writer.close()
         if self.runner is not None:

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted_netapps.bittorrent.metainfo import Metainfo
 from twisted_netapps.bittorrent.peer import torrent as core_module
 from twisted_netapps.bittorrent.peer.announce import AnnounceError, HttpAnnouncer
+from twisted_netapps.bittorrent.peer.choker import TIT_FOR_TAT, ChokePolicy, Choker
 from twisted_netapps.bittorrent.peer.protocol import OutgoingPeerFactory, PeerProtocol
 from twisted_netapps.bittorrent.peer.storage import PieceStore
 from twisted_netapps.bittorrent.peer.torrent import TorrentCore
@@ -54,6 +55,7 @@ class TorrentRunner:
         trackers: list[str] | None = None,
         extra_peers: list[tuple[str, int]] = (),
         super_seed: bool = False,
+        choke_policy: ChokePolicy = TIT_FOR_TAT,
         on_complete: Callable[[], None] | None = None,
         pools: Pools | None = None,
     ) -> None:
@@ -65,12 +67,14 @@ class TorrentRunner:
         self.listen_port = listen_port
         self.peer_id = new_peer_id()
         now = reactor.seconds()
-        self.upload_buckets = list(global_buckets[0]) + ([TokenBucket(upload_rate, now=now)] if upload_rate else [])
+        self.upload_buckets = list(global_buckets[0]) + (
+            [TokenBucket(upload_rate, now=now, fair=True)] if upload_rate else [])  # unchoked peers served in turn
         self.download_buckets = list(global_buckets[1]) + (
             [TokenBucket(download_rate, now=now)] if download_rate else [])
         self.trackers = trackers if trackers is not None else meta.trackers
         self.extra_peers = list(extra_peers)
         self.super_seed = super_seed
+        self.choke_policy = choke_policy
         self.on_complete = on_complete
         self.pools = pools or Pools(reactor, disk_threads=2, cpu_threads=1)
         self.store = PieceStore(meta, self.directory)
@@ -99,8 +103,10 @@ class TorrentRunner:
     async def start(self) -> None:
         await self._in_pool(self.store.prepare)
         have = await self._in_pool(self.store.recheck)
+        rng = random.Random()
+        choker = Choker(self.choke_policy, piece_length=self.meta.piece_length, rng=rng)
         self.core = TorrentCore(self.meta, self.peer_id, have, listen_port=self.listen_port(),
-                                rng=random.Random(), super_seed=self.super_seed)
+                                rng=rng, choker=choker, super_seed=self.super_seed)
         self._was_complete = self.core.complete
         if self._was_complete:
             self.completed_at = self.reactor.seconds()

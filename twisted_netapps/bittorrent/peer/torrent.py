@@ -33,7 +33,9 @@ SILENCE_LIMIT = 120.0
 SNUB_TIME = 60.0
 DEFAULT_PEER_REQQ = 250
 OUR_REQQ = 1024
-MIN_PIPELINE = 32
+MIN_PIPELINE = 32  # requests in flight to a new connection, before its rate means anything
+SLOW_PIPELINE = 4  # ...and to a connection whose measured rate is low (a rate-capped uploader)
+RATE_SETTLED = 2.0  # seconds after connecting before the measured rate sizes the pipeline
 MAX_PIPELINE = 512
 CACHE_PIECES = 64
 BAN_STRIKES = 2
@@ -129,7 +131,7 @@ class TorrentCore:
         for i, v in enumerate(have or ()):
             if v:
                 self.picker.set_have(i)
-        self.choker = choker or Choker(rng=self.rng)
+        self.choker = choker or Choker(piece_length=meta.piece_length, rng=self.rng)
         self.peers: list[PeerState] = []
         self.buffers: dict[int, bytearray] = {}
         self.contributors: dict[int, set[PeerState]] = {}
@@ -391,8 +393,12 @@ class TorrentCore:
         peer.outstanding.clear()
 
     def _pipeline(self, peer: PeerState, now: float) -> int:
+        # About a second of the peer's rate in flight. Deep queues at a slow
+        # (capped) peer hold blocks others could send sooner -- the last pieces
+        # wait there -- so once the rate is known, a slow peer gets a short queue.
         depth = int(peer.download.rate(now) * 1.0 / BLOCK_SIZE)
-        return max(MIN_PIPELINE, min(depth, peer.reqq, MAX_PIPELINE))
+        floor = MIN_PIPELINE if now - peer.connected_at < RATE_SETTLED else SLOW_PIPELINE
+        return max(floor, min(depth, peer.reqq, MAX_PIPELINE))
 
     def _fill(self, peer: PeerState, now: float) -> None:
         if peer.peer_choking or not peer.am_interested or peer.closed:
@@ -487,7 +493,7 @@ class TorrentCore:
         super_seeding = self.super_seed and self.complete
         candidates = [
             ChokeCandidate(p, p.peer_interested or (super_seeding and not p.pieces.complete),
-                           p.download.rate(now), p.upload.rate(now), p.connected_at, p.snubbed)
+                           p.download.rate(now), p.upload.rate(now), p.connected_at, p.snubbed, p.upload.total)
             for p in self.peers if p.handshaken
         ]
         if super_seeding:
