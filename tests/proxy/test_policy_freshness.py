@@ -169,10 +169,16 @@ def test_no_heuristic_from_a_last_modified_after_date():
 
 # -- age (4.2.3, 5.1) -------------------------------------------------------------------
 
-def test_age_must_be_one_line_of_digits():
-    assert [parse_age(h(("Age", v))) for v in ("15", "abc", "-7200", "7200.0", "0,7200", "7200, 7200")] == [
-        15, 0, 0, 0, 0, 0]
-    assert parse_age(h(("Age", "7200"), ("Age", "0"))) == 0
+def test_age_must_be_digits():
+    assert [parse_age(h(("Age", v))) for v in ("15", "abc", "-7200", "7200.0", "7200;foo=bar", " 15 ")] == [
+        15, 0, 0, 0, 0, 15]
+
+
+def test_the_first_of_several_age_values_counts():
+    assert [parse_age(h(("Age", v))) for v in ("7200, 0", "0, 7200", "0,7200", "3600, 3600", "abc, 7200")] == [
+        7200, 0, 0, 3600, 0]
+    assert parse_age(h(("Age", "7200"), ("Age", "0"))) == 7200
+    assert parse_age(h(("Age", "0"), ("Age", "7200"))) == 0
 
 
 def test_huge_age_is_capped_and_stale():

@@ -122,7 +122,14 @@ def test_vary_star_anywhere_never_matches():
 
 
 def test_vary_normalises_whitespace_and_lines():
-    assert normalize([b" 1, 2 "]) == normalize([b"1,2"]) == normalize([b"1", b"2"])
+    assert normalize(b"foo", [b" 1, 2 "]) == normalize(b"foo", [b"1,2"]) == normalize(b"foo", [b"1", b"2"])
+
+
+def test_vary_folds_case_only_where_values_are_case_insensitive():
+    assert normalize(b"accept-language", [b"eN, De"]) == normalize(b"accept-language", [b"en,de"])
+    assert normalize(b"accept-encoding", [b"GZIP"]) == normalize(b"accept-encoding", [b"gzip"])
+    assert normalize(b"foo", [b"ABC"]) != normalize(b"foo", [b"abc"])
+    assert normalize(b"accept-language", [b"en, de"]) != normalize(b"accept-language", [b"de, en"])
 
 
 def test_absent_matches_only_absent():

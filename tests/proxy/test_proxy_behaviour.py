@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from netapps_daemon import wait_for  # noqa: E402
 from proxy_origin import Reply, http_date  # noqa: E402
-from proxytestlib import origin, proxy  # noqa: E402,F401 (fixtures)
+from proxytestlib import origin, proxy, start_proxy  # noqa: E402,F401 (fixtures)
 
 FRESH = [("Expires", http_date(100000)), ("Cache-Control", "max-age=100000"),
          ("Last-Modified", http_date(-100000)), ("Date", http_date())]
@@ -82,6 +82,22 @@ def test_chunked_request_body_is_forwarded(proxy):
                        b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200")
     assert proxy.origin.requests(path)[0].body == b"hello world"
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_body_sent_with_the_head_reaches_a_new_origin_connection(origin, tmp_path, mode):
+    # A fresh daemon has no pooled origin connection: the body (in the same
+    # packet as the head) arrives while the connection is still being made.
+    fresh = start_proxy(tmp_path, origin, mode)
+    try:
+        path = scripted(fresh, Reply(201, [], b"created"))
+        target = fresh.target(path).encode()
+        answer = fresh.raw(b"PUT " + target + b" HTTP/1.1\r\nHost: " + origin.authority.encode() +
+                           b"\r\nContent-Length: 12\r\nConnection: close\r\n\r\n[{\"id\":\"x\"}]")
+        assert answer.startswith(b"HTTP/1.1 201")
+        assert origin.requests(path)[0].body == b'[{"id":"x"}]'
+    finally:
+        fresh.daemon.stop()
 
 
 # -- fields --------------------------------------------------------------------------------

@@ -35,6 +35,26 @@ def test_one_field(proxy, stored, asked, reused):
     assert proxy.origin.count(path) == (1 if reused else 2)
 
 
+@pytest.mark.parametrize("stored,asked,reused", [
+    ("en, de", "eN, De", True),  # language ranges are case-insensitive
+    ("en, de", " en ,   de", True),
+    ("en, de", "de, en", False),  # order can be the preference: kept
+    ("de", "fr;q=0.5, de;q=1.0", False),
+])
+def test_accept_language_ignores_case_and_whitespace_only(proxy, stored, asked, reused):
+    path = varying(proxy, ["Accept-Language"])
+    proxy.get(path, [("Accept-Language", stored)])
+    proxy.get(path, [("Accept-Language", asked)])
+    assert proxy.origin.count(path) == (1 if reused else 2)
+
+
+def test_case_is_kept_in_other_fields(proxy):
+    path = varying(proxy, ["Foo"])
+    proxy.get(path, [("Foo", "abc")])
+    proxy.get(path, [("Foo", "ABC")])
+    assert proxy.origin.count(path) == 2
+
+
 @pytest.mark.parametrize("asked,reused", [
     ([("Foo", "1"), ("Bar", "abc"), ("Baz", "789")], True),
     ([("Foo", "2"), ("Bar", "abc"), ("Baz", "789")], False),

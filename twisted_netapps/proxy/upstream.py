@@ -298,7 +298,7 @@ class UpstreamRequest:
     """
 
     __slots__ = ("pool", "host", "port", "method", "head", "handler", "has_body", "connection", "cancelled",
-                 "_pending", "_retried", "_body_producer")
+                 "_pending", "_retried", "_body_producer", "_early_body", "_held_producer")
 
     def __init__(self, pool: OriginPool, host: str, port: int, method: bytes, head: bytes,
                  handler: ResponseHandler, *, has_body: bool = False) -> None:
@@ -314,6 +314,10 @@ class UpstreamRequest:
         self._pending: defer.Deferred | None = None
         self._retried = False
         self._body_producer = None
+        # Body bytes that arrive (often in the same packet as the head) before
+        # the origin connection is up: kept here, the client paused meanwhile.
+        self._early_body: list[bytes] = []
+        self._held_producer = None
 
     def start(self) -> None:
         connection = self.pool.take_idle(self.host, self.port, None if self._retryable() else UNSAFE_REUSE_AGE)
@@ -333,11 +337,23 @@ class UpstreamRequest:
             return
         self.connection = connection
         connection.send(self.method, self.head, _Relay(self))
+        if self._early_body:
+            connection.write(b"".join(self._early_body))
+            self._early_body = []
         if self._body_producer is not None:
             connection.transport.registerProducer(self._body_producer, True)
+        self._release_client()
+
+    def _release_client(self) -> None:
+        """Resume reading from a client paused while its body waited for the connection."""
+        if self._held_producer is not None:
+            held, self._held_producer = self._held_producer, None
+            held.resumeProducing()
 
     def _connect_failed(self, failure) -> None:
         self._pending = None
+        self._early_body = []
+        self._release_client()
         if self.cancelled:
             return
         if failure.check(error.DNSLookupError):
@@ -365,8 +381,16 @@ class UpstreamRequest:
         self.handler.failed(status, detail)
 
     def write(self, data: bytes) -> None:
-        if self.connection is not None and not self.connection.closed:
-            self.connection.write(data)
+        if self.connection is not None:
+            if not self.connection.closed:
+                self.connection.write(data)
+        elif not self.cancelled:
+            # Not connected yet: keep the bytes and stop reading from the
+            # client until the connection is up (bounded by one read).
+            self._early_body.append(data)
+            if self._body_producer is not None and self._held_producer is None:
+                self._held_producer = self._body_producer
+                self._held_producer.pauseProducing()
 
     def register_body_producer(self, producer) -> None:
         """Let the origin's send buffer pace the client sending the request body."""
@@ -389,6 +413,8 @@ class UpstreamRequest:
 
     def cancel(self) -> None:
         self.cancelled = True
+        self._early_body = []
+        self._release_client()
         if self._pending is not None:
             self._pending.cancel()
         if self.connection is not None and self.connection.handler is not None:

@@ -42,11 +42,19 @@ DEFAULT_HEURISTIC = HeuristicRule()
 
 
 def parse_age(headers: Headers) -> int:
-    """age_value: the Age field as delta-seconds, 0 when absent or invalid."""
+    """age_value: the Age field as delta-seconds, 0 when absent or invalid.
+
+    Age is a singleton; when several values arrive (field lines, or a list on
+    one line) the first one counts, as caches that added their own Age after
+    an earlier one would have it. Anything but plain digits there is ignored.
+    """
     lines = headers.get_all(b"age")
-    if len(lines) != 1 or not lines[0].isdigit():
+    if not lines:
         return 0
-    return min(int(lines[0]), DELTA_MAX)
+    first = lines[0].split(b",", 1)[0].strip(b" \t")
+    if not first.isdigit():
+        return 0
+    return min(int(first), DELTA_MAX)
 
 
 def date_value(headers: Headers, response_time: float) -> float:
