@@ -109,6 +109,44 @@ def test_listener_cap_and_slot_reuse():
     assert not again.disconnecting
 
 
+def test_a_full_listener_closes_the_oldest_of_the_heaviest_address_for_one_holding_fewer():
+    factory, stats = limited(max_connections=4, per_address=3)
+    attacker = [connect(factory, host="10.0.0.1", port=p) for p in (1, 2, 3)]
+    connect(factory, host="10.0.0.2")
+    _, admitted = connect(factory, host="10.0.0.3")  # holds none, the heaviest holds 3
+    assert not admitted.disconnecting and admitted.value() == b""
+    oldest = attacker[0][1]
+    assert oldest.disconnecting and not attacker[1][1].disconnecting  # the oldest, and only it
+    assert stats["evicted_connections"] == 1 and factory.active == 4
+    assert factory.per_address == {"10.0.0.1": 2, "10.0.0.2": 1, "10.0.0.3": 1}
+    # the heaviest still holds 2: another newcomer gets the next oldest
+    _, admitted = connect(factory, host="10.0.0.4")
+    assert not admitted.disconnecting and attacker[1][1].disconnecting and stats["evicted_connections"] == 2
+    # one each now: fair already, so a plain refusal
+    _, refused = connect(factory, host="10.0.0.5")
+    assert refused.value() == b"421 busy\r\n" and stats["evicted_connections"] == 2
+    # an evicted connection's close is counted once, and frees only its descriptor
+    attacker[0][0].connectionLost(Failure(Exception("aborted")))
+    assert factory.active == 4 and factory.per_address["10.0.0.1"] == 1 and factory.descriptors.in_use == 5
+    attacker[1][0].connectionLost(Failure(Exception("aborted")))
+    attacker[2][0].connectionLost(Failure(Exception("gone")))
+    assert "10.0.0.1" not in factory.per_address and "10.0.0.1" not in factory.by_address
+    assert factory.active == 3 and factory.descriptors.in_use == 3
+
+
+def test_no_eviction_between_equals():
+    factory, stats = limited(max_connections=2, per_address=5)
+    connect(factory, host="10.0.0.1")
+    connect(factory, host="10.0.0.1")
+    _, refused = connect(factory, host="10.0.0.1")  # its own address is the heaviest: no
+    assert refused.disconnecting and refused.value() == b"421 busy\r\n"
+    factory2, _ = limited(max_connections=2, per_address=5)
+    connect(factory2, host="10.0.0.1")
+    connect(factory2, host="10.0.0.2")
+    _, refused = connect(factory2, host="10.0.0.3")  # one each: fair already
+    assert refused.value() == b"421 busy\r\n" and stats["evicted_connections"] == 0
+
+
 def test_separate_listeners_have_separate_counts():
     shared_protocols = RecorderFactory()
     stats = ServiceStats("smtp")

@@ -8,6 +8,12 @@ listener's factory in a :class:`LimitedFactory`, one per listener, so that
   submission, and one address cannot take a listener's every slot;
 - a connection over a limit gets the protocol's own refusal (``421`` /
   ``-ERR`` / ``* BYE`` / nothing), sent by the frame, and is closed;
+- a full listener makes room for an address that holds fewer connections
+  than the address holding the most (fair share): the oldest connection of
+  the heaviest address is closed and the newcomer admitted. Slow clients
+  spread over many addresses (a distributed slowloris) could otherwise keep
+  every slot filled, refilling each one the moment a deadline frees it, and
+  a client with one connection would never get in;
 - every connection is logged once when it opens and once when it closes, at
   info, by the frame (services do not log them), rate-limited so that a flood
   writes a few lines and a count of those suppressed, not one line per
@@ -120,6 +126,7 @@ class _Connection(policies.ProtocolWrapper):
         self.host = host
         self.peer = "?"
         self.opened = 0.0
+        self.evicted = False
         self._forwarded = tuple(
             i for i in (interfaces.IHalfCloseableProtocol, interfaces.IHandshakeListener) if i.providedBy(wrapped)
         )
@@ -221,22 +228,54 @@ class LimitedFactory(policies.WrappingFactory):
         self.budget = log_budget or LogBudget()
         self.descriptors = descriptors or DescriptorBudget()
         self.descriptors.caps += self.max_connections
+        # Live connections (evicted ones no longer count here; they hold a descriptor until closed).
         self.active = 0
         self.per_address: Counter[str] = Counter()
+        self.by_address: dict[str, dict[_Connection, None]] = {}  # oldest first
 
     def buildProtocol(self, addr):
         host = host_of(addr)
-        if self.active >= self.max_connections:
-            return self._refused(addr, f"{self.max_connections} connections open on {self.listener}")
         if self.per_address[host] >= self.max_per_address:
             return self._refused(addr, f"{self.max_per_address} connections open from {host}")
         if self.descriptors.exhausted():
             return self._refused(addr, f"{self.descriptors.in_use} connections open in all, the most "
                                        "the open-file limit allows with its reserve")
+        if self.active >= self.max_connections and not self._evict_for(host):  # evict last: never in vain
+            return self._refused(addr, f"{self.max_connections} connections open on {self.listener}")
         wrapped = self.wrappedFactory.buildProtocol(addr)
         if wrapped is None:
             return None
         return self.protocol(self, wrapped, host)
+
+    def _evict_for(self, host: str) -> bool:
+        """Close the oldest connection of the address holding the most, if *host* holds fewer
+        even with one more; whether a slot was freed."""
+        heaviest, count = self.per_address.most_common(1)[0]
+        if self.per_address.get(host, 0) + 1 >= count:
+            return False
+        victim = next(iter(self.by_address[heaviest]))
+        victim.evicted = True
+        self.active -= 1
+        self._forget(victim)
+        self.stats.incr("evicted_connections")
+        if self.budget.allow():
+            suppressed = self.budget.take_suppressed()
+            log.warn(
+                "{service}: {listener} full: closing the oldest of {count} connections from {heaviest} "
+                "to admit {host}{more}",
+                service=self.service, listener=self.listener, count=count, heaviest=heaviest, host=host,
+                more=f" ({suppressed} log lines suppressed)" if suppressed else "",
+            )
+        victim.transport.abortConnection()  # now: a slow reader must not keep it while a buffer drains
+        return True
+
+    def _forget(self, connection: _Connection) -> None:
+        host = connection.host
+        self.per_address[host] -= 1
+        del self.by_address[host][connection]
+        if not self.per_address[host]:
+            del self.per_address[host]
+            del self.by_address[host]
 
     def _refused(self, addr, why: str):
         self.stats.incr("refused_connections")
@@ -257,6 +296,7 @@ class LimitedFactory(policies.WrappingFactory):
         self.active += 1
         self.descriptors.in_use += 1
         self.per_address[connection.host] += 1
+        self.by_address.setdefault(connection.host, {})[connection] = None
         self.stats.connection_opened()
         if self.budget.allow():
             suppressed = self.budget.take_suppressed()
@@ -267,11 +307,10 @@ class LimitedFactory(policies.WrappingFactory):
             )
 
     def closed(self, connection: _Connection) -> None:
-        self.active -= 1
         self.descriptors.in_use -= 1
-        self.per_address[connection.host] -= 1
-        if not self.per_address[connection.host]:
-            del self.per_address[connection.host]
+        if not connection.evicted:  # an evicted one left the live counts when it was chosen
+            self.active -= 1
+            self._forget(connection)
         self.stats.connection_closed()
         if self.budget.allow():
             log.info(

@@ -26,6 +26,7 @@ STANDARD_COUNTERS: dict[str, str] = {
 # Counted by the frame for every service with TCP listeners (twisted_netapps.connections).
 FRAME_COUNTERS: dict[str, str] = {
     "refused_connections": "TCP connections refused over max_connections or max_connections_per_address",
+    "evicted_connections": "TCP connections closed to admit an address holding fewer while the listener was full",
 }
 GAUGES: dict[str, str] = {
     "active_connections": "TCP connections open now (a gauge, not a counter)",

@@ -169,3 +169,34 @@ def test_include_without_a_file_name_is_a_one_line_error(tmp_path):
     with pytest.raises(ZoneError) as e:
         load_zone("example.test.", write(tmp_path, GOOD + "$INCLUDE\n"))
     assert "\n" not in str(e.value) and "cannot read" in str(e.value)
+
+
+def test_the_zone_file_check_survives_a_failure_and_keeps_its_schedule(monkeypatch, tmp_path):
+    from twisted.internet import task
+
+    from twisted_netapps.dns import zoneset
+    from twisted_netapps.stats import ServiceStats
+
+    zone_file = tmp_path / "lab.test.zone"
+    zone_file.write_text("$ORIGIN lab.test.\n$TTL 60\n@ IN SOA ns1 host 1 60 60 60 60\n@ IN NS ns1\nns1 IN A 127.0.0.53\n")
+    clock = task.Clock()
+    zones = zoneset.ZoneSet([zoneset.ZoneSpec(dns.name.from_text("lab.test."), zone_file)], clock, ServiceStats("dns"),
+                            reload_interval=5)
+    zones.load_all()
+    checks = []
+
+    def files_changed(loaded):
+        checks.append(clock.seconds())
+        if len(checks) == 1:
+            raise RuntimeError("stat went wrong")
+        return False
+
+    monkeypatch.setattr(zoneset, "files_changed", files_changed)
+    monkeypatch.setattr(zoneset.signal, "signal", lambda *args: None)  # no SIGHUP handler from a test
+    zones.startService()
+    try:
+        clock.advance(5)
+        clock.advance(5)
+    finally:
+        zones.stopService()
+    assert checks == [5, 10] and zones._poll.failures == 1

@@ -5,9 +5,19 @@ from __future__ import annotations
 import os
 import socket
 
+from twisted.internet.interfaces import IReactorFDSet
 from twisted.internet.testing import StringTransport
+from zope.interface import implementer
 
 from twisted_netapps.ftp.zerocopy import SendfileSender, SpliceReceiver, sendfile_socket, splice_socket
+
+
+@implementer(IReactorFDSet)
+class FDSetReactor:
+    """What the seam checks of a reactor: that it can watch descriptors (every posix reactor can)."""
+
+
+POSIX = FDSetReactor()
 
 
 class FakeReactor:
@@ -30,9 +40,22 @@ class HandleTransport:
 
 
 def test_fallback_without_a_socket_handle():
-    assert sendfile_socket(StringTransport()) is None
+    assert sendfile_socket(POSIX, StringTransport()) is None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        assert sendfile_socket(HandleTransport(udp)) is None
+        assert sendfile_socket(POSIX, HandleTransport(udp)) is None
+
+
+def test_fallback_on_a_reactor_that_cannot_watch_descriptors(tmp_path):
+    a, b = socket.socketpair()
+    fd = os.open(tmp_path / "up.bin", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        assert sendfile_socket(POSIX, HandleTransport(a)) is a
+        assert sendfile_socket(object(), HandleTransport(a)) is None  # IOCP, a test reactor
+        assert splice_socket(object(), HandleTransport(a), fd) is None
+    finally:
+        os.close(fd)
+        a.close()
+        b.close()
 
 
 def test_sends_the_file_from_its_position_as_the_socket_drains(tmp_path):
@@ -41,7 +64,7 @@ def test_sends_the_file_from_its_position_as_the_socket_drains(tmp_path):
     path.write_bytes(payload)
     a, b = socket.socketpair()
     a.setblocking(False)
-    assert sendfile_socket(HandleTransport(a)) is a
+    assert sendfile_socket(POSIX, HandleTransport(a)) is a
     reactor, progress, done = FakeReactor(), [], []
     with open(path, "rb", buffering=0) as f:
         f.seek(100)
@@ -102,7 +125,7 @@ def test_splice_receiver_moves_everything_to_the_file_until_eof(tmp_path):
     a.setblocking(False)
     fd = os.open(tmp_path / "up.bin", os.O_WRONLY | os.O_CREAT, 0o644)
     os.write(fd, b"keep")  # written from the file's position on
-    assert splice_socket(HandleTransport(a), fd) is a
+    assert splice_socket(POSIX, HandleTransport(a), fd) is a
     reactor, progress, done = ReaderReactor(), [], []
     receiver = SpliceReceiver(reactor, a, fd, progress.append, done.append)
     receiver.start()
@@ -127,7 +150,7 @@ def test_splice_receiver_moves_everything_to_the_file_until_eof(tmp_path):
 def test_splice_refuses_append_only_files_and_reports_resets(tmp_path):
     a, b = socket.socketpair()
     fd = os.open(tmp_path / "x", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    assert splice_socket(HandleTransport(a), fd) is None  # APPE: the caller writes chunks instead
+    assert splice_socket(POSIX, HandleTransport(a), fd) is None  # APPE: the caller writes chunks instead
     os.close(fd)
     fd = os.open(tmp_path / "y", os.O_WRONLY | os.O_CREAT, 0o644)
     a.setblocking(False)

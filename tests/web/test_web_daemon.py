@@ -381,7 +381,7 @@ def test_access_log_is_combined_log_format(web):
 
 
 def test_counters_are_declared_and_written(tmp_path):
-    from twisted_netapps.stats import STANDARD_COUNTERS
+    from twisted_netapps.stats import FRAME_COUNTERS, GAUGES, STANDARD_COUNTERS
     from twisted_netapps.web.service import COUNTERS
 
     daemon = start_web(tmp_path / "data")
@@ -395,7 +395,7 @@ def test_counters_are_declared_and_written(tmp_path):
     stats = json.loads((tmp_path / "data" / "run" / "stats.json").read_text())["web"]
     assert stats["requests"] == 3 and stats["responses_2xx"] == 2 and stats["responses_4xx"] == 2
     assert stats["uploads"] == 1 and stats["bad_requests"] == 1 and stats["connections"] == 4
-    frame = set(STANDARD_COUNTERS) | {"active_connections", "refused_connections"}
+    frame = set(STANDARD_COUNTERS) | set(FRAME_COUNTERS) | set(GAUGES)
     assert set(stats) - frame <= set(COUNTERS), set(stats) - frame - set(COUNTERS)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import dns.name
 import dns.rdatatype
 from twisted.application import service
-from twisted.internet import task, threads
+from twisted.internet import threads
 from twisted.internet.defer import gatherResults
 from twisted.logger import Logger
 
@@ -28,6 +28,7 @@ from twisted_netapps.dns.notify import NotifySender
 from twisted_netapps.dns.responder import Responder
 from twisted_netapps.dns.zones import LoadedZone, ZoneError, files_changed, load_zone
 from twisted_netapps.errors import ConfigError
+from twisted_netapps.periodic import PeriodicTask
 
 log = Logger(namespace="netapps.dns")
 
@@ -62,8 +63,7 @@ class ZoneSet(service.Service):
         self.views: list[_View] = []
         self._loading: set[dns.name.Name] = set()
         self._failed_files: dict[dns.name.Name, dict[str, float]] = {}
-        self._poll = task.LoopingCall(self.check_files)
-        self._poll.clock = reactor
+        self._poll = PeriodicTask("dns: zone file check", reload_interval, self.check_files, reactor)
         self._previous_sighup = None
         self._notify_port = None
         self.notifier = NotifySender(reactor, stats)
@@ -96,13 +96,13 @@ class ZoneSet(service.Service):
             for origin in self.zones:
                 self._send_notify(origin)
         if self.reload_interval > 0:
-            self._poll.start(self.reload_interval, now=False)
+            self._poll.startService()
         self._previous_sighup = signal.signal(signal.SIGHUP, self._sighup)
 
     def stopService(self):
         super().stopService()
         if self._poll.running:
-            self._poll.stop()
+            self._poll.stopService()
         if self._previous_sighup is not None:
             signal.signal(signal.SIGHUP, self._previous_sighup)
             self._previous_sighup = None
@@ -121,8 +121,9 @@ class ZoneSet(service.Service):
 
     # -- reloads
 
-    def check_files(self) -> None:
-        self.reload(force=False)
+    def check_files(self):
+        """The periodic check: reload the zones whose files changed (a Deferred for the batch)."""
+        return self.reload(force=False)
 
     def reload(self, force: bool = True):
         """Reload changed zones (all of them if *force*); returns a Deferred for the batch."""

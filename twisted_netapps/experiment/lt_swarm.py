@@ -20,8 +20,14 @@ MIN_TIMEOUT = 60.0
 
 
 def lt_session(lt, interface: str = "127.0.0.1", upload_rate: int = 0, download_rate: int = 0):
-    """A libtorrent session on *interface* only, with rate limits that apply on loopback."""
+    """A libtorrent session on *interface* only, with rate limits that apply on loopback.
+
+    TCP only, like our peers: libtorrent prefers uTP for the connections it makes, and uTP's
+    delay-based congestion control halves its rate on loopback (128 MiB, one seed to one
+    leecher, measured here: 89 MB/s over TCP, 45 MB/s over uTP).
+    """
     settings = {
+        "enable_outgoing_utp": False, "enable_incoming_utp": False,
         "listen_interfaces": f"{interface}:0",
         "outgoing_interfaces": interface,
         "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,

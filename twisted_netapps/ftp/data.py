@@ -156,6 +156,51 @@ class _PassiveListener:
             self.sock.close()
 
 
+def _can_adopt(reactor) -> bool:
+    """Whether *reactor* can watch our own listening socket and adopt what it accepts
+    (every posix reactor can; IOCP and test reactors cannot)."""
+    return interfaces.IReactorFDSet.providedBy(reactor) and interfaces.IReactorSocket.providedBy(reactor)
+
+
+class _TwistedPassivePort:
+    """The passive listener for reactors without :func:`_can_adopt`: a ``listenTCP``
+    port whose factory turns away any address but the control peer's.
+
+    Twisted accepts before the factory is asked, so a stranger's connection is
+    accepted and closed at once rather than never accepted; otherwise the same
+    rules as :class:`_PassiveListener`.
+    """
+
+    def __init__(self, reactor, port: int, channel: "DataChannel") -> None:
+        self.channel = channel
+        self.factory = _DataFactory(channel)
+        self.port = reactor.listenTCP(port, _PeerOnlyFactory(self), backlog=4, interface=channel.local_host)
+        self.number = self.port.getHost().port
+
+    def accept(self, addr):
+        if not same_host(addr.host, self.channel.peer_host):
+            log.info("ftp: passive data connection from {host} refused (control peer is {peer})",
+                     host=addr.host, peer=self.channel.peer_host)
+            return None
+        self.stop()
+        return self.factory.buildProtocol(addr)
+
+    def stop(self) -> None:
+        if self.port is not None:
+            port, self.port = self.port, None
+            port.stopListening()
+
+
+class _PeerOnlyFactory(protocol.Factory):
+    noisy = False
+
+    def __init__(self, listener: _TwistedPassivePort) -> None:
+        self.listener = listener
+
+    def buildProtocol(self, addr):
+        return self.listener.accept(addr)
+
+
 class _DataFactory(protocol.Factory):
     noisy = False
 
@@ -218,6 +263,11 @@ class DataChannel:
                     break
                 continue
             sock.setblocking(False)
+            if not _can_adopt(self.reactor):
+                port = sock.getsockname()[1]
+                sock.close()  # only a free port was wanted: Twisted listens on it itself
+                self.port = _TwistedPassivePort(self.reactor, port, self)
+                return self.port.number
             self.port = _PassiveListener(self.reactor, sock, self)
             self.reactor.addReader(self.port)
             return sock.getsockname()[1]

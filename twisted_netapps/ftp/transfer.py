@@ -155,7 +155,7 @@ class Transfer:
             return
         self.connection = connection
         if self.upload is not None and not (connection.tls or self.request.ascii):
-            sock = splice_socket(connection.transport, self.upload.fd)
+            sock = splice_socket(self.control.factory.reactor, connection.transport, self.upload.fd)
             if sock is not None:  # the transport stays paused: the receiver reads
                 connection.transfer = self
                 self.control.factory.stats.incr("splice_transfers")
@@ -173,7 +173,7 @@ class Transfer:
             self.sent_all()
         elif self.kind == "retr":
             plain = not (connection.tls or self.request.ascii or buckets)
-            sock = sendfile_socket(connection.transport) if plain else None
+            sock = sendfile_socket(self.control.factory.reactor, connection.transport) if plain else None
             if sock is not None:
                 self.control.factory.stats.incr("sendfile_transfers")
                 self.sender = SendfileSender(self.control.factory.reactor, sock, self.handle,

@@ -12,8 +12,8 @@ take or give more, without passing them through Python:
   reads nothing meanwhile, so no byte goes two ways); socket -> pipe -> file
   with ``os.splice``, until end of stream.
 
-Under TLS (bytes must be encrypted in user space), in TYPE A, without a
-socket handle, where the call is missing, or for an ``O_APPEND`` file (APPE:
+Under TLS (bytes must be encrypted in user space), in TYPE A, on a reactor
+without ``IReactorFDSet``, without a socket handle, where the call is missing, or for an ``O_APPEND`` file (APPE:
 the kernel refuses to splice into one), :func:`sendfile_socket` /
 :func:`splice_socket` say no and the caller uses a producer or writes each
 received chunk. Callers only ask for transports that carry no TLS layer (FTP
@@ -38,7 +38,9 @@ _SPLICE_MOVE = getattr(os, "SPLICE_F_MOVE", 1)
 _SPLICE_NONBLOCK = getattr(os, "SPLICE_F_NONBLOCK", 2)
 
 
-def _stream_socket(transport) -> socket.socket | None:
+def _stream_socket(reactor, transport) -> socket.socket | None:
+    if not interfaces.IReactorFDSet.providedBy(reactor):  # IOCP, test reactors: no descriptors to watch
+        return None
     get_handle = getattr(transport, "getHandle", None)
     handle = get_handle() if get_handle is not None else None
     if isinstance(handle, socket.socket) and handle.type == socket.SOCK_STREAM:
@@ -46,16 +48,16 @@ def _stream_socket(transport) -> socket.socket | None:
     return None
 
 
-def sendfile_socket(transport) -> socket.socket | None:
+def sendfile_socket(reactor, transport) -> socket.socket | None:
     """The transport's TCP socket if sendfile can write to it directly, else None."""
-    return _stream_socket(transport) if hasattr(os, "sendfile") else None
+    return _stream_socket(reactor, transport) if hasattr(os, "sendfile") else None
 
 
-def splice_socket(transport, file_fd: int) -> socket.socket | None:
+def splice_socket(reactor, transport, file_fd: int) -> socket.socket | None:
     """The transport's TCP socket if it can be spliced into *file_fd*, else None."""
     if not hasattr(os, "splice") or fcntl.fcntl(file_fd, fcntl.F_GETFL) & os.O_APPEND:
         return None
-    return _stream_socket(transport)
+    return _stream_socket(reactor, transport)
 
 
 class _SocketCopier:

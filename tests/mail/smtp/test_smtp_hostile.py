@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import smtplib
 import time
+from contextlib import ExitStack
 
 import pytest
 from hostile_clients import Guessers, Tricklers, serve_repeatedly
@@ -72,6 +73,23 @@ def test_fifty_tricklers_from_one_address_do_not_keep_another_address_out(smtp_d
         sent = serve_normal_client_for(d, 2.0)
         assert sent >= 5 and len(tricklers.open()) == 20  # they are still there, trickling
     assert "connections open from 127.0.0.2" in d.log
+
+
+def test_tricklers_filling_the_listener_from_many_addresses_do_not_keep_a_single_client_out(smtp_daemon):
+    # A distributed slowloris: 10 addresses x 3 connections fill the listener (30); the
+    # deadlines are long, so nothing frees a slot. A client holding none still gets in: the
+    # listener closes the oldest connection of an address holding the most.
+    d = smtp_daemon("smtp.command_deadline=60", "smtp.max_connections=30", "smtp.max_connections_per_address=5")
+    with ExitStack() as stack:
+        crowd = [stack.enter_context(Tricklers(d.address("smtp"), f"127.0.3.{i}", count=3, interval=0.5))
+                 for i in range(1, 11)]
+        time.sleep(1.0)
+        assert sum(len(t.open()) for t in crowd) == 30  # every slot taken
+        sent = serve_normal_client_for(d, 2.0)
+        assert sent >= 5
+        held = sorted(len(t.open()) for t in crowd)
+        assert sum(held) == 29 and held[0] == 2  # one slot lent to the client each time, one address short
+    assert "full: closing the oldest of 3 connections from 127.0.3." in d.log
 
 
 @pytest.mark.slow
