@@ -146,6 +146,15 @@ class Responder:
 
     # -- IQueryHandler
 
+    def observe_queries(self, on: bool) -> None:
+        """Turn the per-query hook on or off. The status page's sampler turns it off for
+        the rest of a second whose share of events is used up: over the share, a query
+        takes the unlogged path and costs the page nothing."""
+        if on and self.log_query is not None:
+            self.handle = self._handle_logged
+        else:
+            self.__dict__.pop("handle", None)
+
     def _handle_logged(self, query: bytes, peer, over_tcp: bool):
         reply = Responder.handle(self, query, peer, over_tcp)
         self.log_query(query, reply, peer, over_tcp)

@@ -250,6 +250,35 @@ def _query_observer(recent, log_queries: bool):
     return observe
 
 
+class QuerySampler:
+    """The status page's hook on a responder that logs nothing: each query becomes an
+    event until this second's share (``Recent.per_second``) is used up; then the
+    responder takes its plain path until the next second starts. At 100,000 queries a
+    second the page sees its 100 and the other queries pay nothing for it (the
+    status service's budget is 3% of a service's throughput)."""
+
+    def __init__(self, responder: Responder, recent, clock) -> None:
+        self.responder = responder
+        self.recent = recent
+        self.clock = clock
+        self.paused = None  # the DelayedCall that resumes sampling
+        responder.log_query = self.observe
+        responder.observe_queries(True)
+
+    def observe(self, query: bytes, reply, peer, over_tcp: bool) -> None:
+        if self.recent.wants():
+            self.recent.add("query", peer=f"{peer[0]}:{peer[1]}", transport="tcp" if over_tcp else "udp",
+                            query=_QueryRecord(query, reply))
+        elif self.paused is None:
+            self.responder.observe_queries(False)
+            now = self.clock.seconds()
+            self.paused = self.clock.callLater(int(now) + 1 - now, self.resume)
+
+    def resume(self) -> None:
+        self.paused = None
+        self.responder.observe_queries(True)
+
+
 def build(context: ServiceContext):
     s: Settings = context.settings
     where = f"{context.config.source}: dns"
@@ -264,9 +293,12 @@ def build(context: ServiceContext):
     children = [zoneset]
 
     def serve(endpoints: list[str], origins, setting_name: str) -> None:
+        sampled = context.recent is not NULL_RECENT and not s.log_queries
         responder = Responder(max_udp_payload=s.max_udp_payload, max_prepared=s.max_prepared,
                               counters=counters, log_transfer=_log_transfer,
-                              log_query=_query_observer(context.recent, s.log_queries))
+                              log_query=None if sampled else _query_observer(context.recent, s.log_queries))
+        if sampled:
+            QuerySampler(responder, context.recent, context.reactor)
         zoneset.add_view(responder, origins)
         factory = DNSStreamFactory(responder, context.stats, context.reactor, s.idle_timeout,
                                    service=context.name)
