@@ -1,7 +1,7 @@
 """Swarm efficiency: 1 seed + N leechers vs the seeds' D_P2P, ours and libtorrent side by side.
 
     python bench/bittorrent_swarm.py [--size 4MiB] [--seed-rate 2MiB/s] [--peer-rate 204.8KiB/s] [--n 1 2 4 8 16]
-                                     [--choker tit-for-tat|libtorrent] [--skip-libtorrent]
+                                     [--choker tit-for-tat|libtorrent] [--super-seed] [--skip-libtorrent]
 
 The P2P half of ``netapps experiment distribution`` (twisted_netapps.experiment):
 every leecher uploads at most u_i and downloads at most d_i = u_s, the seed
@@ -31,11 +31,12 @@ def main() -> None:
     parser.add_argument("--peer-rate", default="204.8KiB/s")
     parser.add_argument("--n", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--choker", choices=sorted(POLICIES), default="tit-for-tat")
+    parser.add_argument("--super-seed", action="store_true", help="our seed super-seeds (BEP 16)")
     parser.add_argument("--skip-libtorrent", action="store_true")
     args = parser.parse_args()
     params = Parameters(file_size=args.size, server_upload=float(args.seed_rate),
                         peer_upload=parse_rate_spec(args.peer_rate), peers=tuple(sorted(set(args.n))), repeat=1,
-                        choker=args.choker, with_libtorrent=not args.skip_libtorrent, client_server=False)
+                        choker=args.choker, super_seed=args.super_seed, with_libtorrent=not args.skip_libtorrent, client_server=False)
     print(params.describe(), flush=True)
     with tempfile.TemporaryDirectory(prefix="bt-swarm-") as out:
         sys.exit(run_in_reactor(params, Path(out), progress=False))

@@ -62,6 +62,8 @@ def register(subparsers) -> None:
     d.add_argument("--choker", choices=sorted(POLICIES), default=TIT_FOR_TAT.name,
                    help="our peers' choking: the seeds' tit-for-tat (4 + 1 optimistic; default) or "
                         "libtorrent's defaults (8 + 1, round-robin when seeding)")
+    d.add_argument("--super-seed", action="store_true",
+                   help="our seed hands out each piece once (BEP 16 super-seeding): fewer copies from the seed")
     d.add_argument("--with-libtorrent", action="store_true",
                    help="also run the P2P schedule with libtorrent peers (needs its Python bindings)")
     d.add_argument("--p2p-only", action="store_true", help="skip the client-server runs")
@@ -86,7 +88,7 @@ def parameters_from(args) -> p.Parameters:
     return p.Parameters(
         file_size=args.file_size, server_upload=float(args.server_upload), peer_upload=args.peer_upload,
         peer_download=args.peer_download, peers=tuple(args.peers), repeat=args.repeat, protocol=args.protocol,
-        churn=args.churn, choker=args.choker, with_libtorrent=args.with_libtorrent, piece_length=args.piece_length,
+        churn=args.churn, choker=args.choker, super_seed=args.super_seed, with_libtorrent=args.with_libtorrent, piece_length=args.piece_length,
         client_server=not args.p2p_only,
     )
 

@@ -119,6 +119,7 @@ class Parameters:
     protocol: str = "http"
     churn: bool = False
     choker: str = "tit-for-tat"
+    super_seed: bool = False  # our seed hands out each piece once (BEP 16)
     with_libtorrent: bool = False
     piece_length: int = 0  # 0: default_piece_length(file_size)
     client_server: bool = True  # False: the P2P runs only
@@ -165,4 +166,5 @@ class Parameters:
         return (f"F = {format_size(self.file_size)}, u_s = {format_rate(self.server_upload)}, "
                 f"u_i = {self.peer_upload.describe()}, d_i = {down}, "
                 f"pieces of {format_size(self.pieces)}, choker {self.choker}"
+                f"{', super-seeding' if self.super_seed else ''}"
                 f"{', churn (leechers leave when done)' if self.churn else ''}, protocol {self.protocol}")

@@ -103,7 +103,7 @@ class Experiment:
                      churn=params.churn, size=params.file_size, bound=params.p2p_bound(n), repeat=repeat)
         if arch == "p2p":
             return await run_swarm(reactor, tracker=self.tracker, choker=params.choker, children=self.children,
-                                   **swarm)
+                                   super_seed=params.super_seed, **swarm)
         from twisted_netapps.experiment.lt_swarm import run_libtorrent_swarm  # (libtorrent: optional)
 
         return await run_libtorrent_swarm(reactor, **swarm)

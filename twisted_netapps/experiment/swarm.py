@@ -42,7 +42,7 @@ async def _all(deferreds: list[defer.Deferred], timeout: float, clock) -> list:
 async def run_swarm(reactor, *, torrent: Path, seed_dir: Path, work: Path, tracker: str, n: int,
                     uploads: list[float], downloads: list[float], server_upload: float, choker: str,
                     churn: bool, size: int, bound: float, repeat: int,
-                    children: set[LineProcess]) -> RunResult:
+                    children: set[LineProcess], super_seed: bool = False) -> RunResult:
     """One swarm; *children* holds every process while it runs (for clean-up on interrupt)."""
     run_dir = work / f"p2p-{n}-{repeat}"
     leechers = [
@@ -57,7 +57,8 @@ async def run_swarm(reactor, *, torrent: Path, seed_dir: Path, work: Path, track
     try:
         await _all([p.line("ready") for p in leechers], timeout, reactor)
         seed = spawn(reactor, "the seed", _peer_argv(
-            "seed", torrent, seed_dir, SEED_ADDRESS, server_upload, 0, tracker, choker, []))
+            "seed", torrent, seed_dir, SEED_ADDRESS, server_upload, 0, tracker, choker,
+            ["--super-seed"] if super_seed else []))
         children.add(seed)
         started, _ = await seed.line("ready")
         completions = await _all([p.line("complete") for p in leechers], timeout, reactor)
