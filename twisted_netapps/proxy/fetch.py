@@ -162,7 +162,7 @@ class Fetch:
             vary_values=secondary_key(names, self.request_headers), status=head.status, reason=head.reason,
             headers=headers, request_time=self.request_time, response_time=now,
         )
-        entry.refresh(self.engine.heuristic, directives)
+        entry.refresh(self.engine.heuristic, directives, headers)
         self.entry = entry
         self._memory = []
         # Small bodies are kept in memory until complete (then one segment

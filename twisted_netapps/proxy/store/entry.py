@@ -102,13 +102,15 @@ class Entry:
         return Freshness(self.lifetime, self.initial_age, self.response_time)
 
     def refresh(self, heuristic: HeuristicRule = DEFAULT_HEURISTIC,
-                directives: ResponseDirectives | None = None) -> None:
+                directives: ResponseDirectives | None = None, headers: Headers | None = None) -> None:
         """Recompute what derives from the headers and times (after load or update).
 
         *directives*: the Cache-Control of these headers, when the caller
-        parsed it already.
+        parsed it already; *headers*: the :class:`Headers` the entry's
+        fields were just taken from (not changed since), sparing a rebuild.
         """
-        headers = self.headers
+        if headers is None:
+            headers = self.headers
         self.directives = parse_response_directives(headers) if directives is None else directives
         self.date = date_value(headers, self.response_time)
         freshness = compute_freshness(
