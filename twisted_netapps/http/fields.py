@@ -281,9 +281,22 @@ def connection_options(headers: Headers) -> frozenset[bytes]:
     options = headers._options
     if options is None:
         lines = headers.get_all(b"connection")
-        options = frozenset(m.lower() for m in split_lists(lines)) if lines else frozenset()
+        if not lines:
+            options = _NO_OPTIONS
+        else:
+            # Peers send the same one or two values ("keep-alive", "close")
+            # on every message: the parsed sets are remembered (bounded).
+            options = _connection_options.get(lines)
+            if options is None:
+                if len(_connection_options) >= 256:
+                    _connection_options.clear()
+                options = _connection_options[lines] = frozenset(m.lower() for m in split_lists(lines))
         headers._options = options
     return options
+
+
+_NO_OPTIONS: frozenset[bytes] = frozenset()
+_connection_options: dict[tuple[bytes, ...], frozenset[bytes]] = {}
 
 
 def end_to_end_lines(headers: Headers, also_drop: frozenset[bytes] = frozenset()) -> list[bytes]:
