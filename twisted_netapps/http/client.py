@@ -24,6 +24,11 @@ from twisted_netapps.http.fields import connection_options
 from twisted_netapps.http.head import head_end, parse_response_head
 
 
+# Events are immutable: one instance of each ending serves every response.
+_END_REUSABLE = EndOfMessage(reusable=True)
+_END_NOT_REUSABLE = EndOfMessage(reusable=False)
+
+
 class State(Enum):
     IDLE = "no request outstanding"
     HEAD = "awaiting a response head"
@@ -132,4 +137,4 @@ class ClientConnection:
         reusable = self._reusable and not self._buffer
         self.state = State.IDLE if reusable else State.FAILED
         self._buffer = b""
-        events.append(EndOfMessage(reusable=reusable))
+        events.append(_END_REUSABLE if reusable else _END_NOT_REUSABLE)

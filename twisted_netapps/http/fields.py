@@ -281,9 +281,22 @@ def connection_options(headers: Headers) -> frozenset[bytes]:
     options = headers._options
     if options is None:
         lines = headers.get_all(b"connection")
-        options = frozenset(m.lower() for m in split_lists(lines)) if lines else frozenset()
+        if not lines:
+            options = _NO_OPTIONS
+        else:
+            # Peers send the same one or two values ("keep-alive", "close")
+            # on every message: the parsed sets are remembered (bounded).
+            options = _connection_options.get(lines)
+            if options is None:
+                if len(_connection_options) >= 256:
+                    _connection_options.clear()
+                options = _connection_options[lines] = frozenset(m.lower() for m in split_lists(lines))
         headers._options = options
     return options
+
+
+_NO_OPTIONS: frozenset[bytes] = frozenset()
+_connection_options: dict[tuple[bytes, ...], frozenset[bytes]] = {}
 
 
 def end_to_end_lines(headers: Headers, also_drop: frozenset[bytes] = frozenset()) -> list[bytes]:
@@ -291,8 +304,20 @@ def end_to_end_lines(headers: Headers, also_drop: frozenset[bytes] = frozenset()
 
     What a proxy forwards, serialised directly: no intermediate Headers.
     """
-    drop = HOP_BY_HOP | connection_options(headers) | also_drop
+    options = connection_options(headers)
+    if options or type(also_drop) is not frozenset:
+        drop = HOP_BY_HOP | options | also_drop
+    else:
+        drop = _WITHOUT_HOP_BY_HOP.get(also_drop)
+        if drop is None:
+            if len(_WITHOUT_HOP_BY_HOP) >= 64:
+                _WITHOUT_HOP_BY_HOP.clear()
+            drop = _WITHOUT_HOP_BY_HOP[also_drop] = HOP_BY_HOP | also_drop
     return [name + b": " + value + b"\r\n" for lower, name, value in headers._fields if lower not in drop]
+
+
+# HOP_BY_HOP | also_drop, by also_drop: callers pass the same few constant sets.
+_WITHOUT_HOP_BY_HOP: dict[frozenset[bytes], frozenset[bytes]] = {}
 
 
 def strip_hop_by_hop(headers: Headers) -> Headers:

@@ -190,6 +190,10 @@ class Engine:
             self._keys[memo_key] = key
         return key
 
+    def remembered_key(self, target: bytes) -> bytes | None:
+        """The cache key of a request target already worked out (and so valid), if it is remembered."""
+        return self._keys.get(target)
+
     def _key_for(self, head) -> bytes | None:
         target = head.target
         if self.reverse_origin is None:

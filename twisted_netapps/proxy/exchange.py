@@ -42,6 +42,7 @@ _SERVABLE = (Action.SERVE, Action.SERVE_STALE, Action.SERVE_STALE_AND_REVALIDATE
 # (Proxy-Authorization), replaced (Host, Via, framing).
 _NOT_FORWARDED = frozenset({b"proxy-authorization", b"content-length", b"host", b"via"})
 _NOT_FORWARDED_OR_COUNTED = _NOT_FORWARDED | {b"max-forwards"}
+_VALIDATORS_OR_RANGE = CLIENT_VALIDATORS | {b"range"}
 
 
 class Exchange:
@@ -87,7 +88,7 @@ class Exchange:
         except ProtocolError as e:
             self.error(e.status, e.detail)
             return
-        self.key = self.target.uri
+        self.key = self.engine.remembered_key(self.head.target) or self.target.uri
         if self.engine.via in via_pseudonyms(self.head.headers):
             self.error(508, "request loop: this request already went through this proxy")
             return
@@ -119,6 +120,8 @@ class Exchange:
             path, self.request_authority = absolute.path, absolute.authority
         elif target_text == b"*" and self.method == b"OPTIONS":
             path = b"*"
+        elif self.engine.remembered_key(target_text) is not None:
+            path = target_text  # an origin-form target the fast-hit check has validated already
         else:
             path = origin_form_target(target_text, origin).path
         return Target(origin.scheme, origin.host, origin.port, path), (origin.connect_host, origin.port)
@@ -132,7 +135,7 @@ class Exchange:
     def through_cache(self) -> None:
         headers = self.head.headers
         directives = self.request_directives
-        if directives.no_store or ORIGIN_ONLY_PRECONDITIONS & headers.names():
+        if directives.no_store or headers.has_any(ORIGIN_ONLY_PRECONDITIONS):
             self.why = "request says no-store" if directives.no_store else "a precondition only the origin evaluates"
             self.go_to_origin(None, store=not directives.no_store and self.method == b"GET")
             return
@@ -162,7 +165,7 @@ class Exchange:
             not self.solo
             and self.method in (b"GET", b"HEAD")
             and store
-            and not (CLIENT_VALIDATORS | {b"range"}) & self.head.headers.names()
+            and not self.head.headers.has_any(_VALIDATORS_OR_RANGE)
         )
         if collapsible:
             existing = self.engine.collapsible_fetch(self.key)
@@ -277,7 +280,7 @@ class Exchange:
         entry = fetch.entry
         self.x_cache = b"MISS" if fetch.leader is self else b"HIT"
         self.source = "origin" if fetch.leader is self else "cache"
-        if entry is not None and head.status == 200 and (CLIENT_VALIDATORS & self.head.headers.names()):
+        if entry is not None and head.status == 200 and self.head.headers.has_any(CLIENT_VALIDATORS):
             if client_not_modified(self.head.headers, entry.headers, entry.date):
                 self.send_head(responses.not_modified_head(entry, entry.freshness.age(now), self.engine.via,
                                                            self.connection_mode(), self.x_cache))

@@ -30,8 +30,11 @@ def origin_form_target(path: bytes, origin: Target) -> Target:
 
 def via_pseudonyms(headers: Headers) -> list[bytes]:
     """The received-by part of every Via member."""
+    lines = headers.get_all(b"via")
+    if not lines:
+        return []
     names = []
-    for member in split_lists(headers.get_all(b"via")):
+    for member in split_lists(lines):
         parts = member.split()
         if len(parts) >= 2:
             names.append(parts[1].lower())

@@ -52,6 +52,8 @@ def normalize(name: bytes, values: list[bytes]) -> bytes | None:
 
 
 def secondary_key(names: tuple[bytes, ...], request_headers: Headers) -> tuple[bytes | None, ...]:
+    if not names:
+        return ()
     return tuple(normalize(name, request_headers.get_all(name)) for name in names)
 
 

@@ -129,8 +129,9 @@ class Cache:
 
     def add(self, entry: Entry, request_headers: Headers) -> None:
         """Store *entry*, replacing what the storing request would have selected."""
-        for old in self.candidates(entry.key, request_headers):
-            self.remove(old)
+        if entry.key in self._by_key:
+            for old in self.candidates(entry.key, request_headers):
+                self.remove(old)
         self._insert(entry, replace=True)
         self._evict(keep=entry)
 

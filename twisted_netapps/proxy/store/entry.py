@@ -22,6 +22,7 @@ served.
 from __future__ import annotations
 
 import zlib
+from itertools import chain
 
 from twisted_netapps.http.fields import Headers
 from twisted_netapps.proxy.policy.directives import ResponseDirectives, parse_response_directives
@@ -36,6 +37,11 @@ from twisted_netapps.proxy.policy.freshness import (
 MAGIC = b"NAPC2 "
 
 
+def _flatten(headers: Headers) -> tuple[bytes, ...]:
+    """(lowercase name, name, value) of every field, in order, in one tuple."""
+    return tuple(chain.from_iterable(headers.lines()))
+
+
 class CorruptEntry(Exception):
     """An entry's files are unreadable, inconsistent or fail their checksum."""
 
@@ -44,13 +50,16 @@ class Entry:
     """One stored response.
 
     Long-lived and numerous, so kept lean for the cyclic garbage collector:
-    a single tracked object, its header fields held as a tuple of byte
-    tuples (never tracked) and turned into :class:`Headers` on demand, its
-    freshness as plain numbers.
+    a single tracked object, its header fields held as one flat tuple of
+    bytes (lowercase name, name, value, lowercase name, ...: untracked after
+    the collector's first look, where a tuple per field would be a dozen
+    more objects per stored response for every young collection to walk)
+    and turned into :class:`Headers` on demand, its freshness as plain
+    numbers.
     """
 
     __slots__ = (
-        "id", "key", "vary", "vary_values", "status", "reason", "header_lines", "request_time", "response_time",
+        "id", "key", "vary", "vary_values", "status", "reason", "flat_fields", "request_time", "response_time",
         "body_length", "body_crc", "segment", "offset", "record_size", "committed", "verified", "must_validate",
         "directives", "date", "lifetime", "initial_age", "fresh_until", "prepared", "prepared_second",
         "fields_size",
@@ -65,7 +74,7 @@ class Entry:
         self.vary_values = vary_values  # their normalised values in the storing request
         self.status = status
         self.reason = reason
-        self.header_lines = tuple(headers.lines())  # as stored: hop-by-hop and unstorable fields removed
+        self.flat_fields = _flatten(headers)  # as stored: hop-by-hop and unstorable fields removed
         self.request_time = request_time
         self.response_time = response_time
         self.body_length = body_length
@@ -91,24 +100,27 @@ class Entry:
     @property
     def headers(self) -> Headers:
         """The stored fields (a fresh :class:`Headers` each time: change it, then assign it back)."""
-        return Headers.from_lines(list(self.header_lines))
+        flat = self.flat_fields
+        return Headers.from_lines(list(zip(flat[0::3], flat[1::3], flat[2::3])))
 
     @headers.setter
     def headers(self, headers: Headers) -> None:
-        self.header_lines = tuple(headers.lines())
+        self.flat_fields = _flatten(headers)
 
     @property
     def freshness(self) -> Freshness:
         return Freshness(self.lifetime, self.initial_age, self.response_time)
 
     def refresh(self, heuristic: HeuristicRule = DEFAULT_HEURISTIC,
-                directives: ResponseDirectives | None = None) -> None:
+                directives: ResponseDirectives | None = None, headers: Headers | None = None) -> None:
         """Recompute what derives from the headers and times (after load or update).
 
         *directives*: the Cache-Control of these headers, when the caller
-        parsed it already.
+        parsed it already; *headers*: the :class:`Headers` the entry's
+        fields were just taken from (not changed since), sparing a rebuild.
         """
-        headers = self.headers
+        if headers is None:
+            headers = self.headers
         self.directives = parse_response_directives(headers) if directives is None else directives
         self.date = date_value(headers, self.response_time)
         freshness = compute_freshness(
@@ -136,7 +148,8 @@ class Entry:
         for name, value in zip(self.vary, self.vary_values):
             lines.append(name)
             lines.append(b"-" if value is None else b"+" + value)
-        lines += [name + b": " + value for _lower, name, value in self.header_lines]
+        flat = self.flat_fields
+        lines += [name + b": " + value for name, value in zip(flat[1::3], flat[2::3])]
         payload = b"\n".join(lines)
         return MAGIC + b"%08x\n" % zlib.crc32(payload) + payload
 
