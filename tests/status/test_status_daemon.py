@@ -263,10 +263,12 @@ def test_tracker_and_bittorrent_views_on_the_status_page(netapps_daemon, tmp_pat
         sets=[f'bittorrent.demo_tracker="http://127.0.0.1:{tracker_port}/announce"'],
     )
     base = f"http://127.0.0.1:{daemon.port('status')}"
-    torrents = wait_for(lambda: get_json(base + "/api/view/bittorrent/torrents")["data"], what="the demo torrent")
-    assert torrents[0]["progress"] == "100.0%"
-    swarms = wait_for(lambda: get_json(base + "/api/view/tracker/swarms")["data"], what="the swarm on the tracker")
-    assert swarms[0]["info_hash"] == torrents[0]["info_hash"] and swarms[0]["seeders"] == 1
+    # The torrent shows as soon as it is added, at 0% while its data is re-checked: wait for the check.
+    torrents = wait_for(lambda: [t for t in get_json(base + "/api/view/bittorrent/torrents")["data"]
+                                 if t["progress"] == "100.0%"], what="the demo torrent, checked")
+    swarms = wait_for(lambda: [s for s in get_json(base + "/api/view/tracker/swarms")["data"] if s["seeders"] == 1],
+                      what="the seeding swarm on the tracker")
+    assert swarms[0]["info_hash"] == torrents[0]["info_hash"]
     peers = get_json(base + f"/api/view/tracker/peers?info_hash={swarms[0]['info_hash']}")["data"]
     assert peers[0]["seed"] is True
     pieces = get_json(base + f"/api/view/bittorrent/pieces?torrent={torrents[0]['torrent']}")["data"]
