@@ -405,9 +405,10 @@ class WebProtocol(protocol.Protocol):
             stats.incr("errors")
         for name, amount in response.extra.items():
             stats.incr(name, amount)
-        if request is not None and f.recent is not NULL_RECENT:  # the arguments cost, not the call
-            f.recent.record("request", peer=self.peer_host, method=request.method,
-                            target=request.head.target.decode("latin-1")[:200], status=status, bytes=body_bytes)
+        if request is not None and f.recent is not NULL_RECENT and f.recent.wants():
+            # (the fields are built only for the events kept: at most 100 a second)
+            f.recent.add("request", peer=self.peer_host, method=request.method,
+                         target=request.head.target.decode("latin-1")[:200], status=status, bytes=body_bytes)
         if f.access_log is not None:
             if request is not None:
                 headers = request.head.headers
