@@ -28,6 +28,31 @@ def test_failed_login_answers_after_the_delay(tmp_path):
     assert transport.value().startswith(b"a NO")
 
 
+def test_login_deadline_counts_from_the_greeting_and_noops_do_not_extend_it(tmp_path):
+    # The case: NOOP every 4 s kept an unauthenticated session for 24 s with a 6 s limit.
+    store, clock, factory = make(tmp_path)
+    factory.login_timeout, factory.idle_timeout = 6.0, 30.0
+    proto, transport = connect(factory)
+    clock.advance(4)
+    assert say(proto, transport, b"n NOOP").startswith(b"n OK")
+    clock.advance(2.1)  # 6.1 s after the greeting, 2.1 s after the last NOOP
+    assert transport.value().endswith(b"* BYE Autologout; connection idle too long\r\n")
+    assert transport.disconnecting
+
+
+def test_after_login_the_idle_timeout_counts_from_the_last_command(tmp_path):
+    store, clock, factory = make(tmp_path)
+    factory.login_timeout, factory.idle_timeout = 6.0, 10.0
+    proto, transport = connect(factory)
+    assert b"a OK " in say(proto, transport, b"a LOGIN alice pw")
+    for _ in range(3):
+        clock.advance(8)
+        assert say(proto, transport, b"n NOOP").startswith(b"n OK")  # 24 s in, still there
+    assert not transport.disconnecting
+    clock.advance(10.1)
+    assert transport.disconnecting
+
+
 def test_expunge_held_during_fetch_sent_at_noop(session):
     store, clock, proto, transport = session
     folder = proto.mbox.state.folder
