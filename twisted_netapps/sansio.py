@@ -63,15 +63,22 @@ class Close:
     """Close the connection once everything queued before it is sent."""
 
 
+_CHECKED_TABLES: dict[int, Mapping] = {}
+
+
 class StateMachine(Generic[S]):
     """The current state, moved only along the transitions the table allows."""
 
     __slots__ = ("state", "_transitions")
 
     def __init__(self, initial: S, transitions: Mapping[S, frozenset[S]]) -> None:
-        missing = [s for s in type(initial) if s not in transitions]
-        if missing:
-            raise LocalProtocolError(f"transition table has no row for {missing}")
+        # A table is checked once, not per connection (iterating an Enum is slow; tables are
+        # module constants). The table is kept in the cache so that its id cannot be reused.
+        if _CHECKED_TABLES.get(id(transitions)) is not transitions:
+            missing = [s for s in type(initial) if s not in transitions]
+            if missing:
+                raise LocalProtocolError(f"transition table has no row for {missing}")
+            _CHECKED_TABLES[id(transitions)] = transitions
         self.state = initial
         self._transitions = transitions
 
