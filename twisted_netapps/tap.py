@@ -5,6 +5,7 @@ Imported lazily by the plugin in ``twisted/plugins/netapps_plugin.py``.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -66,6 +67,18 @@ def _chown_for_privilege_drop(options: Options, paths: list[Path]) -> None:
             os.chown(path, uid if uid is not None else -1, gid if gid is not None else -1)
 
 
+def _freeze_startup_heap() -> None:
+    """Leave what start-up built (modules, classes, config, services) out of future GC passes.
+
+    Those objects live as long as the daemon, yet every full collection
+    walked all of them again -- some 85,000, tens of milliseconds a pass,
+    which a busy cache (its index growing by an entry per miss) triggers
+    every few seconds. Collected first, so no garbage is frozen with them.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def makeService(options: Options):
     from twisted.internet import reactor
 
@@ -89,6 +102,7 @@ def makeService(options: Options):
             prepare_data_dir=lambda paths: _chown_for_privilege_drop(options, paths), log_options=parent,
         )
         service.log_format = options["log-format"]
+        reactor.callWhenRunning(_freeze_startup_heap)
         return service
     except NetappsError as e:
         # One line, no traceback: this is a user mistake, not a bug. Errors
